@@ -48,26 +48,21 @@ std::optional<rule_id> snapshot::range_index::find(const ip_address& a, std::uin
 // ---- matching ---------------------------------------------------------------------
 
 std::optional<rule_id> snapshot::match(list_kind list, const canonical_host& host, std::uint16_t port) const noexcept {
+  if (host.is_ip()) return match(list, host, nullptr, port);
+  const host_key key = make_host_key(host.text);
+  return match(list, host, &key, port);
+}
+
+std::optional<rule_id> snapshot::match(list_kind list, const canonical_host& host, const host_key* key,
+                                       std::uint16_t port) const noexcept {
   const list_index& idx = index(list);
   if (host.is_ip()) {
     // Wildcards never match IP literals; only address entries and '*' do.
     if (auto r = idx.addresses.find(*host.address, port)) return r;
     return first_fitting(idx.any, port);
   }
-  std::string_view name = host.text;
-  auto lookup = [&](const name_table& t, std::string_view key) -> std::optional<rule_id> {
-    if (t.empty()) return std::nullopt;
-    auto it = t.find(key);
-    return it == t.end() ? std::nullopt : first_fitting(it->second, port);
-  };
-  if (auto r = lookup(idx.exact, name)) return r;
-  if (auto r = lookup(idx.apex, name)) return r;
-  // Each proper suffix at a label boundary, most specific first.
-  for (std::size_t dot = name.find('.'); dot != std::string_view::npos; dot = name.find('.', dot + 1)) {
-    std::string_view suffix = name.substr(dot + 1);
-    if (auto r = lookup(idx.subdomains, suffix)) return r;
-    if (auto r = lookup(idx.apex, suffix)) return r;
-  }
+  if (key)
+    if (auto r = idx.names.match(*key, port)) return r;
   return first_fitting(idx.any, port);
 }
 
@@ -81,8 +76,12 @@ decision decide(const snapshot& policy, const request_facts& facts) noexcept {
   if (facts.host == nullptr || !facts.host->ok() || facts.port == 0)
     return {outcome::deny, decision_reason::invalid_host, no_rule};
   const canonical_host& host = *facts.host->host;
-  if (auto r = policy.match(list_kind::deny, host, facts.port)) return {outcome::deny, decision_reason::denied_by_rule, *r};
-  if (auto r = policy.match(list_kind::allow, host, facts.port))
+  host_key key;
+  if (!host.is_ip()) key = make_host_key(host.text);
+  const host_key* k = host.is_ip() ? nullptr : &key;
+  if (auto r = policy.match(list_kind::deny, host, k, facts.port))
+    return {outcome::deny, decision_reason::denied_by_rule, *r};
+  if (auto r = policy.match(list_kind::allow, host, k, facts.port))
     return {outcome::allow, decision_reason::allowed_by_rule, *r};
   if (facts.remembered) {
     return *facts.remembered == outcome::allow ? decision{outcome::allow, decision_reason::remembered_allow, no_rule}
@@ -102,7 +101,6 @@ namespace {
 
 struct compiler {
   const compile_options& options;
-  snapshot::range_index* listed = nullptr;
   std::vector<rule_info>& rules;
   std::vector<compile_problem>& problems;
 
@@ -125,7 +123,8 @@ compile_result compile(const rules& input, const compile_options& options) {
   out->unknown_ = input.unknown;
   out->syntax_ = input.syntax;
   out->allow_private_ = input.guard.allow_private;
-  compiler c{options, &out->listed_, out->rules_, result.problems};
+  out->rules_.reserve(input.allow.size() + input.deny.size() + input.guard.deny_ranges.size());
+  compiler c{options, out->rules_, result.problems};
 
   // Adds one parsed pattern to the list index; presets recurse once.
   auto add = [&](auto& self, list_kind list, const pattern& p, std::string_view text, const source_location& where,
@@ -136,7 +135,7 @@ compile_result compile(const rules& input, const compile_options& options) {
       return static_cast<rule_id>(out->rules_.size() - 1);
     };
     switch (p.kind) {
-      case pattern_kind::exact: idx.exact[p.name].push_back({new_rule(), p.port}); break;
+      case pattern_kind::exact: idx.names.add(p.name, name_index::kind::exact, {new_rule(), p.port}); break;
       case pattern_kind::subdomains:
       case pattern_kind::apex_and_subdomains: {
         if (c.over_public_suffix(p.name)) {
@@ -146,8 +145,8 @@ compile_result compile(const rules& input, const compile_options& options) {
                     "name the registrable domain, e.g. *.example." + p.name);
           return;
         }
-        auto& t = p.kind == pattern_kind::subdomains ? idx.subdomains : idx.apex;
-        t[p.name].push_back({new_rule(), p.port});
+        idx.names.add(p.name, p.kind == pattern_kind::subdomains ? name_index::kind::subdomains : name_index::kind::apex,
+                      {new_rule(), p.port});
         break;
       }
       case pattern_kind::any: idx.any.push_back({new_rule(), p.port}); break;
@@ -206,6 +205,8 @@ compile_result compile(const rules& input, const compile_options& options) {
     out->listed_.add(*r, {static_cast<rule_id>(out->rules_.size() - 1), 0});
   }
 
+  out->allow_.names.freeze();
+  out->deny_.names.freeze();
   const bool failed = std::any_of(result.problems.begin(), result.problems.end(),
                                   [](const compile_problem& p) { return !p.warning; });
   if (!failed) result.policy = std::move(out);

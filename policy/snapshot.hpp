@@ -20,6 +20,7 @@
 #include "policy/address.hpp"
 #include "policy/decision.hpp"
 #include "policy/host.hpp"
+#include "policy/name_index.hpp"
 #include "policy/pattern.hpp"
 #include "policy/rules.hpp"
 
@@ -60,10 +61,7 @@ compile_result compile(const rules& input, const compile_options& options = {});
 
 class snapshot {
  public:
-  struct entry {
-    rule_id rule;
-    std::uint16_t port;  ///< 0: any port
-  };
+  using entry = rule_ref;
 
   /// Sets of address ranges, looked up by each prefix length present.
   class range_index {
@@ -89,6 +87,10 @@ class snapshot {
 
   /// The first rule of `list` that matches the host and port, or nullopt.
   std::optional<rule_id> match(list_kind list, const canonical_host& host, std::uint16_t port) const noexcept;
+  /// The same with the name's suffix hashes computed by the caller (decide() shares
+  /// them between the deny and allow lists).
+  std::optional<rule_id> match(list_kind list, const canonical_host& host, const host_key* key,
+                               std::uint16_t port) const noexcept;
 
   /// The first IP entry of `list` whose range holds `a` at `port` (guard use).
   std::optional<rule_id> match_address(list_kind list, const ip_address& a, std::uint16_t port) const noexcept;
@@ -98,16 +100,8 @@ class snapshot {
  private:
   friend compile_result compile(const rules&, const compile_options&);
 
-  struct string_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  using name_table = std::unordered_map<std::string, std::vector<entry>, string_hash, std::equal_to<>>;
-
   struct list_index {
-    name_table exact;        // example.com
-    name_table subdomains;   // *.example.com, keyed by example.com
-    name_table apex;         // **.example.com, keyed by example.com
+    name_index names;        // example.com, *.example.com, **.example.com
     std::vector<entry> any;  // *, *:22
     range_index addresses;
   };
