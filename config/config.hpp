@@ -1,0 +1,149 @@
+#pragma once
+// The typed configuration of egressd (DESIGN.md §2.2): plain values, filled and
+// validated once by config/load.hpp. After a successful load the invariants noted
+// on each field hold, and nothing downstream re-validates them (STYLE.md §5).
+// Defaults here are the defaults of a YAML file that omits the key.
+
+#include "config/duration.hpp"
+#include "config/endpoint.hpp"
+#include "policy/rules.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace egressd::config {
+
+/// One `listeners[]` entry: a socket that serves HTTP proxy requests and/or
+/// SOCKS5, told apart by the first byte (DESIGN.md §1).
+struct listener_config {
+  /// `address:`; required. No two listeners share one (a port-0 TCP endpoint is
+  /// never "the same" as another: the OS picks distinct ports).
+  endpoint address;
+  /// `protocols: [http, socks5]`; default both; at least one is true.
+  bool http = true;
+  bool socks5 = true;
+};
+
+/// `admin:`: /metrics, /healthz, /readyz, /v1/... (DESIGN.md §2.6).
+struct admin_config {
+  /// `address:`; required; not the address of a listener.
+  endpoint address;
+};
+
+/// `hook.on_timeout`: the answer when the hook does not answer in time.
+/// The zero value denies (STYLE.md §4).
+enum class hook_fallback : std::uint8_t { deny, allow };
+
+/// `hook:`: the confirmation hook asked about unknown destinations (DESIGN.md §2.5).
+/// Exactly one of `exec`, `url`, `console` is set.
+struct hook_config {
+  /// `exec: [program, args...]`: run per question, JSON on stdin/stdout. When set,
+  /// non-empty with a non-empty program.
+  std::vector<std::string> exec;
+  /// `url:`: POST the question here. When set, `http://` or `https://` with a host.
+  std::string url;
+  /// `console: true`: questions wait for an answer by hand (admin /v1/decisions).
+  bool console = false;
+  /// `timeout:`: how long a client is held while the hook decides; > 0.
+  duration timeout = std::chrono::seconds{30};
+  /// `on_timeout:` `deny` | `allow`.
+  hook_fallback on_timeout = hook_fallback::deny;
+  /// `max_pending:` questions waiting at once before new ones are denied; >= 1.
+  std::size_t max_pending = 1024;
+};
+
+/// `limits:`: resource limits and deadlines of the data path.
+struct limits_config {
+  /// Open client connections across all workers; >= 1.
+  std::size_t max_connections = 20000;
+  /// Time to receive a whole request head (HTTP) or SOCKS5 handshake; > 0.
+  duration head_timeout = std::chrono::seconds{10};
+  /// Time to connect upstream (after DNS); > 0.
+  duration connect_timeout = std::chrono::seconds{10};
+  /// A tunnel with no traffic either way for this long is closed; > 0.
+  duration idle_timeout = std::chrono::minutes{10};
+  /// Largest request head accepted (431 beyond); in [1024, 1 MiB].
+  std::size_t max_head_bytes = 16384;
+  /// Most header fields in one request head; in [1, 10000].
+  std::size_t max_headers = 100;
+  /// On SIGTERM, how long open tunnels may drain before they are closed; >= 0.
+  duration drain_timeout = std::chrono::seconds{30};
+};
+
+/// `dns:`: the resolver (DESIGN.md §3).
+struct dns_config {
+  /// Name servers as IP literals, optionally with a port (`1.1.1.1`,
+  /// `127.0.0.1:5353`, `[::1]:53`); empty: those of /etc/resolv.conf.
+  std::vector<std::string> servers;
+  /// One lookup's deadline; > 0.
+  duration timeout = std::chrono::seconds{5};
+  /// Cap on how long an answer is cached, whatever its TTL; >= 0 (0: no cache).
+  duration max_ttl = std::chrono::minutes{5};
+  /// How long "no such name" is cached; >= 0.
+  duration negative_ttl = std::chrono::seconds{10};
+  /// `hosts_file:` honour /etc/hosts.
+  bool hosts_file = true;
+};
+
+/// `metrics:`.
+struct metrics_config {
+  /// Distinct values of the `domain` label before the rest count as `_other`; >= 1.
+  std::size_t max_domains = 500;
+};
+
+/// `log.format`.
+enum class log_format : std::uint8_t { json, text };
+
+/// `log:`.
+struct log_config {
+  log_format format = log_format::json;
+  /// One of trace, debug, info, warn, error, critical, off (spdlog's names).
+  std::string level = "info";
+  /// Where audit records go: `stdout`, `stderr`, `off`, or a file path (non-empty).
+  std::string audit = "stdout";
+};
+
+/// One `auth.users[]` entry (HTTP Basic `Proxy-Authorization` and SOCKS5
+/// username/password, RFC 1929). Both 1..255 bytes; the username has no `:`.
+struct user_credentials {
+  std::string username;
+  std::string password;
+};
+
+/// `auth:`: proxy authentication.
+struct auth_config {
+  /// Empty: no proxy authentication. Usernames are unique.
+  std::vector<user_credentials> users;
+};
+
+/// The whole configuration.
+struct config {
+  /// `version:`; required; always 1.
+  int version = 1;
+  /// `listeners:`; at least one.
+  std::vector<listener_config> listeners;
+  /// `admin:`; absent: no admin server.
+  std::optional<admin_config> admin;
+  /// `policy:`; entries carry their file, path and line; the patterns themselves
+  /// are validated by policy::compile, not here.
+  policy::rules policy;
+  /// `hook:`; absent: unknown destinations are never asked about (denied).
+  std::optional<hook_config> hook;
+  /// `decisions_file:` where "always" hook answers persist; empty: not persisted.
+  std::string decisions_file;
+  limits_config limits;
+  dns_config dns;
+  metrics_config metrics;
+  log_config log;
+  auth_config auth;
+  /// `workers:` event-loop threads; 0 = one per core; at most 1024.
+  unsigned workers = 0;
+  /// Where this came from: "embedded default", or the file path given.
+  std::string source;
+};
+
+}  // namespace egressd::config

@@ -1,0 +1,1090 @@
+// Flow: text -> yaml-cpp node tree (syntax errors become problems with line:column)
+// -> one walk over the tree that fills `config` field by field, reporting unknown
+// and duplicate keys, wrong types and bad scalars, and noting where each path was
+// read -> check_config(): every cross-field rule, in one function -> load_result.
+// The walk never stops at the first problem: a bad field keeps its default and the
+// walk goes on, so one run of `egressd check-config` shows everything.
+// yaml-cpp types never leave this file (STYLE.md §5).
+
+#include "config/load.hpp"
+
+#include <arpa/inet.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cassert>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <limits>
+#include <map>
+#include <set>
+#include <span>
+#include <sstream>
+#include <utility>
+
+namespace egressd::config {
+
+namespace {
+
+constexpr std::string_view embedded_name = "embedded default";
+
+// ---------------------------------------------------------------------------
+// Problems and where things were read
+
+struct mark {
+  int line = 0;  // 1-based; 0 unknown
+  int column = 0;
+};
+
+mark mark_of(const YAML::Mark& m) {
+  if (m.is_null()) return {};
+  return {m.line + 1, m.column + 1};
+}
+
+// Collects problems for one file.
+class diagnostics {
+ public:
+  explicit diagnostics(std::string file) : file_(std::move(file)) {}
+
+  void report(severity level, mark at, std::string path, std::string message, std::string hint = {}) {
+    problems_.push_back(
+        problem{level, file_, std::move(path), at.line, at.column, std::move(message), std::move(hint)});
+  }
+  void error(mark at, std::string path, std::string message, std::string hint = {}) {
+    report(severity::error, at, std::move(path), std::move(message), std::move(hint));
+  }
+  void warning(mark at, std::string path, std::string message, std::string hint = {}) {
+    report(severity::warning, at, std::move(path), std::move(message), std::move(hint));
+  }
+
+  const std::string& file() const { return file_; }
+  std::vector<problem>& problems() { return problems_; }
+
+  // Whether an error was reported at `path` or below it: cross-field checks skip
+  // what is already reported, so one mistake gives one message.
+  bool has_error_under(std::string_view path) const {
+    return std::any_of(problems_.begin(), problems_.end(), [&](const problem& p) {
+      if (p.level != severity::error || p.path.compare(0, path.size(), path) != 0) return false;
+      return p.path.size() == path.size() || p.path[path.size()] == '.' || p.path[path.size()] == '[';
+    });
+  }
+
+ private:
+  std::string file_;
+  std::vector<problem> problems_;
+};
+
+// Where a logical config path (`listeners[1].address`, `policy.unknown`) was
+// written, and the path to show for it: the same for YAML, the JSON path for a
+// settings file. The cross-field checks look their locations up here.
+struct origin {
+  std::string shown_path;
+  mark at;
+};
+
+class origins {
+ public:
+  void note(const std::string& path, mark at) { by_path_[path] = origin{path, at}; }
+  void note_as(const std::string& path, std::string shown_path, mark at) {
+    by_path_[path] = origin{std::move(shown_path), at};
+  }
+  bool has(const std::string& path) const { return by_path_.count(path) != 0; }
+  // The origin of `path`, else of its closest noted ancestor (shown as `path`).
+  origin of(const std::string& path) const {
+    if (auto it = by_path_.find(path); it != by_path_.end()) return it->second;
+    std::string parent = path;
+    while (!parent.empty()) {
+      const std::size_t cut = parent.find_last_of(".[");
+      parent.resize(cut == std::string::npos ? 0 : cut);
+      if (auto it = by_path_.find(parent); it != by_path_.end()) return origin{path, it->second.at};
+    }
+    return origin{path, {}};
+  }
+
+  // The YAML path of config.listeners[i] and config.auth.users[i] (entries whose
+  // address or name failed to parse are not in `config`, so indices can differ).
+  std::vector<std::string> listener_paths;
+  std::vector<std::string> user_paths;
+
+ private:
+  std::map<std::string, origin> by_path_;
+};
+
+// ---------------------------------------------------------------------------
+// Small text helpers
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// Optimal string alignment distance (Levenshtein plus adjacent transpositions),
+// case-insensitive: `alow`, `allwo` and `Allow` are all close to `allow`.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  const std::size_t m = b.size();
+  std::vector<std::size_t> d((n + 1) * (m + 1));
+  auto at = [&](std::size_t i, std::size_t j) -> std::size_t& { return d[i * (m + 1) + j]; };
+  for (std::size_t i = 0; i <= n; ++i) at(i, 0) = i;
+  for (std::size_t j = 0; j <= m; ++j) at(0, j) = j;
+  for (std::size_t i = 1; i <= n; ++i) {
+    for (std::size_t j = 1; j <= m; ++j) {
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
+    }
+  }
+  return at(n, m);
+}
+
+// The candidate closest to `word`, if close enough to be a plausible typo.
+std::optional<std::string_view> closest(std::string_view word, std::span<const std::string_view> candidates) {
+  const std::size_t allowed = word.size() <= 4 ? 1 : word.size() <= 8 ? 2 : 3;
+  std::optional<std::string_view> best;
+  std::size_t best_distance = allowed + 1;
+  for (const auto candidate : candidates) {
+    const std::size_t distance = edit_distance(word, candidate);
+    if (distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+std::string join(std::span<const std::string_view> words) {
+  std::string out;
+  for (const auto w : words) {
+    if (!out.empty()) out += ", ";
+    out += w;
+  }
+  return out;
+}
+
+std::string quote(std::string_view s) { return "`" + std::string(s) + "`"; }
+
+std::string child(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+std::string element(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
+
+bool is_ip_literal(const std::string& text) {
+  std::array<unsigned char, 16> bytes{};
+  return inet_pton(AF_INET, text.c_str(), bytes.data()) == 1 || inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1;
+}
+
+// ---------------------------------------------------------------------------
+// The schema: known keys per mapping. A key known in another section gets the
+// hint "belongs under ..." when it is no typo of a key of its own section.
+
+namespace keys {
+constexpr std::array<std::string_view, 12> top = {"version", "listeners", "admin",   "policy", "hook", "decisions_file",
+                                                  "limits",  "dns",       "metrics", "log",    "auth", "workers"};
+constexpr std::array<std::string_view, 2> listener = {"address", "protocols"};
+constexpr std::array<std::string_view, 1> admin = {"address"};
+constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
+constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private"};
+constexpr std::array<std::string_view, 6> hook = {"exec", "url", "console", "timeout", "on_timeout", "max_pending"};
+constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_timeout",   "connect_timeout",
+                                                    "idle_timeout",    "max_head_bytes", "max_headers",
+                                                    "drain_timeout"};
+constexpr std::array<std::string_view, 5> dns = {"servers", "timeout", "max_ttl", "negative_ttl", "hosts_file"};
+constexpr std::array<std::string_view, 1> metrics = {"max_domains"};
+constexpr std::array<std::string_view, 3> log = {"format", "level", "audit"};
+constexpr std::array<std::string_view, 1> auth = {"users"};
+constexpr std::array<std::string_view, 2> user = {"username", "password"};
+
+struct section {
+  std::string_view name;
+  std::span<const std::string_view> keys;
+};
+constexpr std::array<section, 11> sections{{{"listeners[]", listener},
+                                            {"admin", admin},
+                                            {"policy", policy},
+                                            {"policy.guard", guard},
+                                            {"hook", hook},
+                                            {"limits", limits},
+                                            {"dns", dns},
+                                            {"metrics", metrics},
+                                            {"log", log},
+                                            {"auth", auth},
+                                            {"auth.users[]", user}}};
+}  // namespace keys
+
+std::string unknown_key_hint(std::string_view key, std::span<const std::string_view> known) {
+  if (auto guess = closest(key, known)) return "did you mean " + quote(*guess) + "?";
+  std::string homes;
+  for (const auto& s : keys::sections) {
+    if (std::find(s.keys.begin(), s.keys.end(), key) == s.keys.end()) continue;
+    homes += homes.empty() ? "" : " or ";
+    homes += quote(s.name);
+  }
+  if (!homes.empty()) return quote(key) + " belongs under " + homes;
+  if (std::find(keys::top.begin(), keys::top.end(), key) != keys::top.end())
+    return quote(key) + " belongs at the top level, without indentation";
+  return "known keys here: " + join(known);
+}
+
+// ---------------------------------------------------------------------------
+// The YAML walk
+
+// A node with its path and where it was written.
+struct field {
+  YAML::Node node;
+  std::string path;
+  mark at;
+};
+
+// Quoted (`"x"`, `'x'`) or tagged `!!str`: a string even when it reads as a number.
+bool is_quoted(const YAML::Node& node) { return node.Tag() == "!" || node.Tag() == "tag:yaml.org,2002:str"; }
+
+// Where a mapping's value was written. An empty value (`key:` with nothing after
+// it) has a mark past it, on the next line: it gets its key's mark instead.
+mark value_mark(const YAML::Node& value, mark key_at) {
+  const mark own = mark_of(value.Mark());
+  if (own.line == 0 || (value.IsNull() && own.line != key_at.line)) return key_at;
+  return own;
+}
+
+// Where a list's item was written (an explicit `null` has its own mark).
+mark item_mark(const YAML::Node& item, mark list_at) {
+  const mark own = mark_of(item.Mark());
+  return own.line == 0 ? list_at : own;
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return "nothing";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Scalar:
+      break;
+  }
+  return is_quoted(node) ? "the string \"" + node.Scalar() + "\"" : quote(node.Scalar());
+}
+
+class yaml_reader {
+ public:
+  yaml_reader(diagnostics& diag, origins& where) : diag_(diag), where_(where) {}
+
+  diagnostics& diag() { return diag_; }
+  origins& where() { return where_; }
+
+  // Calls on_key(key, value) for each known key of a mapping, in file order.
+  // Reports a node that is no mapping, non-string, unknown and duplicate keys.
+  // A null node (`admin:` with nothing under it) is an empty mapping.
+  template <class OnKey>
+  void mapping(const field& f, std::span<const std::string_view> known, OnKey&& on_key) {
+    where_.note(f.path, f.at);
+    if (f.node.IsNull()) return;
+    if (!f.node.IsMap()) {
+      wrong_type(f, "a mapping (`key: value` lines or `{...}`)");
+      return;
+    }
+    std::set<std::string, std::less<>> seen;
+    for (auto it = f.node.begin(); it != f.node.end(); ++it) {
+      const YAML::Node key_node = it->first;  // a copy: `*it` is a temporary
+      const mark key_at = mark_of(key_node.Mark());
+      if (!key_node.IsScalar()) {
+        diag_.error(key_at, f.path, "a key must be a plain word, not " + describe(key_node));
+        continue;
+      }
+      const std::string& key = key_node.Scalar();
+      const std::string path = child(f.path, key);
+      if (std::find(known.begin(), known.end(), key) == known.end()) {
+        diag_.error(key_at, path, "unknown key " + quote(key), unknown_key_hint(key, known));
+        continue;
+      }
+      if (!seen.insert(key).second) {
+        diag_.error(key_at, path, "duplicate key " + quote(key), "keep one " + quote(key) + " and merge the two");
+        continue;
+      }
+      const YAML::Node value = it->second;
+      const field v{value, path, value_mark(value, key_at)};
+      where_.note(path, v.at);
+      on_key(std::string_view(key), v);
+    }
+  }
+
+  // Calls on_item(item) for each element of a list; null is an empty list.
+  template <class OnItem>
+  void sequence(const field& f, std::string_view example, OnItem&& on_item) {
+    if (f.node.IsNull()) return;
+    if (!f.node.IsSequence()) {
+      wrong_type(f, "a list", "write " + std::string(example));
+      return;
+    }
+    std::size_t index = 0;
+    for (const auto& item : f.node) {
+      const std::string path = element(f.path, index++);
+      const field v{item, path, item_mark(item, f.at)};
+      where_.note(path, v.at);
+      on_item(v);
+    }
+  }
+
+  std::optional<std::string> string(const field& f) {
+    if (!f.node.IsScalar()) {
+      wrong_type(f, "a string");
+      return std::nullopt;
+    }
+    return f.node.Scalar();
+  }
+
+  std::optional<bool> boolean(const field& f) {
+    if (f.node.IsScalar() && !is_quoted(f.node)) {
+      const std::string& s = f.node.Scalar();
+      if (s == "true" || s == "True" || s == "TRUE") return true;
+      if (s == "false" || s == "False" || s == "FALSE") return false;
+    }
+    wrong_type(f, "true or false");
+    return std::nullopt;
+  }
+
+  // A decimal integer in [min, max], written without quotes.
+  std::optional<std::uint64_t> integer(const field& f, std::uint64_t min, std::uint64_t max) {
+    if (!f.node.IsScalar() || is_quoted(f.node)) {
+      wrong_type(f, "a whole number");
+      return std::nullopt;
+    }
+    const std::string& s = f.node.Scalar();
+    std::uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (s.empty() || end != s.data() + s.size() || (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
+      wrong_type(f, "a whole number");
+      return std::nullopt;
+    }
+    if (ec == std::errc::result_out_of_range || value < min || value > max) {
+      diag_.error(
+          f.at, f.path,
+          quote(s) + " is out of range: write a number from " + std::to_string(min) + " to " + std::to_string(max));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  // A duration of at least `min` (0 or 1ms: "must be greater than 0").
+  std::optional<duration> time(const field& f, duration min) {
+    if (!f.node.IsScalar()) {
+      wrong_type(f, "a duration such as 10s");
+      return std::nullopt;
+    }
+    auto parsed = parse_duration(f.node.Scalar());
+    if (!parsed.value) {
+      diag_.error(f.at, f.path, parsed.error, parsed.hint);
+      return std::nullopt;
+    }
+    if (*parsed.value < min) {
+      diag_.error(f.at, f.path, "must be greater than 0", "write a duration such as 10s");
+      return std::nullopt;
+    }
+    return parsed.value;
+  }
+
+  std::optional<endpoint> address(const field& f) {
+    if (!f.node.IsScalar()) {
+      wrong_type(f, "an address such as 127.0.0.1:3128");
+      return std::nullopt;
+    }
+    auto parsed = parse_endpoint(f.node.Scalar());
+    if (!parsed.value) {
+      diag_.error(f.at, f.path, parsed.error, parsed.hint);
+      return std::nullopt;
+    }
+    return parsed.value;
+  }
+
+  template <class E>
+  std::optional<E> choice(const field& f, std::initializer_list<std::pair<std::string_view, E>> options) {
+    if (f.node.IsScalar()) {
+      for (const auto& [name, value] : options)
+        if (f.node.Scalar() == name) return value;
+    }
+    std::vector<std::string_view> names;
+    std::string list;
+    for (const auto& option : options) {
+      names.push_back(option.first);
+      list += (list.empty() ? "" : " | ") + std::string(option.first);
+    }
+    std::string hint;
+    if (f.node.IsScalar())
+      if (auto guess = closest(f.node.Scalar(), names)) hint = "did you mean " + quote(*guess) + "?";
+    diag_.error(f.at, f.path, "expected " + list + ", got " + describe(f.node), hint);
+    return std::nullopt;
+  }
+
+  // A list of strings kept with their locations, for policy::compile to judge.
+  std::vector<policy::rule_entry> entries(const field& f) {
+    std::vector<policy::rule_entry> out;
+    sequence(f, "[\"example.com\", \"*.example.com\"]", [&](const field& item) {
+      if (auto text = string(item))
+        out.push_back(policy::rule_entry{*text, {diag_.file(), item.path, item.at.line, item.at.column}});
+    });
+    return out;
+  }
+
+  void wrong_type(const field& f, std::string_view expected, std::string hint = {}) {
+    diag_.error(f.at, f.path, "expected " + std::string(expected) + ", got " + describe(f.node), std::move(hint));
+  }
+
+ private:
+  diagnostics& diag_;
+  origins& where_;
+};
+
+// ---------------------------------------------------------------------------
+// Sections
+
+template <class T>
+void assign(T& target, std::optional<T> value) {
+  if (value) target = std::move(*value);
+}
+
+template <class T>
+void assign_count(T& target, std::optional<std::uint64_t> value) {
+  if (value) target = static_cast<T>(*value);
+}
+
+constexpr duration positive{1};
+constexpr duration non_negative{0};
+constexpr std::uint64_t max_size = std::numeric_limits<std::uint32_t>::max();
+
+void read_listeners(yaml_reader& r, const field& f, config& c) {
+  r.sequence(f, "[{address: 127.0.0.1:3128}]", [&](const field& item) {
+    if (!item.node.IsMap()) {
+      r.wrong_type(item, "a listener such as {address: 127.0.0.1:3128}");
+      return;
+    }
+    listener_config listener;
+    bool has_address = false;
+    bool address_ok = false;
+    r.mapping(item, keys::listener, [&](std::string_view key, const field& v) {
+      if (key == "address") {
+        has_address = true;
+        if (auto a = r.address(v)) {
+          listener.address = std::move(*a);
+          address_ok = true;
+        }
+      } else if (key == "protocols") {
+        listener.http = false;
+        listener.socks5 = false;
+        r.sequence(v, "[http, socks5]", [&](const field& p) {
+          enum class protocol : std::uint8_t { http, socks5 };
+          if (auto chosen = r.choice<protocol>(p, {{"http", protocol::http}, {"socks5", protocol::socks5}}))
+            (*chosen == protocol::http ? listener.http : listener.socks5) = true;
+        });
+        if (!listener.http && !listener.socks5 && v.node.IsSequence() && v.node.size() == 0)
+          r.diag().error(v.at, v.path, "a listener must serve at least one protocol",
+                         "write [http, socks5], or remove `protocols` to serve both");
+      }
+    });
+    if (!has_address) r.diag().error(item.at, item.path, "missing `address`", "add address: 127.0.0.1:3128");
+    if (address_ok && (listener.http || listener.socks5)) {
+      r.where().listener_paths.push_back(item.path);
+      c.listeners.push_back(std::move(listener));
+    }
+  });
+}
+
+void read_admin(yaml_reader& r, const field& f, config& c) {
+  if (f.node.IsNull()) return;  // `admin:` with nothing under it: no admin server
+  admin_config admin;
+  bool has_address = false;
+  bool address_ok = false;
+  r.mapping(f, keys::admin, [&](std::string_view, const field& v) {
+    has_address = true;
+    if (auto a = r.address(v)) {
+      admin.address = std::move(*a);
+      address_ok = true;
+    }
+  });
+  if (f.node.IsMap() && !has_address)
+    r.diag().error(f.at, f.path, "missing `address`", "add address: 127.0.0.1:9090, or remove `admin`");
+  if (address_ok) c.admin = std::move(admin);
+}
+
+void read_policy(yaml_reader& r, const field& f, config& c) {
+  c.policy.syntax = policy::grammar::egressd;
+  r.mapping(f, keys::policy, [&](std::string_view key, const field& v) {
+    if (key == "allow") {
+      c.policy.allow = r.entries(v);
+    } else if (key == "deny") {
+      c.policy.deny = r.entries(v);
+    } else if (key == "unknown") {
+      assign(c.policy.unknown, r.choice<policy::unknown_mode>(v, {{"ask", policy::unknown_mode::ask},
+                                                                  {"deny", policy::unknown_mode::deny},
+                                                                  {"allow", policy::unknown_mode::allow}}));
+    } else if (key == "guard") {
+      r.mapping(v, keys::guard, [&](std::string_view guard_key, const field& g) {
+        if (guard_key == "deny_ranges")
+          c.policy.guard.deny_ranges = r.entries(g);
+        else
+          assign(c.policy.guard.allow_private, r.boolean(g));
+      });
+    }
+  });
+}
+
+void read_hook(yaml_reader& r, const field& f, config& c) {
+  if (f.node.IsNull()) return;  // `hook:` with nothing under it: no hook
+  hook_config hook;
+  r.mapping(f, keys::hook, [&](std::string_view key, const field& v) {
+    if (key == "exec") {
+      r.sequence(v, "[\"/usr/local/bin/approve\", \"--flag\"]", [&](const field& arg) {
+        if (auto s = r.string(arg)) hook.exec.push_back(std::move(*s));
+      });
+    } else if (key == "url") {
+      assign(hook.url, r.string(v));
+    } else if (key == "console") {
+      assign(hook.console, r.boolean(v));
+    } else if (key == "timeout") {
+      assign(hook.timeout, r.time(v, positive));
+    } else if (key == "on_timeout") {
+      assign(hook.on_timeout,
+             r.choice<hook_fallback>(v, {{"deny", hook_fallback::deny}, {"allow", hook_fallback::allow}}));
+    } else if (key == "max_pending") {
+      assign_count(hook.max_pending, r.integer(v, 1, max_size));
+    }
+  });
+  if (f.node.IsMap()) c.hook = std::move(hook);
+}
+
+void read_limits(yaml_reader& r, const field& f, config& c) {
+  limits_config& l = c.limits;
+  r.mapping(f, keys::limits, [&](std::string_view key, const field& v) {
+    if (key == "max_connections")
+      assign_count(l.max_connections, r.integer(v, 1, max_size));
+    else if (key == "head_timeout")
+      assign(l.head_timeout, r.time(v, positive));
+    else if (key == "connect_timeout")
+      assign(l.connect_timeout, r.time(v, positive));
+    else if (key == "idle_timeout")
+      assign(l.idle_timeout, r.time(v, positive));
+    else if (key == "max_head_bytes")
+      assign_count(l.max_head_bytes, r.integer(v, 1024, 1024 * 1024));
+    else if (key == "max_headers")
+      assign_count(l.max_headers, r.integer(v, 1, 10000));
+    else if (key == "drain_timeout")
+      assign(l.drain_timeout, r.time(v, non_negative));
+  });
+}
+
+// A name server: an IP literal, or `ip:port` / `[v6]:port` with a port from 1.
+bool valid_name_server(const std::string& text) {
+  if (is_ip_literal(text)) return true;
+  const auto parsed = parse_endpoint(text);
+  return parsed.value && parsed.value->kind == endpoint::kind_t::tcp && parsed.value->port != 0 &&
+         is_ip_literal(parsed.value->host);
+}
+
+void read_dns(yaml_reader& r, const field& f, config& c) {
+  dns_config& d = c.dns;
+  r.mapping(f, keys::dns, [&](std::string_view key, const field& v) {
+    if (key == "servers") {
+      r.sequence(v, "[\"1.1.1.1\", \"[2606:4700:4700::1111]:53\"]", [&](const field& item) {
+        auto s = r.string(item);
+        if (!s) return;
+        if (!valid_name_server(*s)) {
+          r.diag().error(item.at, item.path, quote(*s) + " is not a name server address",
+                         "write an IP address, optionally with a port: 1.1.1.1, 127.0.0.1:5353, [::1]:53");
+          return;
+        }
+        d.servers.push_back(std::move(*s));
+      });
+    } else if (key == "timeout") {
+      assign(d.timeout, r.time(v, positive));
+    } else if (key == "max_ttl") {
+      assign(d.max_ttl, r.time(v, non_negative));
+    } else if (key == "negative_ttl") {
+      assign(d.negative_ttl, r.time(v, non_negative));
+    } else if (key == "hosts_file") {
+      assign(d.hosts_file, r.boolean(v));
+    }
+  });
+}
+
+void read_log(yaml_reader& r, const field& f, config& c) {
+  r.mapping(f, keys::log, [&](std::string_view key, const field& v) {
+    if (key == "format") {
+      assign(c.log.format, r.choice<log_format>(v, {{"json", log_format::json}, {"text", log_format::text}}));
+    } else if (key == "level") {
+      enum class level : std::uint8_t { trace, debug, info, warn, error, critical, off };
+      if (r.choice<level>(v, {{"trace", level::trace},
+                              {"debug", level::debug},
+                              {"info", level::info},
+                              {"warn", level::warn},
+                              {"error", level::error},
+                              {"critical", level::critical},
+                              {"off", level::off}}))
+        c.log.level = v.node.Scalar();
+    } else if (key == "audit") {
+      auto s = r.string(v);
+      if (s && s->empty())
+        r.diag().error(v.at, v.path, "empty audit destination", "write stdout, stderr, off or a file path");
+      else if (s)
+        c.log.audit = std::move(*s);
+    }
+  });
+}
+
+void read_auth(yaml_reader& r, const field& f, config& c) {
+  r.mapping(f, keys::auth, [&](std::string_view, const field& v) {
+    r.sequence(v, "[{username: alice, password: secret}]", [&](const field& item) {
+      if (!item.node.IsMap()) {
+        r.wrong_type(item, "a user such as {username: alice, password: secret}");
+        return;
+      }
+      user_credentials user;
+      bool has_username = false;
+      bool has_password = false;
+      r.mapping(item, keys::user, [&](std::string_view key, const field& u) {
+        (key == "username" ? has_username : has_password) = true;
+        auto s = r.string(u);
+        if (!s) return;
+        (key == "username" ? user.username : user.password) = std::move(*s);
+      });
+      if (!has_username || !has_password) {
+        r.diag().error(item.at, item.path, has_username ? "missing `password`" : "missing `username`",
+                       "write {username: alice, password: secret}");
+        return;
+      }
+      if (r.diag().has_error_under(item.path)) return;
+      r.where().user_paths.push_back(item.path);
+      c.auth.users.push_back(std::move(user));
+    });
+  });
+}
+
+// The walk over a whole egressd YAML document.
+void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
+  const field top{root, "", mark_of(root.Mark())};
+  if (!root.IsMap()) {
+    r.wrong_type(top, "a mapping of settings (`version: 1`, `listeners: ...`)");
+    return;
+  }
+  bool has_version = false;
+  r.mapping(top, keys::top, [&](std::string_view key, const field& v) {
+    if (key == "version") {
+      has_version = true;
+      if (v.node.IsScalar() && !is_quoted(v.node) && v.node.Scalar() != "1")
+        r.diag().error(v.at, v.path, "unsupported version " + quote(v.node.Scalar()),
+                       "this egressd reads `version: 1`");
+      else if (auto n = r.integer(v, 1, 1))
+        c.version = static_cast<int>(*n);
+    } else if (key == "listeners") {
+      read_listeners(r, v, c);
+    } else if (key == "admin") {
+      read_admin(r, v, c);
+    } else if (key == "policy") {
+      read_policy(r, v, c);
+    } else if (key == "hook") {
+      read_hook(r, v, c);
+    } else if (key == "decisions_file") {
+      assign(c.decisions_file, r.string(v));
+    } else if (key == "limits") {
+      read_limits(r, v, c);
+    } else if (key == "dns") {
+      read_dns(r, v, c);
+    } else if (key == "metrics") {
+      r.mapping(v, keys::metrics, [&](std::string_view, const field& m) {
+        assign_count(c.metrics.max_domains, r.integer(m, 1, max_size));
+      });
+    } else if (key == "log") {
+      read_log(r, v, c);
+    } else if (key == "auth") {
+      read_auth(r, v, c);
+    } else if (key == "workers") {
+      assign_count(c.workers, r.integer(v, 0, 1024));
+    }
+  });
+  if (!has_version) r.diag().error(top.at, "version", "`version` is missing", "add `version: 1` as the first line");
+}
+
+// ---------------------------------------------------------------------------
+// Cross-field checks: every rule that involves more than one field, in one place.
+
+bool is_unspecified(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
+
+// Whether binding both would collide. With SO_REUSEPORT (DESIGN.md §3) two
+// sockets on one address both bind and split the connections between them, so
+// a collision never fails at startup: it must be caught here.
+bool overlaps(const endpoint& a, const endpoint& b) {
+  if (a.kind != b.kind) return false;
+  if (a.kind == endpoint::kind_t::unix_socket) return a.path == b.path;
+  if (a.port == 0 || a.port != b.port) return false;  // port 0: the OS picks distinct ports
+  if (a.host == b.host) return true;
+  const auto covers = [](const std::string& wildcard, const std::string& other) {
+    if (wildcard == "::") return true;  // dual-stack: IPv4 too
+    return wildcard == "0.0.0.0" && other.find(':') == std::string::npos;
+  };
+  return (is_unspecified(a.host) && covers(a.host, b.host)) || (is_unspecified(b.host) && covers(b.host, a.host));
+}
+
+bool valid_hook_url(std::string_view url) {
+  std::string lowered;
+  for (const char ch : url.substr(0, 8)) lowered.push_back(lower(ch));
+  std::size_t scheme = 0;
+  if (lowered.rfind("http://", 0) == 0)
+    scheme = 7;
+  else if (lowered.rfind("https://", 0) == 0)
+    scheme = 8;
+  else
+    return false;
+  const std::string_view rest = url.substr(scheme);
+  const std::size_t host_end = rest.find_first_of("/?#");
+  if (rest.substr(0, host_end).empty()) return false;
+  return std::none_of(url.begin(), url.end(), [](char ch) { return ch == ' ' || ch < 0x21 || ch == 0x7f; });
+}
+
+void check_config(const config& c, const origins& where, diagnostics& diag) {
+  const auto error = [&](const std::string& path, std::string message, std::string hint = {}) {
+    const origin o = where.of(path);
+    diag.error(o.at, o.shown_path, std::move(message), std::move(hint));
+  };
+  const auto warning = [&](const std::string& path, std::string message, std::string hint = {}) {
+    const origin o = where.of(path);
+    diag.warning(o.at, o.shown_path, std::move(message), std::move(hint));
+  };
+
+  // Listeners: at least one (counting those whose address failed: that error is
+  // already reported), none on the same socket as another or as admin.
+  const bool listeners_written = where.has("listeners") && where.of("listeners").at.line != 0;
+  if (c.listeners.empty() && !where.has("listeners[0]") && !diag.has_error_under("listeners"))
+    error("listeners", listeners_written ? "no listeners: egressd would serve nothing" : "`listeners` is missing",
+          "add listeners: [{address: 127.0.0.1:3128}]");
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    for (std::size_t j = 0; j < i; ++j) {
+      if (!overlaps(c.listeners[i].address, c.listeners[j].address)) continue;
+      const bool same = c.listeners[i].address == c.listeners[j].address;
+      error(where.listener_paths[i] + ".address",
+            (same ? "the same address as " : "overlaps ") + where.listener_paths[j] + " (" +
+                c.listeners[j].address.to_string() + ")",
+            "give each listener its own address; one listener already serves HTTP and SOCKS5");
+      break;
+    }
+  }
+  if (c.admin) {
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+      if (!overlaps(c.admin->address, c.listeners[i].address)) continue;
+      error("admin.address",
+            "the admin server and " + where.listener_paths[i] + " share " + c.admin->address.to_string(),
+            "give the admin server its own port, e.g. 127.0.0.1:9090");
+      break;
+    }
+  }
+
+  // Hook: exactly one kind, a usable one.
+  if (c.hook) {
+    const hook_config& h = *c.hook;
+    const bool has_exec = where.has("hook.exec");
+    const bool has_url = where.has("hook.url");
+    const int kinds = int{has_exec} + int{has_url} + int{h.console};
+    if (kinds == 0)
+      error("hook", "the hook has no `exec`, `url` or `console: true`",
+            "add exec: [\"/usr/local/bin/approve\"], url: http://127.0.0.1:8081/decide or console: true");
+    if (kinds > 1)
+      error(has_exec ? "hook.exec" : "hook.url", "the hook has more than one of `exec`, `url` and `console: true`",
+            "keep exactly one");
+    if (has_exec && (h.exec.empty() || h.exec.front().empty()) && !diag.has_error_under("hook.exec"))
+      error("hook.exec", "`exec` names no program", "write exec: [\"/usr/local/bin/approve\"]");
+    if (has_url && !valid_hook_url(h.url) && !diag.has_error_under("hook.url"))
+      error("hook.url", quote(h.url) + " is not an http:// or https:// URL", "write url: http://127.0.0.1:8081/decide");
+  }
+  if (c.policy.unknown == policy::unknown_mode::ask && !c.hook)
+    warning("policy.unknown", "unknown destinations will be denied until a hook is configured",
+            c.policy.syntax == policy::grammar::srt
+                ? "set \"strictAllowlist\": true to deny them without asking, or use --config with a `hook:`"
+                : "add a `hook:` section, or write `unknown: deny` to say so");
+  if (c.hook && c.policy.unknown != policy::unknown_mode::ask && !diag.has_error_under("policy.unknown"))
+    warning("hook", "the hook is never asked: policy.unknown is not `ask`", "write `unknown: ask` under `policy`");
+
+  // Proxy users: distinct, and names and passwords that both HTTP Basic
+  // (RFC 7617 §2: the user-id cannot contain a colon) and SOCKS5 (RFC 1929 §2:
+  // 1..255 bytes each) can carry.
+  std::set<std::string, std::less<>> usernames;
+  for (std::size_t i = 0; i < c.auth.users.size(); ++i) {
+    const user_credentials& u = c.auth.users[i];
+    const std::string& path = where.user_paths[i];
+    if (u.username.empty() || u.username.size() > 255)
+      error(path + ".username", "a username must be 1 to 255 bytes long");
+    else if (u.username.find(':') != std::string::npos)
+      error(path + ".username", "a username cannot contain `:` (HTTP Basic authentication splits on it)");
+    else if (!usernames.insert(u.username).second)
+      error(path + ".username", "duplicate username " + quote(u.username));
+    if (u.password.empty() || u.password.size() > 255)
+      error(path + ".password", "a password must be 1 to 255 bytes long");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Shared plumbing
+
+load_result finish(std::optional<config> value, diagnostics& diag) {
+  load_result out;
+  out.problems = std::move(diag.problems());
+  const bool has_error = std::any_of(out.problems.begin(), out.problems.end(),
+                                     [](const problem& p) { return p.level == severity::error; });
+  if (!has_error) out.value = std::move(value);
+  return out;
+}
+
+// A syntax error: yaml-cpp's message, where the parser noticed it (which can be
+// after the real mistake, e.g. on the line after an unclosed `[`).
+void report_yaml_exception(diagnostics& diag, const YAML::Exception& e) {
+  diag.error(mark_of(e.mark), "", "syntax error: " + (e.msg.empty() ? std::string("cannot parse the file") : e.msg),
+             "check indentation, brackets and quotes on this line and the one before");
+}
+
+std::optional<std::string> read_file(const std::string& path, diagnostics& diag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    diag.error({}, "", "cannot open the file: " + std::string(std::strerror(errno)));
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    diag.error({}, "", "cannot read the file: " + std::string(std::strerror(errno)));
+    return std::nullopt;
+  }
+  return std::move(text).str();
+}
+
+// ---------------------------------------------------------------------------
+// Settings JSON (Claude Code / sandbox-runtime)
+
+// yaml-cpp refuses UTF-16 surrogate escapes, which JSON writers emit for
+// characters beyond the BMP (Python's json.dump writes an emoji as
+// `\ud83d\ude00`), so a settings file with one in an unrelated key would not
+// load. Rewrite each escaped pair as the YAML escape `\UXXXXXXXX` and each lone
+// surrogate as `\ufffd` (JSON.parse keeps it; YAML cannot hold it). Columns after
+// a rewritten pair on the same line shift left by two.
+std::string rewrite_surrogate_escapes(std::string_view text) {
+  const auto hex4 = [&](std::size_t at) -> std::optional<unsigned> {
+    if (at + 4 > text.size()) return std::nullopt;
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(text.data() + at, text.data() + at + 4, value, 16);
+    if (ec != std::errc{} || end != text.data() + at + 4) return std::nullopt;
+    return value;
+  };
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\' || i + 1 >= text.size()) {
+      out.push_back(text[i]);
+      continue;
+    }
+    if (text[i + 1] != 'u') {  // any other escape, `\\` included: copy both bytes
+      out.append(text.substr(i, 2));
+      ++i;
+      continue;
+    }
+    const auto unit = hex4(i + 2);
+    if (!unit || *unit < 0xD800 || *unit > 0xDFFF) {
+      out.append(text.substr(i, 2));
+      ++i;
+      continue;
+    }
+    if (*unit <= 0xDBFF && i + 12 <= text.size() && text[i + 6] == '\\' && text[i + 7] == 'u') {
+      const auto low = hex4(i + 8);
+      if (low && *low >= 0xDC00 && *low <= 0xDFFF) {
+        const unsigned code = 0x10000 + ((*unit - 0xD800) << 10) + (*low - 0xDC00);
+        std::array<char, 11> buffer{};
+        std::snprintf(buffer.data(), buffer.size(), "\\U%08x", code);
+        out.append(buffer.data());
+        i += 11;
+        continue;
+      }
+    }
+    out.append("\\ufffd");
+    i += 5;
+  }
+  return out;
+}
+
+// A JSON object's member; the last one when the key repeats (JSON.parse keeps the
+// last, and so does sandbox-runtime), with a warning.
+std::optional<field> member(const field& object, std::string_view key, diagnostics& diag) {
+  std::optional<field> found;
+  for (auto it = object.node.begin(); it != object.node.end(); ++it) {
+    if (!it->first.IsScalar() || it->first.Scalar() != key) continue;
+    const mark key_at = mark_of(it->first.Mark());
+    const std::string path = child(object.path, key);
+    if (found) diag.warning(key_at, path, "duplicate key " + quote(key) + ": the last one is used, as JSON.parse does");
+    found = field{it->second, path, value_mark(it->second, key_at)};
+  }
+  return found;
+}
+
+// A JSON string: a quoted scalar (JSON numbers, booleans and null are plain).
+bool is_json_string(const YAML::Node& node) { return node.IsScalar() && is_quoted(node); }
+
+std::string describe_json(const YAML::Node& node) {
+  if (node.IsNull()) return "null";
+  if (node.IsMap()) return "an object";
+  if (node.IsSequence()) return "an array";
+  return is_json_string(node) ? "a string" : node.Scalar();
+}
+
+std::vector<policy::rule_entry> settings_list(const std::optional<field>& list, diagnostics& diag) {
+  std::vector<policy::rule_entry> out;
+  if (!list) return out;
+  if (!list->node.IsSequence()) {
+    diag.error(list->at, list->path, "expected an array of strings, got " + describe_json(list->node),
+               "write [\"example.com\", \"*.example.com\"]");
+    return out;
+  }
+  std::size_t index = 0;
+  for (const auto& item : list->node) {
+    const std::string path = element(list->path, index++);
+    const mark at = item_mark(item, list->at);
+    if (!is_json_string(item)) {
+      diag.error(at, path, "expected a string, got " + describe_json(item), "quote it: \"example.com\"");
+      continue;
+    }
+    out.push_back(policy::rule_entry{item.Scalar(), {diag.file(), path, at.line, at.column}});
+  }
+  return out;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Public API
+
+std::string problem::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0) out += ":" + std::to_string(column);
+  }
+  out += level == severity::error ? ": error: " : ": warning: ";
+  if (!path.empty()) out += path + ": ";
+  out += message;
+  if (!hint.empty()) out += " (hint: " + hint + ")";
+  return out;
+}
+
+bool load_result::ok() const {
+  return value.has_value() &&
+         std::none_of(problems.begin(), problems.end(), [](const problem& p) { return p.level == severity::error; });
+}
+
+load_result load_yaml_string(std::string_view text, std::string_view name) {
+  diagnostics diag{std::string(name)};
+  origins where;
+  config c;
+  c.source = std::string(name);
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
+    if (documents.empty()) {
+      diag.error({}, "version", "the file is empty", "add `version: 1` and a `listeners:` list");
+    } else {
+      yaml_reader reader{diag, where};
+      read_config(reader, documents.front(), c);
+      for (std::size_t i = 1; i < documents.size(); ++i)
+        diag.error(mark_of(documents[i].Mark()), "", "a second YAML document (after `---`)",
+                   "egressd reads one document per file; remove the `---` line");
+      if (documents.front().IsMap()) check_config(c, where, diag);
+    }
+  } catch (const YAML::Exception& e) {
+    report_yaml_exception(diag, e);
+  }
+  return finish(std::move(c), diag);
+}
+
+load_result load_yaml_file(const std::string& path) {
+  diagnostics diag{path};
+  const auto text = read_file(path, diag);
+  if (!text) return finish(std::nullopt, diag);
+  return load_yaml_string(*text, path);
+}
+
+load_result load_settings_string(std::string_view text, std::string_view name) {
+  diagnostics diag{std::string(name)};
+  origins where;
+  config c = default_config();
+  c.source = std::string(name);
+  c.policy = policy::rules{};
+  c.policy.syntax = policy::grammar::srt;
+  try {
+    const YAML::Node root = YAML::Load(rewrite_surrogate_escapes(text));
+    const field top{root, "", mark_of(root.Mark())};
+    if (!root.IsMap()) {
+      diag.error(top.at, "", "expected a JSON object, got " + describe_json(root),
+                 "a settings file looks like {\"sandbox\": {\"network\": {\"allowedDomains\": [...]}}}");
+      return finish(std::nullopt, diag);
+    }
+    // Claude Code nests the network settings under `sandbox`; sandbox-runtime's
+    // own settings file has them at the top level.
+    std::optional<field> network = member(top, "network", diag);
+    if (const auto sandbox = member(top, "sandbox", diag); sandbox && !sandbox->node.IsNull()) {
+      if (!sandbox->node.IsMap()) {
+        diag.error(sandbox->at, sandbox->path, "expected an object, got " + describe_json(sandbox->node));
+      } else if (auto nested = member(*sandbox, "network", diag)) {
+        if (network)
+          diag.error(nested->at, nested->path, "both `network` and `sandbox.network` are present",
+                     "keep one: egressd cannot tell which one the sandbox uses");
+        network = std::move(nested);
+      }
+    }
+    std::string unknown_path;  // where `unknown` comes from, for the cross-field warning
+    mark unknown_at = top.at;
+    if (!network || network->node.IsNull()) {
+      diag.warning(top.at, "", "no `sandbox.network` or `network` settings: every destination is unknown",
+                   "add \"allowedDomains\": [...] under sandbox.network");
+      c.policy.unknown = policy::unknown_mode::ask;
+      unknown_path = "sandbox.network";
+    } else if (!network->node.IsMap()) {
+      diag.error(network->at, network->path, "expected an object, got " + describe_json(network->node));
+    } else {
+      c.policy.allow = settings_list(member(*network, "allowedDomains", diag), diag);
+      c.policy.deny = settings_list(member(*network, "deniedDomains", diag), diag);
+      c.policy.guard.deny_ranges = settings_list(member(*network, "deniedResolvedAddresses", diag), diag);
+      // sandbox-runtime asks its callback about a domain no list names, unless
+      // strictAllowlist says to refuse it outright.
+      bool strict = false;
+      unknown_path = child(network->path, "strictAllowlist");
+      unknown_at = network->at;
+      if (const auto flag = member(*network, "strictAllowlist", diag)) {
+        unknown_at = flag->at;
+        const std::string s = flag->node.IsScalar() ? flag->node.Scalar() : std::string();
+        if (flag->node.IsScalar() && !is_quoted(flag->node) && (s == "true" || s == "false"))
+          strict = s == "true";
+        else
+          diag.error(flag->at, flag->path, "expected true or false, got " + describe_json(flag->node));
+      }
+      c.policy.unknown = strict ? policy::unknown_mode::deny : policy::unknown_mode::ask;
+    }
+    where.note_as("policy.unknown", unknown_path, unknown_at);
+    where.note("listeners", {});
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) where.listener_paths.push_back(element("listeners", i));
+    for (std::size_t i = 0; i < c.auth.users.size(); ++i) where.user_paths.push_back(element("auth.users", i));
+    check_config(c, where, diag);
+  } catch (const YAML::Exception& e) {
+    report_yaml_exception(diag, e);
+  }
+  return finish(std::move(c), diag);
+}
+
+load_result load_settings_file(const std::string& path) {
+  diagnostics diag{path};
+  const auto text = read_file(path, diag);
+  if (!text) return finish(std::nullopt, diag);
+  return load_settings_string(*text, path);
+}
+
+config default_config() {
+  load_result loaded = load_yaml_string(default_config_yaml(), embedded_name);
+  assert(loaded.ok() && "config/default_config.yaml must load cleanly");
+  return std::move(loaded.value).value();
+}
+
+}  // namespace egressd::config

@@ -1,0 +1,44 @@
+#include "config/public_suffix.hpp"
+
+#include <libpsl.h>
+
+#include <array>
+#include <memory>
+
+namespace egressd::config {
+
+namespace {
+
+struct psl_deleter {
+  void operator()(psl_ctx_t* ctx) const noexcept { psl_free(ctx); }
+};
+
+// psl_latest(NULL) picks the newest of the distribution's list file (Debian:
+// /usr/share/publicsuffix/public_suffix_list.dafsa, package `publicsuffix`) and
+// the data built into libpsl (present in Debian's libpsl5, so the package is a
+// freshness recommendation, not a requirement); it returns NULL only when neither
+// exists, where psl_builtin() is NULL too and every answer is "not a public suffix".
+const psl_ctx_t* context() noexcept {
+  static const std::unique_ptr<psl_ctx_t, psl_deleter> latest{psl_latest(nullptr)};
+  return latest ? latest.get() : psl_builtin();
+}
+
+}  // namespace
+
+bool is_public_suffix(std::string_view domain) noexcept {
+  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  if (domain.empty() || domain.size() > 253) return false;
+  std::array<char, 254> lower{};  // 253 bytes and the NUL libpsl wants
+  std::size_t length = 0;
+  for (const char c : domain) {
+    // libpsl compares lower-case ASCII (or UTF-8 it would convert); patterns are
+    // ASCII by the time they reach us (DESIGN.md §2.3: IDNs as punycode).
+    if (static_cast<unsigned char>(c) >= 0x80 || c == '\0') return false;
+    lower[length++] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+  }
+  const psl_ctx_t* psl = context();
+  if (psl == nullptr) return false;
+  return psl_is_public_suffix2(psl, lower.data(), PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 0;
+}
+
+}  // namespace egressd::config

@@ -1,0 +1,25 @@
+#pragma once
+// Public suffixes (https://publicsuffix.org) over libpsl, so that policy
+// compilation can refuse wildcards as wide as a registry (`*.co.uk`, `*.com`).
+
+#include <string_view>
+
+namespace egressd::config {
+
+/// True when `domain` is itself a public suffix of the list's ICANN section: `com`,
+/// `co.uk`, `kawasaki.jp` are; `example.co.uk` is not. Not counted:
+/// - the PRIVATE section (`github.io`, `githubusercontent.com`, `s3.amazonaws.com`):
+///   wildcards over a hosting platform's suffix are ordinary allowlist entries
+///   (`*.githubusercontent.com` is in the @github preset, and sandbox-runtime
+///   accepts it);
+/// - the list's implicit `*` rule, so unlisted TLDs that private networks use
+///   (`internal`, `corp`, `local`) are no public suffixes and `*.internal` stays valid.
+/// Case and one trailing dot are ignored; an empty or non-ASCII `domain` returns
+/// false (policy rejects those anyway).
+///
+/// Data: libpsl's newest list, the system file (Debian's `publicsuffix` package,
+/// /usr/share/publicsuffix) when it is newer than the copy built into libpsl, else
+/// the built-in copy. Loaded once on first use; thread-safe; never throws.
+bool is_public_suffix(std::string_view domain) noexcept;
+
+}  // namespace egressd::config

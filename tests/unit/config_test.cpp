@@ -1,0 +1,705 @@
+// config/: durations, endpoints, YAML and settings-JSON loading, the embedded
+// default, public suffixes. Fixtures under tests/data/{valid,invalid,settings}.
+
+#include "config/duration.hpp"
+#include "config/endpoint.hpp"
+#include "config/load.hpp"
+#include "config/public_suffix.hpp"
+#include "policy/snapshot.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+#include <string>
+
+namespace egressd::config {
+// Failures print every problem of a load readably (STYLE.md §10).
+std::ostream& operator<<(std::ostream& os, const problem& p) { return os << p.to_string(); }
+std::ostream& operator<<(std::ostream& os, const load_result& r) {
+  os << (r.ok() ? "ok" : "not ok") << ", " << r.problems.size() << " problem(s)";
+  for (const auto& p : r.problems) os << "\n  " << p;
+  return os;
+}
+}  // namespace egressd::config
+
+namespace {
+
+namespace cfg = egressd::config;
+namespace policy = egressd::policy;
+using namespace std::chrono_literals;
+
+std::string data(const std::string& relative) { return std::string(EGRESSD_TEST_DATA_DIR) + "/" + relative; }
+
+std::string dump(const cfg::load_result& r) {
+  std::ostringstream os;
+  os << r;
+  return os.str();
+}
+
+// The problem at `path` (the first one), or null.
+const cfg::problem* at_path(const cfg::load_result& r, const std::string& path) {
+  const auto it =
+      std::find_if(r.problems.begin(), r.problems.end(), [&](const cfg::problem& p) { return p.path == path; });
+  return it == r.problems.end() ? nullptr : &*it;
+}
+
+std::size_t count(const cfg::load_result& r, cfg::severity level) {
+  return static_cast<std::size_t>(
+      std::count_if(r.problems.begin(), r.problems.end(), [&](const cfg::problem& p) { return p.level == level; }));
+}
+
+// Asserts one error at `path` on `line`, and returns it for further checks.
+const cfg::problem& expect_error(const cfg::load_result& r, const std::string& path, int line) {
+  INFO(dump(r));
+  const cfg::problem* p = at_path(r, path);
+  REQUIRE(p != nullptr);
+  CHECK(p->level == cfg::severity::error);
+  CHECK(p->line == line);
+  CHECK(p->column > 0);
+  return *p;
+}
+
+cfg::load_result yaml(std::string_view text) { return cfg::load_yaml_string(text, "test.yaml"); }
+cfg::load_result settings(std::string_view text) { return cfg::load_settings_string(text, "settings.json"); }
+
+constexpr std::string_view minimal_head = "version: 1\nlisteners:\n  - address: 127.0.0.1:3128\n";
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("durations: accepted forms", "[unit][config]") {
+  const auto [text, expected] = GENERATE(table<std::string_view, cfg::duration>({
+      {"250ms", 250ms},
+      {"10s", 10s},
+      {"5m", 5min},
+      {"1h", 1h},
+      {"1m30s", 90s},
+      {"1h30m", 90min},
+      {"2h0m5s250ms", 2h + 5s + 250ms},
+      {"0s", 0ms},
+      {"1500ms", 1500ms},
+  }));
+  CAPTURE(text);
+  const auto parsed = cfg::parse_duration(text);
+  REQUIRE(parsed.value);
+  CHECK(*parsed.value == expected);
+  CHECK(cfg::parse_duration(cfg::format_duration(expected)).value == expected);
+}
+
+TEST_CASE("durations: refused forms", "[unit][config]") {
+  const auto [text, hint_part] = GENERATE(table<std::string_view, std::string_view>({
+      {"10", "write 10s"},
+      {"1m30", "write 1m30s"},
+      {"", "write 10s"},
+      {"-5s", ""},
+      {"1.5s", "1500ms"},
+      {"5 m", "ms, s, m"},
+      {"10x", "ms, s, m"},
+      {"30s1m", "largest first"},
+      {"1s1s", "largest first"},
+      {"s", "e.g. 10s"},
+      {"99999999h", ""},
+  }));
+  CAPTURE(text);
+  const auto parsed = cfg::parse_duration(text);
+  CHECK_FALSE(parsed.value);
+  CHECK_FALSE(parsed.error.empty());
+  CHECK_THAT(parsed.hint, Catch::Contains(std::string(hint_part)));
+}
+
+TEST_CASE("durations: formatting", "[unit][config]") {
+  CHECK(cfg::format_duration(0ms) == "0s");
+  CHECK(cfg::format_duration(90s) == "1m30s");
+  CHECK(cfg::format_duration(1500ms) == "1s500ms");
+  CHECK(cfg::format_duration(10min) == "10m");
+}
+
+TEST_CASE("endpoints: accepted forms", "[unit][config]") {
+  using kind = cfg::endpoint::kind_t;
+  const auto [text, k, host, port, path, shown] =
+      GENERATE(table<std::string_view, kind, std::string_view, int, std::string_view, std::string_view>({
+          {"127.0.0.1:3128", kind::tcp, "127.0.0.1", 3128, "", "127.0.0.1:3128"},
+          {"0.0.0.0:0", kind::tcp, "0.0.0.0", 0, "", "0.0.0.0:0"},
+          {"[::1]:3128", kind::tcp, "::1", 3128, "", "[::1]:3128"},
+          {"[2001:DB8:0:0::1]:443", kind::tcp, "2001:db8::1", 443, "", "[2001:db8::1]:443"},
+          {"[::ffff:127.0.0.1]:80", kind::tcp, "::ffff:127.0.0.1", 80, "", "[::ffff:127.0.0.1]:80"},
+          {"localhost:65535", kind::tcp, "localhost", 65535, "", "localhost:65535"},
+          {"Proxy.Example_1.internal:8080", kind::tcp, "proxy.example_1.internal", 8080, "",
+           "proxy.example_1.internal:8080"},
+          {"unix:/run/egressd/proxy.sock", kind::unix_socket, "", 0, "/run/egressd/proxy.sock",
+           "unix:/run/egressd/proxy.sock"},
+      }));
+  CAPTURE(text);
+  const auto parsed = cfg::parse_endpoint(text);
+  INFO(parsed.error);
+  REQUIRE(parsed.value);
+  CHECK(parsed.value->kind == k);
+  CHECK(parsed.value->host == host);
+  CHECK(parsed.value->port == port);
+  CHECK(parsed.value->path == path);
+  CHECK(parsed.value->to_string() == shown);
+  CHECK(cfg::parse_endpoint(parsed.value->to_string()).value == parsed.value);
+}
+
+TEST_CASE("endpoints: refused forms", "[unit][config]") {
+  const std::string long_path = "unix:/" + std::string(107, 'x');  // 108 bytes of path
+  const auto text = GENERATE_COPY(values<std::string>({
+      "",           "127.0.0.1",         "::1:3128",        "[::1]",
+      "[::1]:",     "[::1:3128",         ":3128",           "1.2.3.4:65536",
+      "1.2.3.4:-1", "1.2.3.4:80a",       "1.2.3.4:",        "unix:relative.sock",
+      "unix:",      "[fe80::1%eth0]:80", "[1.2.3.4]:80",    "bad_host!:80",
+      "127.1:80",   "256.0.0.1:80",      "-bad.example:80", "a..b:80",
+      long_path,
+  }));
+  CAPTURE(text);
+  const auto parsed = cfg::parse_endpoint(text);
+  CHECK_FALSE(parsed.value);
+  CHECK_FALSE(parsed.error.empty());
+}
+
+TEST_CASE("endpoints: unix paths up to 107 bytes", "[unit][config]") {
+  CHECK(cfg::parse_endpoint("unix:/" + std::string(106, 'x')).value);
+  CHECK_FALSE(cfg::parse_endpoint("unix:/" + std::string(107, 'x')).value);
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("valid/full.yaml: every key", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("valid/full.yaml"));
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  const cfg::config& c = *r.value;
+  CHECK(c.version == 1);
+  CHECK(c.source == data("valid/full.yaml"));
+
+  REQUIRE(c.listeners.size() == 3);
+  CHECK(c.listeners[0].address.to_string() == "127.0.0.1:3128");
+  CHECK((c.listeners[0].http && c.listeners[0].socks5));
+  CHECK(c.listeners[1].address.host == "::1");
+  CHECK(c.listeners[1].address.port == 1080);
+  CHECK((!c.listeners[1].http && c.listeners[1].socks5));
+  CHECK(c.listeners[2].address.kind == cfg::endpoint::kind_t::unix_socket);
+  CHECK(c.listeners[2].address.path == "/run/egressd/proxy.sock");
+  CHECK((c.listeners[2].http && !c.listeners[2].socks5));
+  REQUIRE(c.admin);
+  CHECK(c.admin->address.to_string() == "127.0.0.1:9090");
+
+  CHECK(c.policy.syntax == policy::grammar::egressd);
+  REQUIRE(c.policy.allow.size() == 4);
+  CHECK(c.policy.allow[0].text == "github.com");
+  CHECK(c.policy.allow[3].text == "@pypi");
+  CHECK(c.policy.allow[2].where.file == data("valid/full.yaml"));
+  CHECK(c.policy.allow[2].where.path == "policy.allow[2]");
+  CHECK(c.policy.allow[2].where.line == 11);
+  CHECK(c.policy.allow[2].where.column == 41);
+  REQUIRE(c.policy.deny.size() == 1);
+  CHECK(c.policy.deny[0].text == "*.evil.example");
+  CHECK(c.policy.deny[0].where.path == "policy.deny[0]");
+  CHECK(c.policy.deny[0].where.line == 13);
+  CHECK(c.policy.deny[0].where.column == 7);
+  CHECK(c.policy.unknown == policy::unknown_mode::ask);
+  REQUIRE(c.policy.guard.deny_ranges.size() == 1);
+  CHECK(c.policy.guard.deny_ranges[0].text == "100.64.0.0/10");
+  CHECK(c.policy.guard.deny_ranges[0].where.path == "policy.guard.deny_ranges[0]");
+  CHECK(c.policy.guard.allow_private);
+
+  REQUIRE(c.hook);
+  CHECK(c.hook->exec == std::vector<std::string>{"/usr/local/bin/approve", "--quiet"});
+  CHECK(c.hook->url.empty());
+  CHECK_FALSE(c.hook->console);
+  CHECK(c.hook->timeout == 90s);
+  CHECK(c.hook->on_timeout == cfg::hook_fallback::allow);
+  CHECK(c.hook->max_pending == 64);
+  CHECK(c.decisions_file == "/var/lib/egressd/decisions.yaml");
+
+  CHECK(c.limits.max_connections == 500);
+  CHECK(c.limits.head_timeout == 250ms);
+  CHECK(c.limits.connect_timeout == 3s);
+  CHECK(c.limits.idle_timeout == 1h);
+  CHECK(c.limits.max_head_bytes == 32768);
+  CHECK(c.limits.max_headers == 50);
+  CHECK(c.limits.drain_timeout == 0s);
+
+  CHECK(c.dns.servers == std::vector<std::string>{"1.1.1.1", "127.0.0.1:5353", "[2606:4700:4700::1111]:53"});
+  CHECK(c.dns.timeout == 2s);
+  CHECK(c.dns.max_ttl == 1min);
+  CHECK(c.dns.negative_ttl == 0s);
+  CHECK_FALSE(c.dns.hosts_file);
+  CHECK(c.metrics.max_domains == 20);
+  CHECK(c.log.format == cfg::log_format::text);
+  CHECK(c.log.level == "debug");
+  CHECK(c.log.audit == "/var/log/egressd/audit.jsonl");
+  REQUIRE(c.auth.users.size() == 2);
+  CHECK(c.auth.users[0].username == "alice");
+  CHECK(c.auth.users[0].password == "s3cret");
+  CHECK(c.auth.users[1].username == "ci");
+  CHECK(c.auth.users[1].password == "0123");
+  CHECK(c.workers == 4);
+}
+
+TEST_CASE("valid/minimal.yaml: defaults applied", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("valid/minimal.yaml"));
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  const cfg::config& c = *r.value;
+  REQUIRE(c.listeners.size() == 1);
+  CHECK(c.listeners[0].address.to_string() == "localhost:0");
+  CHECK((c.listeners[0].http && c.listeners[0].socks5));
+  CHECK_FALSE(c.admin);
+  CHECK_FALSE(c.hook);
+  CHECK(c.policy.allow.empty());
+  CHECK(c.policy.deny.empty());
+  CHECK(c.policy.unknown == policy::unknown_mode::deny);
+  CHECK(c.policy.guard.deny_ranges.empty());
+  CHECK_FALSE(c.policy.guard.allow_private);
+  CHECK(c.decisions_file.empty());
+  const cfg::limits_config defaults;
+  CHECK(c.limits.max_connections == 20000);
+  CHECK(c.limits.head_timeout == 10s);
+  CHECK(c.limits.connect_timeout == 10s);
+  CHECK(c.limits.idle_timeout == 10min);
+  CHECK(c.limits.max_head_bytes == 16384);
+  CHECK(c.limits.max_headers == defaults.max_headers);
+  CHECK(c.limits.drain_timeout == 30s);
+  CHECK(c.dns.servers.empty());
+  CHECK(c.dns.timeout == 5s);
+  CHECK(c.dns.hosts_file);
+  CHECK(c.metrics.max_domains == 500);
+  CHECK(c.log.format == cfg::log_format::json);
+  CHECK(c.log.level == "info");
+  CHECK(c.log.audit == "stdout");
+  CHECK(c.auth.users.empty());
+  CHECK(c.workers == 0);
+}
+
+TEST_CASE("valid/endpoints.yaml: IPv6, unix, port 0, names", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("valid/endpoints.yaml"));
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  const cfg::config& c = *r.value;
+  REQUIRE(c.listeners.size() == 7);
+  CHECK(c.listeners[1].address.to_string() == "[::]:3129");
+  CHECK(c.listeners[2].address.to_string() == "[2001:db8::1]:443");
+  CHECK(c.listeners[3].address.to_string() == "unix:/tmp/egressd.sock");
+  CHECK(c.listeners[4].address == c.listeners[5].address);  // port 0 twice: distinct ports
+  CHECK(c.listeners[6].address.host == "proxy.internal");
+  REQUIRE(c.admin);
+  CHECK(c.admin->address.to_string() == "[::1]:9090");
+  REQUIRE(c.hook);
+  CHECK(c.hook->url == "https://approver.internal/decide");
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("invalid: unknown key at the top level", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/unknown_top_key.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.value);
+  const auto& p = expect_error(r, "polcy", 4);
+  CHECK(p.column == 1);
+  CHECK(p.file == data("invalid/unknown_top_key.yaml"));
+  CHECK_THAT(p.message, Catch::Contains("unknown key `polcy`"));
+  CHECK(p.hint == "did you mean `policy`?");
+}
+
+TEST_CASE("invalid: unknown key in a section", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/unknown_nested_key.yaml"));
+  CHECK_FALSE(r.ok());
+  const auto& p = expect_error(r, "policy.alow", 5);
+  CHECK(p.column == 3);
+  CHECK(p.hint == "did you mean `allow`?");
+  CHECK(count(r, cfg::severity::error) == 1);
+}
+
+TEST_CASE("invalid: a key in the wrong section says where it belongs", "[unit][config]") {
+  const auto r = yaml(std::string(minimal_head) + "allow: [github.com]\npolicy:\n  hook: {console: true}\n");
+  CHECK_THAT(expect_error(r, "allow", 4).hint, Catch::Contains("belongs under `policy`"));
+  CHECK_THAT(expect_error(r, "policy.hook", 6).hint, Catch::Contains("top level"));
+}
+
+TEST_CASE("invalid: missing version", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/missing_version.yaml"));
+  CHECK_FALSE(r.ok());
+  const auto& p = expect_error(r, "version", 2);
+  CHECK_THAT(p.hint, Catch::Contains("add `version: 1`"));
+}
+
+TEST_CASE("invalid: unsupported version", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/bad_version.yaml"));
+  CHECK_FALSE(r.ok());
+  const auto& p = expect_error(r, "version", 1);
+  CHECK(p.column == 10);
+  CHECK_THAT(p.message, Catch::Contains("`2`"));
+  CHECK(count(r, cfg::severity::error) == 1);
+  CHECK_FALSE(yaml("version: \"1\"\nlisteners: [{address: 127.0.0.1:1}]\n").ok());
+  CHECK_FALSE(yaml("version: 1.0\nlisteners: [{address: 127.0.0.1:1}]\n").ok());
+}
+
+TEST_CASE("invalid: bad durations", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/bad_duration.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK(expect_error(r, "limits.head_timeout", 5).hint == "write 10s");
+  CHECK_THAT(expect_error(r, "limits.connect_timeout", 6).message, Catch::Contains("greater than 0"));
+  expect_error(r, "limits.idle_timeout", 7);
+  CHECK(count(r, cfg::severity::error) == 3);
+}
+
+TEST_CASE("invalid: bad endpoints", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/bad_endpoint.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(expect_error(r, "listeners[0].address", 3).message, Catch::Contains("no port"));
+  CHECK(expect_error(r, "listeners[1].address", 4).hint == "write [::1]:3128");
+  expect_error(r, "listeners[2].address", 5);
+  expect_error(r, "listeners[3].address", 6);
+  expect_error(r, "listeners[4].address", 7);
+  expect_error(r, "admin.address", 9);
+  CHECK(count(r, cfg::severity::error) == 6);  // and no "no listeners" on top
+}
+
+TEST_CASE("invalid: wrong types", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/wrong_type.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(expect_error(r, "policy.allow", 5).message, Catch::Contains("expected a list"));
+  CHECK_THAT(expect_error(r, "policy.unknown", 6).message, Catch::Contains("expected ask | deny | allow"));
+  CHECK_THAT(expect_error(r, "hook.exec", 8).message, Catch::Contains("expected a list"));
+  CHECK_THAT(expect_error(r, "hook.console", 9).message, Catch::Contains("true or false"));
+  CHECK_THAT(expect_error(r, "limits.max_connections", 11).message, Catch::Contains("whole number"));
+  CHECK(count(r, cfg::severity::error) == 5);
+}
+
+TEST_CASE("invalid: duplicate listener, admin on a listener's address", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/duplicate_listener.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(expect_error(r, "listeners[2].address", 5).message, Catch::Contains("listeners[0]"));
+  CHECK_THAT(expect_error(r, "admin.address", 7).message, Catch::Contains("listeners[1]"));
+  CHECK(count(r, cfg::severity::error) == 2);
+}
+
+TEST_CASE("invalid: overlapping wildcard listener", "[unit][config]") {
+  const auto r = yaml(std::string(minimal_head) + "  - address: 0.0.0.0:3128\n  - address: \"[::]:3128\"\n");
+  CHECK_THAT(expect_error(r, "listeners[1].address", 4).message, Catch::Contains("overlaps listeners[0]"));
+  expect_error(r, "listeners[2].address", 5);
+  CHECK(yaml(std::string(minimal_head) + "  - address: 0.0.0.0:3129\n").ok());
+}
+
+TEST_CASE("invalid: hook with two kinds", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(expect_error(r, "hook.exec", 7).message, Catch::Contains("more than one"));
+  CHECK(count(r, cfg::severity::error) == 1);
+}
+
+TEST_CASE("hook: kinds and URL", "[unit][config]") {
+  const std::string head = std::string(minimal_head) + "policy: {unknown: ask}\n";
+  CHECK(yaml(head + "hook: {console: true}\n").ok());
+  CHECK(yaml(head + "hook: {url: \"http://127.0.0.1:8081/decide\"}\n").ok());
+  expect_error(yaml(head + "hook: {timeout: 5s}\n"), "hook", 5);
+  expect_error(yaml(head + "hook: {url: \"ftp://x/decide\"}\n"), "hook.url", 5);
+  expect_error(yaml(head + "hook: {url: \"http:///decide\"}\n"), "hook.url", 5);
+  expect_error(yaml(head + "hook: {exec: []}\n"), "hook.exec", 5);
+  expect_error(yaml(head + "hook: {console: true, timeout: 0s}\n"), "hook.timeout", 5);
+  CHECK(expect_error(yaml(head + "hook: {console: true, on_timeout: dney}\n"), "hook.on_timeout", 5).hint ==
+        "did you mean `deny`?");
+  expect_error(yaml(head + "hook: {console: true, max_pending: 0}\n"), "hook.max_pending", 5);
+  // console: false is no kind at all.
+  expect_error(yaml(head + "hook: {console: false}\n"), "hook", 5);
+}
+
+TEST_CASE("invalid: YAML syntax error with its line", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/syntax_error.yaml"));
+  CHECK_FALSE(r.ok());
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].level == cfg::severity::error);
+  CHECK(r.problems[0].line == 6);
+  CHECK(r.problems[0].column == 3);
+  CHECK_THAT(r.problems[0].message, Catch::Contains("syntax error"));
+
+  const auto tabs = yaml("version: 1\nlisteners:\n\t- address: 127.0.0.1:1\n");
+  CHECK_FALSE(tabs.ok());
+  REQUIRE_FALSE(tabs.problems.empty());
+  CHECK(tabs.problems[0].line == 3);
+}
+
+TEST_CASE("invalid: every problem reported in one pass", "[unit][config]") {
+  const auto r = cfg::load_yaml_file(data("invalid/many_problems.yaml"));
+  CHECK_FALSE(r.ok());
+  CHECK(expect_error(r, "listeners[0].protocol", 4).hint == "did you mean `protocols`?");
+  CHECK(expect_error(r, "policy.guard.allow_privat", 8).hint == "did you mean `allow_private`?");
+  expect_error(r, "limits.idle_timeout", 10);
+  expect_error(r, "limits.max_head_bytes", 11);
+  expect_error(r, "metrics.max_domains", 13);
+  CHECK_THAT(expect_error(r, "auth.users[1].username", 17).message, Catch::Contains("duplicate username"));
+  CHECK(count(r, cfg::severity::error) == 6);
+  const cfg::problem* w = at_path(r, "policy.unknown");
+  REQUIRE(w != nullptr);
+  CHECK(w->level == cfg::severity::warning);
+  CHECK(w->line == 6);
+}
+
+TEST_CASE("unknown: ask without a hook is a warning", "[unit][config]") {
+  const auto r = yaml(std::string(minimal_head) + "policy:\n  unknown: ask\n");
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].level == cfg::severity::warning);
+  CHECK(r.problems[0].path == "policy.unknown");
+  CHECK(r.problems[0].line == 5);
+  CHECK_THAT(r.problems[0].message, Catch::Contains("denied until a hook is configured"));
+}
+
+TEST_CASE("cross-field and range checks", "[unit][config]") {
+  const std::string head(minimal_head);
+  expect_error(yaml("version: 1\n"), "listeners", 1);
+  expect_error(yaml("version: 1\nlisteners: []\n"), "listeners", 2);
+  expect_error(yaml("version: 1\nlisteners: 127.0.0.1:3128\n"), "listeners", 2);
+  CHECK(count(yaml("version: 1\nlisteners: 127.0.0.1:3128\n"), cfg::severity::error) == 1);
+  expect_error(yaml("version: 1\nlisteners:\n  - {protocols: [http]}\n"), "listeners[0]", 3);
+  expect_error(yaml("version: 1\nlisteners:\n  - {address: 127.0.0.1:1, protocols: []}\n"), "listeners[0].protocols",
+               3);
+  CHECK(expect_error(yaml("version: 1\nlisteners:\n  - {address: 127.0.0.1:1, protocols: [htp]}\n"),
+                     "listeners[0].protocols[0]", 3)
+            .hint == "did you mean `http`?");
+  expect_error(yaml(head + "limits: {max_connections: 0}\n"), "limits.max_connections", 4);
+  expect_error(yaml(head + "limits: {max_head_bytes: 1023}\n"), "limits.max_head_bytes", 4);
+  expect_error(yaml(head + "limits: {max_head_bytes: 1048577}\n"), "limits.max_head_bytes", 4);
+  CHECK(yaml(head + "limits: {max_head_bytes: 1024}\n").ok());
+  CHECK(yaml(head + "limits: {max_head_bytes: 1048576}\n").ok());
+  expect_error(yaml(head + "limits: {max_connections: -1}\n"), "limits.max_connections", 4);
+  expect_error(yaml(head + "limits: {head_timeout: -1s}\n"), "limits.head_timeout", 4);
+  expect_error(yaml(head + "metrics: {max_domains: 0}\n"), "metrics.max_domains", 4);
+  expect_error(yaml(head + "workers: 5000\n"), "workers", 4);
+  expect_error(yaml(head + "dns: {servers: [dns.google]}\n"), "dns.servers[0]", 4);
+  expect_error(yaml(head + "dns: {timeout: 0ms}\n"), "dns.timeout", 4);
+  expect_error(yaml(head + "log: {level: verbose}\n"), "log.level", 4);
+  expect_error(yaml(head + "log: {format: xml}\n"), "log.format", 4);
+  expect_error(yaml(head + "log: {audit: \"\"}\n"), "log.audit", 4);
+  expect_error(yaml(head + "auth: {users: [{username: \"\", password: x}]}\n"), "auth.users[0].username", 4);
+  expect_error(yaml(head + "auth: {users: [{username: \"a:b\", password: x}]}\n"), "auth.users[0].username", 4);
+  expect_error(yaml(head + "auth: {users: [{username: a, password: \"\"}]}\n"), "auth.users[0].password", 4);
+  expect_error(yaml(head + "auth: {users: [{username: a}]}\n"), "auth.users[0]", 4);
+  expect_error(yaml(head + "auth: {users: [{username: [a], password: b}]}\n"), "auth.users[0].username", 4);
+  expect_error(yaml(head + "admin: {}\n"), "admin", 4);
+}
+
+TEST_CASE("documents: empty, several, not a mapping, duplicate keys", "[unit][config]") {
+  const auto empty = yaml("");
+  CHECK_FALSE(empty.ok());
+  REQUIRE(at_path(empty, "version") != nullptr);
+  CHECK_FALSE(yaml("# nothing\n").ok());
+  expect_error(yaml(std::string(minimal_head) + "---\nversion: 1\n"), "", 5);
+  expect_error(yaml("- version: 1\n"), "", 1);
+  const auto dup = yaml(std::string(minimal_head) + "policy:\n  allow: [a.example]\n  allow: [b.example]\n");
+  CHECK_THAT(expect_error(dup, "policy.allow", 6).message, Catch::Contains("duplicate key"));
+}
+
+TEST_CASE("problem::to_string", "[unit][config]") {
+  cfg::problem p{cfg::severity::error, "egressd.yaml", "policy.allow[2]", 7, 5, "bad pattern", "write x"};
+  CHECK(p.to_string() == "egressd.yaml:7:5: error: policy.allow[2]: bad pattern (hint: write x)");
+  p.level = cfg::severity::warning;
+  p.hint.clear();
+  p.path.clear();
+  p.line = 0;
+  CHECK(p.to_string() == "egressd.yaml: warning: bad pattern");
+}
+
+TEST_CASE("files that cannot be read", "[unit][config]") {
+  for (const auto& r :
+       {cfg::load_yaml_file(data("no/such/file.yaml")), cfg::load_settings_file(data("no/such.json"))}) {
+    CHECK_FALSE(r.ok());
+    REQUIRE(r.problems.size() == 1);
+    CHECK(r.problems[0].line == 0);
+    CHECK_THAT(r.problems[0].message, Catch::Contains("cannot open"));
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("settings: Claude Code layout (sandbox.network)", "[unit][config]") {
+  const auto r = cfg::load_settings_file(data("settings/claude_code.json"));
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  const cfg::config& c = *r.value;
+  CHECK(c.source == data("settings/claude_code.json"));
+  CHECK(c.policy.syntax == policy::grammar::srt);
+  REQUIRE(c.policy.allow.size() == 4);
+  CHECK(c.policy.allow[1].text == "*.githubusercontent.com");
+  CHECK(c.policy.allow[1].where.path == "sandbox.network.allowedDomains[1]");
+  CHECK(c.policy.allow[1].where.file == data("settings/claude_code.json"));
+  CHECK(c.policy.allow[1].where.line == 51);
+  CHECK(c.policy.allow[1].where.column == 9);
+  CHECK(c.policy.allow[3].text == "pypi.org:443");
+  REQUIRE(c.policy.deny.size() == 1);
+  CHECK(c.policy.deny[0].text == "uploads.github.com");
+  REQUIRE(c.policy.guard.deny_ranges.size() == 2);
+  CHECK(c.policy.guard.deny_ranges[0].text == "10.0.0.0/8");
+  CHECK(c.policy.guard.deny_ranges[1].where.path == "sandbox.network.deniedResolvedAddresses[1]");
+  CHECK_FALSE(c.policy.guard.allow_private);
+  CHECK(c.policy.unknown == policy::unknown_mode::ask);
+  // Everything else from the embedded default.
+  const cfg::config d = cfg::default_config();
+  REQUIRE(c.listeners.size() == d.listeners.size());
+  CHECK(c.listeners[0].address == d.listeners[0].address);
+  CHECK(c.admin.has_value() == d.admin.has_value());
+  CHECK_FALSE(c.hook);
+  // unknown: ask with no hook: one warning, at strictAllowlist's place.
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].level == cfg::severity::warning);
+  CHECK(r.problems[0].path == "sandbox.network.strictAllowlist");
+}
+
+TEST_CASE("settings: sandbox-runtime layout (network), tabs, strictAllowlist true", "[unit][config]") {
+  const auto r = cfg::load_settings_file(data("settings/srt.json"));
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+  const cfg::config& c = *r.value;
+  CHECK(c.policy.syntax == policy::grammar::srt);
+  REQUIRE(c.policy.allow.size() == 2);
+  CHECK(c.policy.allow[0].text == "example.com");
+  CHECK(c.policy.allow[1].where.path == "network.allowedDomains[1]");
+  CHECK(c.policy.allow[1].where.line == 5);
+  CHECK(c.policy.allow[1].where.column == 4);
+  CHECK(c.policy.deny.empty());
+  CHECK(c.policy.unknown == policy::unknown_mode::deny);
+}
+
+TEST_CASE("settings: strictAllowlist both ways", "[unit][config]") {
+  const auto [text, expected] = GENERATE(table<std::string_view, policy::unknown_mode>({
+      {R"({"network": {"allowedDomains": ["a.example"], "strictAllowlist": true}})", policy::unknown_mode::deny},
+      {R"({"network": {"allowedDomains": ["a.example"], "strictAllowlist": false}})", policy::unknown_mode::ask},
+      {R"({"network": {"allowedDomains": ["a.example"]}})", policy::unknown_mode::ask},
+      {R"({"sandbox": {"network": {"strictAllowlist": true}}})", policy::unknown_mode::deny},
+      {R"({"sandbox": {"network": {"strictAllowlist": false}}})", policy::unknown_mode::ask},
+  }));
+  CAPTURE(text);
+  const auto r = settings(text);
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.value->policy.unknown == expected);
+  CHECK(count(r, cfg::severity::warning) == (expected == policy::unknown_mode::ask ? 1U : 0U));
+}
+
+TEST_CASE("settings: entries that are not strings", "[unit][config]") {
+  const auto r = cfg::load_settings_file(data("settings/non_string.json"));
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.value);
+  CHECK_THAT(expect_error(r, "sandbox.network.allowedDomains[1]", 6).message, Catch::Contains("got 42"));
+  CHECK_THAT(expect_error(r, "sandbox.network.allowedDomains[2]", 7).message, Catch::Contains("got null"));
+  CHECK_THAT(expect_error(r, "sandbox.network.allowedDomains[3]", 8).message, Catch::Contains("got an object"));
+  CHECK_THAT(expect_error(r, "sandbox.network.deniedDomains", 10).message, Catch::Contains("array"));
+  expect_error(r, "sandbox.network.strictAllowlist", 11);
+  CHECK(at_path(r, "sandbox.network.allowedDomains[0]") == nullptr);
+  CHECK(count(r, cfg::severity::error) == 5);
+}
+
+TEST_CASE("settings: layouts, syntax, odd JSON", "[unit][config]") {
+  expect_error(cfg::load_settings_file(data("settings/both_layouts.json")), "sandbox.network", 3);
+
+  const auto syntax = cfg::load_settings_file(data("settings/syntax_error.json"));
+  CHECK_FALSE(syntax.ok());
+  REQUIRE(syntax.problems.size() == 1);
+  CHECK(syntax.problems[0].line == 4);
+
+  const auto none = cfg::load_settings_file(data("settings/no_network.json"));
+  INFO(dump(none));
+  REQUIRE(none.ok());
+  CHECK(none.value->policy.allow.empty());
+  CHECK(count(none, cfg::severity::warning) == 2);
+
+  expect_error(settings(R"(["github.com"])"), "", 1);
+  expect_error(settings(R"({"network": ["github.com"]})"), "network", 1);
+  expect_error(settings(R"({"sandbox": true})"), "sandbox", 1);
+  CHECK_FALSE(settings("").ok());
+
+  // JSON.parse keeps the last of a repeated key; so do we, with a warning.
+  const auto dup = settings(R"({"network": {"allowedDomains": ["a.example"], "allowedDomains": ["b.example"]}})");
+  REQUIRE(dup.ok());
+  REQUIRE(dup.value->policy.allow.size() == 1);
+  CHECK(dup.value->policy.allow[0].text == "b.example");
+
+  // Escapes: surrogate pairs (as Python's json.dump writes them), a lone surrogate,
+  // `\/`, a BOM, CRLF line ends, minified and tab-indented text.
+  const auto odd = settings(
+      "\xEF\xBB\xBF{\"env\":{\"X\":\"\\ud83d\\ude80 \\ud800 \\\\ud83d\"},\r\n"
+      "\t\"network\":{\"allowedDomains\":[\"a.example\",\"b\\/c.example\",\"\\u0063.example\"]}}\r\n");
+  INFO(dump(odd));
+  REQUIRE(odd.ok());
+  REQUIRE(odd.value->policy.allow.size() == 3);
+  CHECK(odd.value->policy.allow[1].text == "b/c.example");
+  CHECK(odd.value->policy.allow[2].text == "c.example");
+  CHECK(odd.value->policy.allow[0].where.line == 2);
+
+  // A surrogate pair inside a rule survives as UTF-8 (policy::compile judges it).
+  const auto emoji = settings(R"({"network": {"allowedDomains": ["\ud83d\ude80.example"]}})");
+  REQUIRE(emoji.ok());
+  CHECK(emoji.value->policy.allow[0].text == "\xF0\x9F\x9A\x80.example");
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_CASE("the embedded default config", "[unit][config]") {
+  const auto r = cfg::load_yaml_string(cfg::default_config_yaml(), "embedded default");
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.problems.empty());
+
+  const cfg::config c = cfg::default_config();
+  CHECK(c.source == "embedded default");
+  REQUIRE(c.listeners.size() == 2);
+  CHECK(c.listeners[0].address.to_string() == "127.0.0.1:3128");
+  CHECK(c.listeners[1].address.to_string() == "127.0.0.1:1080");
+  for (const auto& l : c.listeners) CHECK((l.http && l.socks5));
+  REQUIRE(c.admin);
+  CHECK(c.admin->address.to_string() == "127.0.0.1:9090");
+  std::vector<std::string> allow;
+  for (const auto& e : c.policy.allow) allow.push_back(e.text);
+  CHECK(allow == std::vector<std::string>{"@github", "@npm", "@pypi", "@anthropic"});
+  CHECK(c.policy.deny.empty());
+  CHECK(c.policy.unknown == policy::unknown_mode::deny);
+  CHECK_FALSE(c.hook);
+  CHECK(c.log.format == cfg::log_format::json);
+  CHECK(c.log.audit == "stdout");
+
+  // Its policy compiles without a single problem, public-suffix check included.
+  policy::compile_options options;
+  options.is_public_suffix = cfg::is_public_suffix;
+  const auto compiled = policy::compile(c.policy, options);
+  CHECK(compiled.policy != nullptr);
+  for (const auto& p : compiled.problems) FAIL_CHECK(p.where.path << ": " << p.message);
+
+  // The embedded text is the repository file, byte for byte.
+  std::ifstream in(data("../../config/default_config.yaml"), std::ios::binary);
+  REQUIRE(in);
+  std::ostringstream file;
+  file << in.rdbuf();
+  CHECK(cfg::default_config_yaml() == file.str());
+}
+
+TEST_CASE("public suffixes", "[unit][config]") {
+  CHECK(cfg::is_public_suffix("com"));
+  CHECK(cfg::is_public_suffix("co.uk"));
+  CHECK(cfg::is_public_suffix("CO.UK."));
+  CHECK(cfg::is_public_suffix("kawasaki.jp"));
+  CHECK_FALSE(cfg::is_public_suffix("example.co.uk"));
+  CHECK_FALSE(cfg::is_public_suffix("example.com"));
+  CHECK_FALSE(cfg::is_public_suffix("city.kawasaki.jp"));  // an exception rule (!city.kawasaki.jp)
+  // The private section does not count: `*.githubusercontent.com` is a normal entry.
+  CHECK_FALSE(cfg::is_public_suffix("githubusercontent.com"));
+  CHECK_FALSE(cfg::is_public_suffix("github.io"));
+  // Names private networks use are not public suffixes: `*.internal` stays valid.
+  CHECK_FALSE(cfg::is_public_suffix("internal"));
+  CHECK_FALSE(cfg::is_public_suffix("corp"));
+  CHECK_FALSE(cfg::is_public_suffix(""));
+  CHECK_FALSE(cfg::is_public_suffix("."));
+  CHECK_FALSE(
+      cfg::is_public_suffix("b\xC3\xBC"
+                            "cher.de"));
+}
+
+}  // namespace
