@@ -1,0 +1,100 @@
+// libFuzzer target: parse_http_head and rewrite_to_origin_form over arbitrary bytes,
+// with the default limits and with small ones (to reach the limit paths). Beyond
+// "no crash, no sanitizer report" it checks the contract the session relies on:
+// consumed is within bounds, the parse is a function of the head alone, a prefix never
+// contradicts the whole (need_more, or the same failure, or the same result), and the
+// rewritten head is well formed and free of Proxy-* fields.
+
+#include "proxy/protocol/http_head.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <string_view>
+
+namespace {
+
+#define FUZZ_CHECK(condition)                                                      \
+  do {                                                                             \
+    if (!(condition)) {                                                            \
+      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition); \
+      std::abort();                                                                \
+    }                                                                              \
+  } while (false)
+
+using namespace egressd::proxy::protocol;
+
+char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+
+void check_rewrite(const http_request& req) {
+  const auto out = rewrite_to_origin_form(req, "egressd");
+  FUZZ_CHECK(out.size() >= 4 && out.compare(out.size() - 4, 4, "\r\n\r\n") == 0);
+  FUZZ_CHECK(out.compare(0, req.method.size(), req.method) == 0);
+  std::string folded;
+  for (const char c : out) folded += lower(c);
+  FUZZ_CHECK(folded.find("\r\nproxy-") == std::string::npos);
+  FUZZ_CHECK(folded.find("\r\nhost: ") != std::string::npos);
+  // Every line ends in CRLF and no field value can smuggle a line break.
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] == '\r') FUZZ_CHECK(i + 1 < out.size() && out[i + 1] == '\n');
+    if (out[i] == '\n') FUZZ_CHECK(i > 0 && out[i - 1] == '\r');
+  }
+}
+
+void check_one(std::string_view bytes, const head_limits& limits) {
+  const auto whole = parse_http_head(bytes, limits);
+  std::ostringstream os;
+  os << whole;  // printing never fails
+
+  // A prefix never contradicts the whole.
+  const auto prefix = parse_http_head(bytes.substr(0, bytes.size() / 2), limits);
+  if (const auto* p = std::get_if<parsed<http_request>>(&whole)) {
+    FUZZ_CHECK(p->consumed > 0 && p->consumed <= bytes.size());
+    FUZZ_CHECK(p->consumed <= limits.max_head_bytes);
+    FUZZ_CHECK(bytes[p->consumed - 1] == '\n');
+    FUZZ_CHECK(p->message.headers.size() <= limits.max_headers);
+    FUZZ_CHECK(p->message.port != 0);
+    FUZZ_CHECK(!p->message.host.empty());
+    // The result depends on the head alone, and the head's last byte completes it.
+    FUZZ_CHECK(parse_http_head(bytes.substr(0, p->consumed), limits) == whole);
+    FUZZ_CHECK(std::holds_alternative<need_more>(
+        parse_http_head(bytes.substr(0, p->consumed - 1), limits)));
+    if (bytes.size() / 2 >= p->consumed) {
+      FUZZ_CHECK(prefix == whole);
+    } else {
+      FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
+    }
+    if (p->message.kind == request_kind::absolute) {
+      FUZZ_CHECK(!p->message.origin_form.empty() && p->message.origin_form.front() == '/');
+      check_rewrite(p->message);
+    } else {
+      FUZZ_CHECK(p->message.body == body_framing::none);
+    }
+  } else if (const auto* f = std::get_if<parse_failure>(&whole)) {
+    FUZZ_CHECK(std::holds_alternative<need_more>(prefix) || prefix == whole);
+    // Once failed, more bytes do not help.
+    std::string longer(bytes);
+    longer += "\r\n\r\n";
+    FUZZ_CHECK(parse_http_head(longer, limits) == whole);
+    (void)f;
+  } else {
+    FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
+    FUZZ_CHECK(bytes.size() <= limits.max_head_bytes);
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  check_one(bytes, head_limits{});
+  head_limits small;
+  small.max_head_bytes = 200;
+  small.max_headers = 4;
+  small.max_line_bytes = 48;
+  check_one(bytes, small);
+  return 0;
+}
