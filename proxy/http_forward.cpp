@@ -1,0 +1,293 @@
+// Flow of plain HTTP forwarding (absolute-form, RFC 9112 §3.2.2):
+//  for each request head on the client connection:
+//   1. the head was parsed and is decided on its own (a second request naming another
+//      host is judged afresh); proxy auth is checked on every request;
+//   2. the upstream connection is reused when the previous exchange went to the same
+//      host and port and both sides kept it alive, otherwise opened through
+//      open_upstream (decide -> resolve -> guard -> dial);
+//   3. the head is rewritten to origin-form without hop-by-hop and Proxy-* fields;
+//   4. the request body (client -> upstream) and the response (upstream -> client) are
+//      streamed concurrently, so `Expect: 100-continue` and early answers work. Message
+//      framing (Content-Length, chunked, read-until-close) comes from Beast's parser fed
+//      through put(); the bytes themselves are forwarded exactly as received;
+//   5. a 101 response turns the connection into a tunnel (WebSocket); otherwise the next
+//      head is read if both sides keep the connection alive.
+//  Bytes are only ever forwarded inside a request whose destination was decided.
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/basic_parser.hpp>
+#include <boost/beast/http/error.hpp>
+
+#include "proxy/auth.hpp"
+#include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
+#include "proxy/session_impl.hpp"
+
+namespace egressd::proxy::detail {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace proto = egressd::proxy::protocol;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+// A Beast parser used only for message framing: it tells where a message ends and
+// keeps the status code; the bytes are forwarded unchanged by the caller.
+template <bool IsRequest>
+class framing_parser : public http::basic_parser<IsRequest> {
+ public:
+  framing_parser() {
+    this->eager(true);
+    this->body_limit(boost::none);
+    this->header_limit(64 * 1024);
+  }
+  int status() const noexcept { return status_; }
+
+ private:
+  void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override { status_ = code; }
+  void on_field_impl(http::field, beast::string_view, beast::string_view, beast::error_code&) override {}
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  std::size_t on_body_impl(beast::string_view body, beast::error_code&) override { return body.size(); }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    return body.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+
+  int status_ = 0;
+};
+
+struct exchange_result {
+  bool request_complete = false;
+  bool response_complete = false;
+  bool response_keep_alive = false;
+  bool upgraded = false;
+  int status = 0;
+  std::string upstream_leftover;  // bytes after a 101 head
+};
+
+// Client -> upstream: the request body, as framed by the rewritten head.
+asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser, exchange_result& ex) {
+  for (;;) {
+    if (parser.is_done()) {
+      ex.request_complete = true;
+      co_return;
+    }
+    if (!s.in.empty()) {
+      beast::error_code ec;
+      const std::size_t n = parser.put(asio::buffer(s.in), ec);
+      if (ec && ec != http::error::need_more) co_return;  // malformed body framing: stop here
+      if (n > 0) {
+        auto [wec, w] = co_await asio::async_write(s.upstream, asio::buffer(s.in.data(), n), nothrow);
+        if (wec) co_return;
+        s.in.erase(0, n);
+        continue;
+      }
+    }
+    if (ex.response_complete) co_return;  // the answer came before the whole body
+    const auto st = co_await read_more(s, steady::now() + s.cfg->limits.idle_timeout, s.in.size() + 65536);
+    if (st != read_status::ok) co_return;
+  }
+}
+
+// Upstream -> client: interim responses, the final response, or a 101.
+asio::awaitable<void> relay_response(session& s, bool head_request, exchange_result& ex) {
+  std::string buf;
+  auto parser = std::make_unique<framing_parser<false>>();
+  if (head_request) parser->skip(true);
+  const auto idle = s.cfg->limits.idle_timeout;
+  for (;;) {
+    if (!buf.empty()) {
+      beast::error_code ec;
+      const std::size_t n = parser->put(asio::buffer(buf), ec);
+      if (ec && ec != http::error::need_more) co_return;
+      if (n > 0) {
+        if (!co_await write_client(s, std::string_view(buf.data(), n))) co_return;
+        buf.erase(0, n);
+      }
+      if (parser->is_done()) {
+        const int status = parser->status();
+        if (status == 101) {
+          ex.upgraded = true;
+          ex.status = status;
+          ex.response_complete = true;
+          ex.upstream_leftover = std::move(buf);
+          co_return;
+        }
+        if (status >= 100 && status < 200) {  // interim: the final response follows
+          parser = std::make_unique<framing_parser<false>>();
+          if (head_request) parser->skip(true);
+          continue;
+        }
+        ex.status = status;
+        ex.response_complete = true;
+        ex.response_keep_alive = parser->keep_alive() && buf.empty();
+        if (!ex.request_complete) {
+          boost::system::error_code ignored;
+          s.client.cancel(ignored);  // the body pump stops; the connection closes after this
+        }
+        co_return;
+      }
+      if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
+    }
+    const std::size_t old = buf.size();
+    buf.resize(old + 16384);
+    s.timer.expires_after(idle);
+    auto r = co_await (s.upstream.async_read_some(asio::buffer(buf.data() + old, 16384), nothrow) ||
+                       s.timer.async_wait(asio::use_awaitable));
+    if (r.index() == 1) {
+      buf.resize(old);
+      co_return;
+    }
+    auto [ec, n] = std::get<0>(r);
+    buf.resize(old + n);
+    if (ec == asio::error::eof) {
+      if (parser->is_header_done() && parser->need_eof()) {  // body delimited by close
+        beast::error_code pec;
+        parser->put_eof(pec);
+        ex.status = parser->status();
+        ex.response_complete = !pec;
+        ex.response_keep_alive = false;
+      }
+      co_return;
+    }
+    if (ec) co_return;
+  }
+}
+
+bool same_destination(const destination& a, const destination& b) {
+  return a.connected() && b.host.ok() && a.host.ok() && a.host.host->text == b.host.host->text && a.port == b.port;
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
+  const auto& limits = s.cfg->limits;
+  proto::head_limits hl;
+  hl.max_head_bytes = limits.max_head_bytes;
+  hl.max_headers = limits.max_headers;
+  hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
+  destination current;  // the destination s.upstream is connected to, if any
+
+  for (;;) {
+    s.in.erase(0, consumed);
+
+    // Decide this request on its own; reuse the upstream only for the same destination.
+    destination d;
+    bool reuse = false;
+    if (s.upstream.is_open() && current.connected()) {
+      d.raw_host = req.host;
+      d.port = req.port;
+      d.host = policy::canonicalize_host(req.host);
+      d.decision = policy::decide(*s.policy, {&d.host, req.port, std::nullopt});
+      if (d.decision.result == policy::outcome::allow && same_destination(current, d)) {
+        reuse = true;
+        d = current;
+        d.decision = policy::decide(*s.policy, {&d.host, req.port, std::nullopt});
+      }
+    }
+    if (!reuse) {
+      boost::system::error_code ignored;
+      s.upstream.close(ignored);
+      current = {};
+      d = co_await open_upstream(s, req.host, req.port);
+    }
+    if (!d.connected()) {
+      const refusal r = refusal_for(s, d);
+      record_request(s, d, "http", r.status);
+      if (d.error == dial_error::aborted) co_return;
+      // Keep the client connection when nothing of this request is left to skip.
+      const bool keep = req.keep_alive && req.body == proto::body_framing::none && !s.w.shared().draining;
+      if (!co_await write_client(s, render_refusal(r, !keep)) || !keep) co_return;
+    } else {
+      current = d;
+      const std::string head = proto::rewrite_to_origin_form(req, "egressd");
+      framing_parser<true> request_parser;
+      beast::error_code pec;
+      request_parser.put(asio::buffer(head), pec);
+      auto [wec, wn] = co_await asio::async_write(s.upstream, asio::buffer(head), nothrow);
+      if (wec || pec) {
+        record_request(s, d, "http", 502, "upstream");
+        if (!pec) co_await write_client(s, render_refusal(refusal_for(s, d), true));
+        co_return;
+      }
+      exchange_result ex;
+      co_await (send_request_body(s, request_parser, ex) && relay_response(s, req.method == "HEAD", ex));
+      if (ex.upgraded) {
+        record_request(s, d, "http", ex.status);
+        if (!ex.upstream_leftover.empty() && !co_await write_client(s, ex.upstream_leftover)) co_return;
+        co_await tunnel(s, d, "http", 0);
+        co_return;
+      }
+      if (!ex.response_complete) {
+        // Upstream failed before a complete response: 502 if nothing was sent yet.
+        record_request(s, d, "http", ex.status ? ex.status : 502, "upstream");
+        if (ex.status == 0) {
+          refusal r;
+          r.status = 502;
+          r.proxy_error = "http_response_incomplete";
+          r.details = "egressd: " + d.display_host() + " closed the connection without a complete response";
+          co_await write_client(s, render_refusal(r, true));
+        }
+        co_return;
+      }
+      record_request(s, d, "http", ex.status);
+      if (!ex.request_complete || !req.keep_alive || s.w.shared().draining) co_return;
+      if (!ex.response_keep_alive) {
+        boost::system::error_code ignored;
+        s.upstream.close(ignored);
+        current = {};
+      }
+    }
+
+    // The next request head: wait up to idle_timeout for it to start, then head_timeout.
+    auto deadline = steady::now() + limits.idle_timeout;
+    bool started = !s.in.empty();
+    for (;;) {
+      auto result = proto::parse_http_head(s.in, hl);
+      if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
+        refusal r;
+        r.status = proto::http_status_for(failure->code);
+        r.proxy_error = "http_request_error";
+        r.details = "egressd: bad request: " + make_error_code(failure->code).message();
+        co_await write_client(s, render_refusal(r, true));
+        co_return;
+      }
+      if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) {
+        req = std::move(done->message);
+        consumed = done->consumed;
+        break;
+      }
+      if (!started && !s.in.empty()) {
+        started = true;
+        deadline = steady::now() + limits.head_timeout;
+      }
+      if (co_await read_more(s, deadline, limits.max_head_bytes + 1) != read_status::ok) co_return;
+    }
+    if (req.kind == proto::request_kind::connect) {
+      // CONNECT after plain requests on one connection: refuse rather than mix modes.
+      refusal r;
+      r.status = 400;
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: CONNECT must be the first request on a connection";
+      co_await write_client(s, render_refusal(r, true));
+      co_return;
+    }
+    if (!s.cfg->auth.users.empty() &&
+        !(req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization))) {
+      refusal r;
+      r.status = 407;
+      r.proxy_error = "http_request_denied";
+      r.details = "egressd: proxy authentication required";
+      r.auth_challenge = true;
+      co_await write_client(s, render_refusal(r, true));
+      co_return;
+    }
+  }
+}
+
+}  // namespace egressd::proxy::detail

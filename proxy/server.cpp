@@ -1,0 +1,387 @@
+// Flow of the daemon:
+//  1. One worker per core (or `workers:`), each a thread with its own io_context.
+//  2. Each TCP listener gets one acceptor per worker, bound to the same address with
+//     SO_REUSEPORT so the kernel spreads connections; port 0 is resolved by the first
+//     bind and reused by the others. A Unix listener is bound once and each worker
+//     accepts on its own dup() of the listening descriptor.
+//  3. Accept errors back off (10 ms doubling to 1 s) instead of spinning on EMFILE;
+//     `limits.max_connections` is enforced by closing what is accepted beyond it.
+//  4. The main thread handles signals: SIGHUP reloads (load, validate, compile aside,
+//     swap atomically; a bad file keeps the old policy); SIGTERM/SIGINT stop accepting,
+//     wait for open sessions up to `limits.drain_timeout`, then cancel them.
+
+#include "proxy/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+
+#include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
+#include "proxy/session.hpp"
+#include "proxy/worker.hpp"
+
+namespace egressd::proxy {
+
+namespace asio = boost::asio;
+using generic = asio::generic::stream_protocol;
+using generic_acceptor = asio::basic_socket_acceptor<generic>;
+constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+namespace {
+
+using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+std::string endpoint_text(const generic::endpoint& ep) {
+  const sockaddr* sa = ep.data();
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
+  }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    ::inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
+  }
+  return "unix";
+}
+
+std::uint16_t endpoint_port(const generic::endpoint& ep) {
+  const sockaddr* sa = ep.data();
+  if (sa->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
+  if (sa->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
+  return 0;
+}
+
+asio::ip::tcp::endpoint resolve_listen_address(const config::endpoint& e) {
+  boost::system::error_code ec;
+  auto addr = asio::ip::make_address(e.host, ec);
+  if (!ec) return {addr, e.port};
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  addrinfo* res = nullptr;
+  if (::getaddrinfo(e.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
+    throw std::runtime_error("cannot resolve listener host '" + e.host + "'");
+  asio::ip::tcp::endpoint ep;
+  if (res->ai_family == AF_INET)
+    ep = {asio::ip::address_v4(ntohl(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr.s_addr)), e.port};
+  else {
+    asio::ip::address_v6::bytes_type b;
+    std::memcpy(b.data(), reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr.s6_addr, 16);
+    ep = {asio::ip::address_v6(b), e.port};
+  }
+  ::freeaddrinfo(res);
+  return ep;
+}
+
+void raise_fd_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+}  // namespace
+
+struct server::impl {
+  struct bound_listener {
+    listener_info info;
+    std::string address;  // actual bound address
+    std::string unix_path;
+    std::vector<std::unique_ptr<generic_acceptor>> acceptors;  // one per worker
+  };
+
+  config_source source;
+  runtime rt;
+  std::vector<std::unique_ptr<worker>> workers;
+  std::vector<std::unique_ptr<bound_listener>> listeners;
+  asio::io_context control;
+  asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
+  bool stopping = false;
+
+  impl(config_source s, loaded_config initial) : source(std::move(s)) {
+    rt.config.store(initial.config);
+    rt.policy.store(initial.policy);
+    rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
+  }
+
+  dns_options dns_opts(const config::config& cfg) {
+    dns_options o;
+    o.servers = cfg.dns.servers;
+    o.timeout = cfg.dns.timeout;
+    o.max_ttl = cfg.dns.max_ttl;
+    o.negative_ttl = cfg.dns.negative_ttl;
+    o.hosts_file = cfg.dns.hosts_file;
+    return o;
+  }
+
+  void bind_listener(const config::listener_config& lc) {
+    auto bl = std::make_unique<bound_listener>();
+    bl->info = {lc.address.to_string(), lc.http, lc.socks5};
+    if (lc.address.kind == config::endpoint::kind_t::unix_socket) {
+      bl->unix_path = lc.address.path;
+      struct stat st {};
+      if (::lstat(lc.address.path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+          throw std::runtime_error(lc.address.path + " exists and is not a socket; refusing to replace it");
+        ::unlink(lc.address.path.c_str());
+      }
+      auto first = std::make_unique<generic_acceptor>(workers[0]->io());
+      generic::endpoint ep{asio::local::stream_protocol::endpoint(lc.address.path)};
+      first->open(ep.protocol());
+      first->bind(ep);
+      first->listen(asio::socket_base::max_listen_connections);
+      bl->address = "unix:" + lc.address.path;
+      const int fd = first->native_handle();
+      bl->acceptors.push_back(std::move(first));
+      for (std::size_t i = 1; i < workers.size(); ++i) {
+        const int copy = ::dup(fd);
+        if (copy < 0) throw std::runtime_error("dup: " + std::string(std::strerror(errno)));
+        auto a = std::make_unique<generic_acceptor>(workers[i]->io());
+        a->assign(ep.protocol(), copy);
+        bl->acceptors.push_back(std::move(a));
+      }
+    } else {
+      auto tcp_ep = resolve_listen_address(lc.address);
+      for (std::size_t i = 0; i < workers.size(); ++i) {
+        auto a = std::make_unique<generic_acceptor>(workers[i]->io());
+        generic::endpoint ep{tcp_ep};
+        a->open(ep.protocol());
+        a->set_option(asio::socket_base::reuse_address(true));
+        a->set_option(reuse_port(true));
+        if (tcp_ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
+        a->bind(ep);
+        a->listen(asio::socket_base::max_listen_connections);
+        if (i == 0) {
+          tcp_ep.port(endpoint_port(a->local_endpoint()));  // port 0: every worker binds the chosen one
+          bl->address = endpoint_text(a->local_endpoint());
+        }
+        bl->acceptors.push_back(std::move(a));
+      }
+    }
+    listeners.push_back(std::move(bl));
+  }
+
+  asio::awaitable<void> accept_loop(worker& w, generic_acceptor& acceptor, const listener_info& info) {
+    auto backoff = std::chrono::milliseconds(10);
+    asio::steady_timer pause(w.io());
+    for (;;) {
+      generic::socket peer(w.io());
+      auto [ec] = co_await acceptor.async_accept(peer, nothrow);
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec) {
+        // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to free up.
+        log_event(log_level::warn, "accept failed",
+                  json_object().add("listener", info.name).add("error", ec.message()).add(
+                      "retry_ms", static_cast<std::int64_t>(backoff.count())));
+        pause.expires_after(backoff);
+        co_await pause.async_wait(nothrow);
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(1000));
+        continue;
+      }
+      backoff = std::chrono::milliseconds(10);
+      const auto max = rt.config.load()->limits.max_connections;
+      if (rt.active_connections.load(std::memory_order_relaxed) >= max) {
+        boost::system::error_code ignored;
+        peer.close(ignored);
+        log_event(log_level::warn, "connection limit reached", json_object().add("listener", info.name).add(
+                                                                   "max_connections", static_cast<std::uint64_t>(max)));
+        continue;
+      }
+      boost::system::error_code ignored;
+      std::string peer_text = "unix";
+      auto remote = peer.remote_endpoint(ignored);
+      if (!ignored) peer_text = endpoint_text(remote);
+      if (remote.data()->sa_family == AF_INET || remote.data()->sa_family == AF_INET6)
+        peer.set_option(asio::ip::tcp::no_delay(true), ignored);
+      rt.active_connections.fetch_add(1, std::memory_order_relaxed);
+      asio::co_spawn(w.io(), run_session(w, info, std::move(peer), std::move(peer_text)),
+                     [this](std::exception_ptr e) {
+                       rt.active_connections.fetch_sub(1, std::memory_order_relaxed);
+                       if (!e) return;
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         log_event(log_level::error, "session failed", json_object().add("error", ex.what()));
+                       }
+                     });
+    }
+  }
+
+  void close_listeners() {
+    for (auto& l : listeners) {
+      for (std::size_t i = 0; i < l->acceptors.size(); ++i) {
+        auto* a = l->acceptors[i].get();
+        asio::post(workers[i]->io(), [a] {
+          boost::system::error_code ignored;
+          a->close(ignored);
+        });
+      }
+      if (!l->unix_path.empty()) ::unlink(l->unix_path.c_str());
+    }
+  }
+
+  void reload() {
+    auto next = load_config_source(source);
+    if (!next.ok()) {
+      json_object f;
+      f.add("source", source.path.empty() ? "embedded default" : source.path)
+          .add("errors", static_cast<std::uint64_t>(next.errors.size()));
+      if (!next.errors.empty()) f.add("first_error", next.errors.front());
+      log_event(log_level::error, "reload failed", f);
+      for (const auto& e : next.errors) log_event(log_level::error, "config problem", json_object().add("problem", e));
+      return;
+    }
+    auto old = rt.config.load();
+    const auto listener_names = [](const config::config& c) {
+      std::vector<std::string> v;
+      for (const auto& l : c.listeners) v.push_back(l.address.to_string());
+      return v;
+    };
+    if (listener_names(*old) != listener_names(*next.config))
+      log_event(log_level::warn, "listener changes take effect after a restart");
+    rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
+    rt.config.store(next.config);
+    rt.policy.store(next.policy);
+    for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
+    log_event(log_level::info, "reloaded",
+              json_object()
+                  .add("source", source.path.empty() ? "embedded default" : source.path)
+                  .add("rules", static_cast<std::uint64_t>(next.policy->rule_count())));
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](const boost::system::error_code& ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        reload();
+      } else if (!stopping) {
+        begin_drain(sig);
+      } else {
+        log_event(log_level::warn, "second stop signal: closing every session now");
+        finish();
+        return;
+      }
+      wait_signal();
+    });
+  }
+
+  std::unique_ptr<asio::steady_timer> drain_timer;
+  std::chrono::steady_clock::time_point drain_deadline;
+
+  void begin_drain(int sig) {
+    stopping = true;
+    rt.draining.store(true);
+    close_listeners();
+    const auto timeout = rt.config.load()->limits.drain_timeout;
+    drain_deadline = std::chrono::steady_clock::now() + timeout;
+    log_event(log_level::info, "draining",
+              json_object()
+                  .add("signal", sig == SIGINT ? "SIGINT" : "SIGTERM")
+                  .add("open_connections", static_cast<std::uint64_t>(rt.active_connections.load()))
+                  .add("drain_timeout_ms", static_cast<std::int64_t>(timeout.count())));
+    drain_timer = std::make_unique<asio::steady_timer>(control);
+    poll_drain();
+  }
+
+  void poll_drain() {
+    if (rt.active_connections.load() == 0 || std::chrono::steady_clock::now() >= drain_deadline) {
+      finish();
+      return;
+    }
+    drain_timer->expires_after(std::chrono::milliseconds(25));
+    drain_timer->async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) poll_drain();
+    });
+  }
+
+  void finish() {
+    const auto left = rt.active_connections.load();
+    if (left > 0) {
+      log_event(log_level::info, "drain deadline passed: closing open sessions",
+                json_object().add("open_connections", static_cast<std::uint64_t>(left)));
+      for (auto& w : workers) w->abort_all();
+    }
+    signals.cancel();
+    if (drain_timer) drain_timer->cancel();
+    control.stop();
+  }
+};
+
+server::server(config_source source, loaded_config initial)
+    : impl_(std::make_unique<impl>(std::move(source), std::move(initial))) {}
+
+server::~server() = default;
+
+int server::run() {
+  auto& s = *impl_;
+  raise_fd_limit();
+  auto cfg = s.rt.config.load();
+  unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
+  try {
+    for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, s.dns_opts(*cfg)));
+    for (const auto& l : cfg->listeners) s.bind_listener(l);
+  } catch (const std::exception& e) {
+    log_event(log_level::error, "startup failed", json_object().add("error", e.what()));
+    flush_logs();
+    return 1;
+  }
+  for (auto& l : s.listeners) {
+    for (std::size_t i = 0; i < l->acceptors.size(); ++i)
+      asio::co_spawn(s.workers[i]->io(), s.accept_loop(*s.workers[i], *l->acceptors[i], l->info), asio::detached);
+    log_event(log_level::info, "listening",
+              json_object()
+                  .add("listener", l->info.name)
+                  .add("address", l->address)
+                  .add("http", l->info.http)
+                  .add("socks5", l->info.socks5));
+  }
+  for (auto& w : s.workers) w->start();
+  s.wait_signal();
+  log_event(log_level::info, "ready",
+            json_object()
+                .add("workers", n)
+                .add("config", cfg->source)
+                .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
+  s.control.run();
+
+  // Sessions were cancelled (or finished); let each worker run out of work.
+  for (auto& w : s.workers) {
+    w->abort_all();
+  }
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (s.rt.active_connections.load() > 0 && std::chrono::steady_clock::now() < give_up)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (auto& w : s.workers) w->io().stop();
+  for (auto& w : s.workers) w->stop_and_join();
+  s.listeners.clear();
+  log_event(log_level::info, "stopped");
+  flush_logs();
+  return 0;
+}
+
+}  // namespace egressd::proxy

@@ -1,0 +1,570 @@
+// Flow of a session (README.md, "Life of a session"):
+//  1. Sniff: read the first bytes under the head deadline. 0x05 is SOCKS5 (RFC 1928),
+//     anything else is HTTP, as far as the listener serves each protocol. A client that
+//     closes before its first byte is normal and leaves no record.
+//  2. HTTP: parse the head (proxy/protocol, pure); 431/400 on failure; 407 when proxy
+//     auth is configured and the credentials are wrong. CONNECT opens a tunnel;
+//     absolute-form goes to serve_plain_http (http_forward.cpp).
+//     SOCKS5: greeting, optional RFC 1929 auth, request; BIND/UDP answer 07.
+//  3. open_upstream: canonical host -> policy::decide -> [hook] -> resolve (c-ares, cached)
+//     -> policy::classify every address -> dial the survivors in order under the connect
+//     deadline.
+//  4. Reply (200 Connection Established / SOCKS 00), send the bytes the client pipelined
+//     behind its request upstream first, free the head buffer, relay (relay.cpp).
+//  5. Exactly one access record per decision and one per closed tunnel.
+
+#include "proxy/session.hpp"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/write.hpp>
+
+#include "proxy/auth.hpp"
+#include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
+#include "proxy/session_impl.hpp"
+
+namespace egressd::proxy::detail {
+
+using namespace asio::experimental::awaitable_operators;
+namespace proto = egressd::proxy::protocol;
+using policy::decision_reason;
+using policy::outcome;
+
+std::string_view to_string(dial_error e) noexcept {
+  switch (e) {
+    case dial_error::none: return "none";
+    case dial_error::invalid_host: return "invalid_host";
+    case dial_error::denied: return "denied";
+    case dial_error::resolve_failed: return "resolve_failed";
+    case dial_error::guard_refused: return "guard_refused";
+    case dial_error::refused: return "connection_refused";
+    case dial_error::unreachable: return "host_unreachable";
+    case dial_error::net_unreachable: return "network_unreachable";
+    case dial_error::timeout: return "connect_timeout";
+    case dial_error::aborted: return "aborted";
+  }
+  return "none";
+}
+
+session::session(worker& wk, const listener_info& l, client_socket c, std::string p)
+    : w(wk),
+      listener(l),
+      client(std::move(c)),
+      upstream(client.get_executor()),
+      timer(client.get_executor()),
+      id(wk.shared().next_connection_id.fetch_add(1, std::memory_order_relaxed)),
+      peer(std::move(p)),
+      cfg(wk.shared().config.load()),
+      policy(wk.shared().policy.load()) {
+  w.attach(this);
+}
+
+session::~session() { w.detach(this); }
+
+void session::abort() noexcept {
+  aborted = true;
+  boost::system::error_code ignored;
+  client.cancel(ignored);
+  upstream.cancel(ignored);
+  timer.cancel();
+}
+
+// ---- I/O helpers --------------------------------------------------------------------
+
+asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit) {
+  if (s.in.size() >= limit) co_return read_status::full;
+  const std::size_t old = s.in.size();
+  const std::size_t want = std::min<std::size_t>(limit - old, 16384);
+  s.in.resize(old + want);
+  s.timer.expires_at(deadline);
+  auto r = co_await (s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow) ||
+                     s.timer.async_wait(asio::use_awaitable));
+  if (r.index() == 1) {
+    s.in.resize(old);
+    co_return read_status::timeout;
+  }
+  auto [ec, n] = std::get<0>(r);
+  s.in.resize(old + n);
+  if (ec == asio::error::eof) co_return read_status::eof;
+  if (ec || s.aborted) co_return read_status::error;
+  co_return read_status::ok;
+}
+
+asio::awaitable<bool> write_client(session& s, std::string_view data) {
+  auto [ec, n] = co_await asio::async_write(s.client, asio::buffer(data), nothrow);
+  co_return !ec;
+}
+
+// ---- decide -> resolve -> guard -> dial -----------------------------------------------
+
+namespace {
+
+dial_error classify_connect_error(const boost::system::error_code& ec) {
+  if (ec == asio::error::connection_refused) return dial_error::refused;
+  if (ec == asio::error::network_unreachable) return dial_error::net_unreachable;
+  if (ec == asio::error::host_unreachable) return dial_error::unreachable;
+  if (ec == asio::error::timed_out) return dial_error::timeout;
+  return dial_error::unreachable;
+}
+
+policy::ip_address to_policy(const asio::ip::address& a) {
+  if (a.is_v4()) return policy::ip_address::from_v4(a.to_v4().to_uint());
+  return policy::ip_address::from_v6(a.to_v6().to_bytes());
+}
+
+asio::ip::address to_asio(const policy::ip_address& a) {
+  if (a.is_v4()) return asio::ip::address_v4(a.v4());
+  return asio::ip::address_v6(a.bytes);
+}
+
+// The confirmation hook's place in the path (DESIGN.md §2.5). Until a hook client is
+// configured, an `ask` is a denial with its own reason.
+policy::decision confirm(const session&, const destination& d) {
+  (void)d;
+  return {outcome::deny, decision_reason::no_hook, policy::no_rule};
+}
+
+}  // namespace
+
+asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port) {
+  destination d;
+  d.raw_host = std::string(raw_host);
+  d.port = port;
+  d.host = policy::canonicalize_host(raw_host);
+  d.decision = policy::decide(*s.policy, {&d.host, port, std::nullopt});
+  if (d.decision.result == outcome::ask) d.decision = confirm(s, d);
+  if (d.decision.result != outcome::allow) {
+    d.error = d.decision.reason == decision_reason::invalid_host ? dial_error::invalid_host : dial_error::denied;
+    co_return d;
+  }
+  const policy::canonical_host& host = *d.host.host;
+
+  // Resolve once; the guard judges every address; only survivors are dialled.
+  std::vector<asio::ip::address> candidates;
+  if (host.is_ip()) {
+    const auto a = *host.address;
+    // An IP literal is judged by the IP rules alone, unless it only got through
+    // because unknown destinations are let through (report-only mode).
+    if (d.decision.reason == decision_reason::report_only) {
+      auto locals = s.w.shared().local_addresses.load();
+      auto v = policy::classify(*s.policy, host, a, port, *locals);
+      if (!v.allowed()) {
+        d.refused_class = v.refused;
+        d.refused_address = a.to_string();
+      }
+    }
+    if (d.refused_class == policy::address_class::none) candidates.push_back(to_asio(a));
+  } else {
+    auto [ec, answer] = co_await s.w.dns().resolve(host.text);
+    if (s.aborted) {
+      d.error = dial_error::aborted;
+      co_return d;
+    }
+    if (ec || answer.addresses.empty()) {
+      d.error = dial_error::resolve_failed;
+      d.decision = {outcome::deny, decision_reason::resolve_failed, d.decision.rule};
+      co_return d;
+    }
+    auto locals = s.w.shared().local_addresses.load();
+    for (const auto& a : answer.addresses) {
+      auto v = policy::classify(*s.policy, host, to_policy(a), port, *locals);
+      if (v.allowed()) {
+        candidates.push_back(a);
+      } else if (d.refused_class == policy::address_class::none) {
+        d.refused_class = v.refused;
+        d.refused_address = a.to_string();
+      }
+    }
+  }
+  if (candidates.empty()) {
+    d.error = dial_error::guard_refused;
+    d.decision = {outcome::deny, decision_reason::address_denied, d.decision.rule};
+    co_return d;
+  }
+
+  // Dial the survivors in order under one connect deadline.
+  const auto started = steady::now();
+  const auto deadline = started + s.cfg->limits.connect_timeout;
+  d.error = dial_error::unreachable;
+  for (const auto& a : candidates) {
+    tcp::endpoint ep(a, port);
+    boost::system::error_code ignored;
+    s.upstream.close(ignored);
+    s.timer.expires_at(deadline);
+    auto r = co_await (s.upstream.async_connect(ep, nothrow) || s.timer.async_wait(asio::use_awaitable));
+    if (s.aborted) {
+      d.error = dial_error::aborted;
+      break;
+    }
+    if (r.index() == 1) {
+      d.error = dial_error::timeout;
+      break;
+    }
+    auto [ec] = std::get<0>(r);
+    if (!ec) {
+      d.error = dial_error::none;
+      d.remote = ep;
+      break;
+    }
+    d.error = classify_connect_error(ec);
+  }
+  d.connect_time = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - started);
+  if (!d.connected()) {
+    boost::system::error_code ignored;
+    s.upstream.close(ignored);
+  } else {
+    boost::system::error_code ignored;
+    s.upstream.set_option(tcp::no_delay(true), ignored);
+  }
+  co_return d;
+}
+
+// ---- replies and records ------------------------------------------------------------
+
+refusal refusal_for(const session& s, const destination& d) {
+  refusal r;
+  const std::string target = d.display_host() + ":" + std::to_string(d.port);
+  r.reason = policy::to_string(d.decision.reason);
+  if (d.decision.rule != policy::no_rule) r.rule = s.policy->rule(d.decision.rule).text;
+  switch (d.error) {
+    case dial_error::invalid_host:
+      r.status = 400;
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: refused " + d.raw_host + ": not a valid host";
+      break;
+    case dial_error::denied:
+      r.status = 403;
+      r.blocked_by_policy = true;
+      r.proxy_error = "http_request_denied";
+      if (d.decision.reason == decision_reason::denied_by_rule)
+        r.details = "egressd: " + target + " is blocked by the deny rule '" + r.rule + "'";
+      else if (d.decision.reason == decision_reason::no_hook)
+        r.details = "egressd: " + target + " is not in the allowlist and no confirmation hook is configured";
+      else
+        r.details = "egressd: " + target + " is not in the allowlist";
+      break;
+    case dial_error::guard_refused:
+      r.status = 403;
+      r.blocked_by_policy = true;
+      r.proxy_error = "destination_ip_prohibited";
+      r.details = "egressd: " + target + " resolved to " + std::string(policy::describe(d.refused_class)) + " (" +
+                  d.refused_address + "), which is not allowed";
+      r.reason = policy::to_string(d.refused_class);
+      break;
+    case dial_error::resolve_failed:
+      r.status = 502;
+      r.proxy_error = "dns_error";
+      r.details = "egressd: could not resolve " + d.display_host();
+      break;
+    case dial_error::refused:
+      r.status = 502;
+      r.proxy_error = "connection_refused";
+      r.details = "egressd: " + target + " refused the connection";
+      break;
+    case dial_error::timeout:
+      r.status = 504;
+      r.proxy_error = "connection_timeout";
+      r.details = "egressd: connecting to " + target + " timed out";
+      break;
+    case dial_error::unreachable:
+    case dial_error::net_unreachable:
+      r.status = 502;
+      r.proxy_error = "destination_unavailable";
+      r.details = "egressd: " + target + " is unreachable";
+      break;
+    case dial_error::aborted:
+      r.status = 503;
+      r.proxy_error = "proxy_internal_error";
+      r.details = "egressd: shutting down";
+      break;
+    case dial_error::none:
+      r.status = 500;
+      r.proxy_error = "proxy_internal_error";
+      r.details = "egressd: internal error";
+      break;
+  }
+  return r;
+}
+
+proto::socks5_reply_code socks_code_for(const destination& d) noexcept {
+  using code = proto::socks5_reply_code;
+  switch (d.error) {
+    case dial_error::none: return code::succeeded;
+    case dial_error::invalid_host:
+    case dial_error::denied:
+    case dial_error::guard_refused: return code::not_allowed;
+    case dial_error::resolve_failed:
+    case dial_error::unreachable: return code::host_unreachable;
+    case dial_error::net_unreachable: return code::network_unreachable;
+    case dial_error::refused: return code::connection_refused;
+    case dial_error::timeout: return code::ttl_expired;
+    case dial_error::aborted: return code::general_failure;
+  }
+  return code::general_failure;
+}
+
+namespace {
+
+json_object base_record(const session& s, const destination& d, std::string_view event, std::string_view protocol) {
+  json_object o;
+  o.add("event", event)
+      .add("connection", s.id)
+      .add("client", s.peer)
+      .add("listener", s.listener.name)
+      .add("protocol", protocol)
+      .add("host", d.display_host())
+      .add("port", static_cast<unsigned>(d.port))
+      .add("decision", d.connected() ? "allow" : "deny")
+      .add("reason", d.refused_class != policy::address_class::none && !d.connected()
+                         ? std::string("address_denied:") + std::string(policy::to_string(d.refused_class))
+                         : std::string(policy::to_string(d.decision.reason)));
+  if (d.decision.rule != policy::no_rule) {
+    const auto& rule = s.policy->rule(d.decision.rule);
+    o.add("rule", rule.text);
+    if (!rule.preset.empty()) o.add("preset", rule.preset);
+  } else {
+    o.add_null("rule");
+  }
+  if (d.decision.reason == decision_reason::report_only) o.add("report_only", true);
+  if (d.connected()) o.add("upstream", d.remote.address().to_string() + ":" + std::to_string(d.remote.port()));
+  return o;
+}
+
+}  // namespace
+
+void record_request(const session& s, const destination& d, std::string_view protocol, int status,
+                    std::string_view error_source) {
+  json_object o = base_record(s, d, "request", protocol);
+  o.add("status", status);
+  if (!d.connected()) {
+    o.add("error", to_string(d.error));
+    o.add("error_source", error_source.empty() ? (d.error == dial_error::denied || d.error == dial_error::guard_refused ||
+                                                          d.error == dial_error::invalid_host
+                                                      ? "policy"
+                                                      : "upstream")
+                                               : error_source);
+  }
+  if (d.connected() || d.error >= dial_error::refused)
+    o.add("connect_us", static_cast<std::int64_t>(d.connect_time.count()));
+  log_audit(o);
+}
+
+void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r) {
+  json_object o = base_record(s, d, "tunnel_closed", protocol);
+  o.add("bytes_up", r.bytes_up)
+      .add("bytes_down", r.bytes_down)
+      .add("duration_ms", static_cast<std::int64_t>(
+                              std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - s.started).count()))
+      .add("closed_by", r.cause == close_cause::both_eof ? (r.client_closed_first ? "client" : "upstream")
+                                                         : std::string_view("proxy"))
+      .add("close_cause", to_string(r.cause));
+  log_audit(o);
+}
+
+// ---- the tunnel common to CONNECT, SOCKS5 and upgraded HTTP ----------------------------
+
+// After the success reply: the client's pipelined bytes go upstream first, the head
+// buffer is freed (an idle tunnel holds no user-space buffer), then the relay.
+asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protocol, std::size_t consumed) {
+  if (s.in.size() > consumed) {
+    auto [ec, n] = co_await asio::async_write(
+        s.upstream, asio::buffer(s.in.data() + consumed, s.in.size() - consumed), nothrow);
+    if (ec) {
+      relay_result r;
+      r.cause = close_cause::upstream_reset;
+      record_tunnel(s, d, protocol, r);
+      co_return;
+    }
+  }
+  std::string().swap(s.in);
+  auto r = co_await relay(s.client, s.upstream, s.w.pipes(), s.cfg->limits.idle_timeout);
+  if (s.aborted && r.cause == close_cause::both_eof) r.cause = close_cause::shutdown;
+  record_tunnel(s, d, protocol, r);
+}
+
+namespace {
+
+// ---- HTTP -------------------------------------------------------------------------------
+
+asio::awaitable<void> send_refusal(session& s, const refusal& r) {
+  co_await write_client(s, render_refusal(r, true));
+  boost::system::error_code ignored;
+  s.client.shutdown(asio::socket_base::shutdown_send, ignored);
+}
+
+asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, std::size_t consumed) {
+  destination d = co_await open_upstream(s, req.host, req.port);
+  if (!d.connected()) {
+    const refusal r = refusal_for(s, d);
+    record_request(s, d, "connect", r.status);
+    if (d.error != dial_error::aborted) co_await send_refusal(s, r);
+    co_return;
+  }
+  record_request(s, d, "connect", 200);
+  // RFC 9110 §9.3.6: any 2xx means the tunnel is open.
+  static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
+  if (!co_await write_client(s, established)) {
+    relay_result r;
+    r.cause = close_cause::client_reset;
+    record_tunnel(s, d, "connect", r);
+    co_return;
+  }
+  co_await tunnel(s, d, "connect", consumed);
+}
+
+asio::awaitable<void> serve_http(session& s, steady::time_point deadline) {
+  const auto& limits = s.cfg->limits;
+  proto::head_limits hl;
+  hl.max_head_bytes = limits.max_head_bytes;
+  hl.max_headers = limits.max_headers;
+  hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
+  for (;;) {
+    auto result = proto::parse_http_head(s.in, hl);
+    if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
+      refusal r;
+      r.status = proto::http_status_for(failure->code);
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: bad request: " + make_error_code(failure->code).message();
+      co_await send_refusal(s, r);
+      log_event(log_level::debug, "bad request",
+                json_object().add("connection", s.id).add("client", s.peer).add("error", proto::to_string(failure->code)));
+      co_return;
+    }
+    if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) {
+      const auto& req = done->message;
+      if (!s.cfg->auth.users.empty() &&
+          !(req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization))) {
+        refusal r;
+        r.status = 407;
+        r.proxy_error = "http_request_denied";
+        r.details = "egressd: proxy authentication required";
+        r.auth_challenge = true;
+        co_await send_refusal(s, r);
+        co_return;
+      }
+      if (req.kind == proto::request_kind::connect) {
+        co_await serve_connect(s, req, done->consumed);
+      } else {
+        co_await serve_plain_http(s, std::move(done->message), done->consumed);
+      }
+      co_return;
+    }
+    // need_more
+    const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
+    if (st == read_status::ok) continue;
+    if (st == read_status::timeout) {
+      refusal r;
+      r.status = 408;
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: the request head did not arrive in time";
+      co_await send_refusal(s, r);
+    }
+    co_return;
+  }
+}
+
+// ---- SOCKS5 -------------------------------------------------------------------------------
+
+template <class Message, class Parser>
+asio::awaitable<std::optional<proto::parsed<Message>>> read_socks(session& s, steady::time_point deadline,
+                                                                  Parser parse, proto::parse_errc* error) {
+  for (;;) {
+    auto r = parse(std::string_view(s.in));
+    if (auto* done = std::get_if<proto::parsed<Message>>(&r)) co_return std::move(*done);
+    if (auto* f = std::get_if<proto::parse_failure>(&r)) {
+      if (error) *error = f->code;
+      co_return std::nullopt;
+    }
+    if (co_await read_more(s, deadline, 1024) != read_status::ok) co_return std::nullopt;
+  }
+}
+
+template <std::size_t N>
+asio::awaitable<bool> write_bytes(session& s, const std::array<std::uint8_t, N>& bytes) {
+  co_return co_await write_client(s, std::string_view(reinterpret_cast<const char*>(bytes.data()), N));
+}
+
+asio::awaitable<void> serve_socks5(session& s, steady::time_point deadline) {
+  constexpr std::uint8_t no_auth = 0x00, user_pass = 0x02, none_acceptable = 0xFF;
+  auto greeting = co_await read_socks<proto::socks5_greeting>(s, deadline, proto::parse_socks5_greeting, nullptr);
+  if (!greeting) co_return;
+  s.in.erase(0, greeting->consumed);
+  const bool need_auth = !s.cfg->auth.users.empty();
+  std::uint8_t method = none_acceptable;
+  // RFC 1928 §3: the server selects one of the offered methods.
+  if (need_auth) {
+    if (greeting->message.offers(user_pass)) method = user_pass;
+  } else if (greeting->message.offers(no_auth)) {
+    method = no_auth;
+  } else if (greeting->message.offers(user_pass)) {
+    method = user_pass;  // no users configured: any credentials are accepted
+  }
+  if (!co_await write_bytes(s, proto::socks5_method_selection(method)) || method == none_acceptable) co_return;
+
+  if (method == user_pass) {
+    auto creds = co_await read_socks<proto::socks5_credentials>(s, deadline, proto::parse_socks5_auth, nullptr);
+    if (!creds) co_return;
+    s.in.erase(0, creds->consumed);
+    const bool ok = !need_auth || check_credentials(s.cfg->auth, creds->message.username, creds->message.password);
+    // RFC 1929 §2: a failure status means the server closes the connection.
+    if (!co_await write_bytes(s, proto::socks5_auth_reply(ok)) || !ok) {
+      if (!ok)
+        log_event(log_level::info, "socks5 authentication failed",
+                  json_object().add("connection", s.id).add("client", s.peer));
+      co_return;
+    }
+  }
+
+  proto::parse_errc error{};
+  auto request = co_await read_socks<proto::socks5_request>(s, deadline, proto::parse_socks5_request, &error);
+  if (!request) {
+    if (error != proto::parse_errc{}) co_await write_bytes(s, proto::socks5_reply(proto::socks5_reply_for(error)));
+    co_return;
+  }
+  if (request->message.command != proto::socks5_command::connect) {
+    co_await write_bytes(s, proto::socks5_reply(proto::socks5_reply_code::command_not_supported));
+    co_return;
+  }
+  destination d = co_await open_upstream(s, request->message.host, request->message.port);
+  const auto code = socks_code_for(d);
+  if (!d.connected()) {
+    record_request(s, d, "socks5", static_cast<int>(code));
+    if (d.error != dial_error::aborted) co_await write_bytes(s, proto::socks5_reply(code));
+    co_return;
+  }
+  record_request(s, d, "socks5", 0);
+  boost::system::error_code ec;
+  const auto local = s.upstream.local_endpoint(ec);
+  bool written;
+  if (!ec && local.address().is_v6())
+    written = co_await write_bytes(s, proto::socks5_reply(code, local.address().to_v6().to_bytes(), local.port()));
+  else if (!ec)
+    written = co_await write_bytes(s, proto::socks5_reply(code, local.address().to_v4().to_bytes(), local.port()));
+  else
+    written = co_await write_bytes(s, proto::socks5_reply(code));
+  if (!written) co_return;
+  co_await tunnel(s, d, "socks5", request->consumed);
+}
+
+}  // namespace
+
+}  // namespace egressd::proxy::detail
+
+namespace egressd::proxy {
+
+boost::asio::awaitable<void> run_session(worker& w, const listener_info& listener,
+                                         boost::asio::generic::stream_protocol::socket client, std::string peer) {
+  using namespace detail;
+  session s(w, listener, std::move(client), std::move(peer));
+  const auto deadline = steady::now() + s.cfg->limits.head_timeout;
+  const auto first = co_await read_more(s, deadline, s.cfg->limits.max_head_bytes + 1);
+  if (first != read_status::ok || s.in.empty()) co_return;  // closed (or silent) before a byte: no record
+  if (static_cast<unsigned char>(s.in[0]) == 0x05) {
+    if (listener.socks5) co_await serve_socks5(s, deadline);
+  } else if (listener.http) {
+    co_await serve_http(s, deadline);
+  }
+}
+
+}  // namespace egressd::proxy

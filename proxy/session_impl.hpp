@@ -1,0 +1,120 @@
+#pragma once
+// Internals shared by session.cpp (sniffing, CONNECT, SOCKS5) and http_forward.cpp
+// (plain HTTP). Not a public interface.
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "config/config.hpp"
+#include "policy/guard.hpp"
+#include "policy/host.hpp"
+#include "policy/snapshot.hpp"
+#include "proxy/protocol/http_head.hpp"
+#include "proxy/protocol/socks5.hpp"
+#include "proxy/relay.hpp"
+#include "proxy/responses.hpp"
+#include "proxy/session.hpp"
+#include "proxy/worker.hpp"
+
+namespace egressd::proxy::detail {
+
+namespace asio = boost::asio;
+using client_socket = asio::generic::stream_protocol::socket;
+using asio::ip::tcp;
+using steady = std::chrono::steady_clock;
+inline constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+
+/// Why a destination could not be reached, for the reply and the access record.
+enum class dial_error : std::uint8_t {
+  none,
+  invalid_host,     ///< not a usable host or port (400 / SOCKS 02)
+  denied,           ///< the policy refused it (403 / 02)
+  resolve_failed,   ///< no such name, or DNS failed (502 / 04)
+  guard_refused,    ///< every address was refused by the guard (403 / 02)
+  refused,          ///< connection refused (502 / 05)
+  unreachable,      ///< host unreachable (502 / 04)
+  net_unreachable,  ///< network unreachable (502 / 03)
+  timeout,          ///< connect timeout (504 / 06)
+  aborted,          ///< the proxy is shutting down
+};
+std::string_view to_string(dial_error e) noexcept;
+
+/// The state of one client connection.
+struct session final : abortable {
+  session(worker& w, const listener_info& l, client_socket c, std::string peer);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  void abort() noexcept override;
+
+  worker& w;
+  const listener_info& listener;
+  client_socket client;
+  tcp::socket upstream;
+  asio::steady_timer timer;
+  std::uint64_t id;
+  std::string peer;
+  std::shared_ptr<const config::config> cfg;
+  std::shared_ptr<const policy::snapshot> policy;
+  std::string in;  ///< bytes from the client not consumed yet
+  bool aborted = false;
+  steady::time_point started = steady::now();
+};
+
+/// A destination after decide -> resolve -> guard -> dial.
+struct destination {
+  std::string raw_host;
+  policy::host_result host;
+  std::uint16_t port = 0;
+  policy::decision decision;
+  policy::address_class refused_class = policy::address_class::none;
+  std::string refused_address;
+  dial_error error = dial_error::none;
+  tcp::endpoint remote;
+  std::chrono::microseconds connect_time{0};
+
+  bool connected() const noexcept { return error == dial_error::none; }
+  /// The canonical host if valid, else the raw one (for messages).
+  const std::string& display_host() const noexcept { return host.ok() ? host.host->text : raw_host; }
+};
+
+/// Decides, resolves, guards and dials, leaving `s.upstream` connected on success.
+/// `protocol` is "connect", "http" or "socks5" (for the record).
+asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port);
+
+/// Reads more client bytes into s.in, at most up to `limit` bytes held. False on EOF,
+/// error, or when `deadline` passes.
+enum class read_status : std::uint8_t { ok, eof, timeout, error, full };
+asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit);
+
+/// Writes all of `data` to the client. False on error.
+asio::awaitable<bool> write_client(session& s, std::string_view data);
+
+/// The access record for one decision (and its outcome), emitted exactly once.
+void record_request(const session& s, const destination& d, std::string_view protocol, int status,
+                    std::string_view error_source = {});
+/// The access record of a closed tunnel.
+void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r);
+
+/// The HTTP refusal for a destination that could not be used.
+refusal refusal_for(const session& s, const destination& d);
+/// The SOCKS5 reply code for a destination that could not be used.
+protocol::socks5_reply_code socks_code_for(const destination& d) noexcept;
+
+/// The tunnel after a success reply: s.in[consumed, end) goes upstream first, the
+/// head buffer is freed, then relay() until both sides are done; one tunnel record.
+asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protocol, std::size_t consumed);
+
+/// Plain HTTP forwarding for an absolute-form request and every one after it on the
+/// same client connection. The head of `first` occupies s.in[0, consumed).
+asio::awaitable<void> serve_plain_http(session& s, protocol::http_request first, std::size_t consumed);
+
+}  // namespace egressd::proxy::detail

@@ -1,0 +1,49 @@
+#include "proxy/worker.hpp"
+
+#include <boost/asio/post.hpp>
+
+#include <vector>
+
+#include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
+
+namespace egressd::proxy {
+
+worker::worker(runtime& rt, unsigned index, const dns_options& dns)
+    : rt_(rt), index_(index), guard_(io_.get_executor()), dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)) {}
+
+worker::~worker() { stop_and_join(); }
+
+void worker::abort_all() {
+  boost::asio::post(io_, [this] {
+    // Copy first: abort() may end a session, which detaches it.
+    std::vector<abortable*> all(sessions_.begin(), sessions_.end());
+    for (auto* s : all) s->abort();
+  });
+}
+
+void worker::start() {
+  thread_ = std::thread([this] {
+    for (;;) {
+      try {
+        io_.run();
+        return;
+      } catch (const std::exception& e) {
+        // A handler escaped its session: log it and keep the worker serving.
+        log_event(log_level::error, "worker handler failed",
+                  json_object().add("worker", index_).add("error", e.what()));
+      }
+    }
+  });
+}
+
+void worker::stop_and_join() {
+  if (!thread_.joinable()) return;
+  boost::asio::post(io_, [this] {
+    if (dns_) dns_->shutdown();
+  });
+  guard_.reset();
+  thread_.join();
+}
+
+}  // namespace egressd::proxy

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds egressd and runs every test:
+#   1. warnings-as-errors build; unit tests and integration tests (the real binary,
+#      driven by curl, socat, nc and Python against local origins) through ctest;
+#   2. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer;
+#   3. each fuzz target (libFuzzer) for a bounded time.
+# EGRESSD_TEST_QUICK=1 runs step 1 only. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh test
+jobs=2
+fuzz_seconds=${EGRESSD_FUZZ_SECONDS:-30}
+
+echo "== build and test (RelWithDebInfo, -Werror)"
+cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESSD_WERROR=ON \
+  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+cmake --build build/test -j"$jobs"
+ctest --test-dir build/test --output-on-failure -j"$jobs"
+
+if [[ "${EGRESSD_TEST_QUICK:-0}" == 1 ]]; then
+  exit 0
+fi
+
+echo "== build and test under ASan + UBSan"
+cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DEGRESSD_SANITIZE=ON -DEGRESSD_BENCH=OFF \
+  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+cmake --build build/asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build/asan --output-on-failure -j"$jobs"
+
+echo "== fuzz each parser for ${fuzz_seconds}s"
+cmake -S . -B build/fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DEGRESSD_FUZZ=ON -DEGRESSD_BENCH=OFF -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+cmake --build build/fuzz -j"$jobs" --target fuzz_targets
+for target in build/fuzz/tests/fuzz/fuzz_*; do
+  [[ -x "$target" ]] || continue
+  name=$(basename "$target")
+  corpus=tests/fuzz/corpus/${name#fuzz_}
+  work=$(mktemp -d)
+  cp -r "$corpus"/. "$work"/ 2>/dev/null || true
+  echo "-- $name"
+  log=$(mktemp)
+  if ! (cd "$work" && "$OLDPWD/$target" -max_total_time="$fuzz_seconds" -timeout=5 -rss_limit_mb=1024 \
+      -print_final_stats=1 . >"$log" 2>&1); then
+    tail -n 40 "$log"
+    echo "fuzz: $name found a failure (input saved in $work)" >&2
+    exit 1
+  fi
+  grep -E "^stat::number_of_executed_units" "$log" || true
+  rm -f "$log"
+  rm -rf "$work"
+done
+echo "fuzz: every target ran ${fuzz_seconds}s without a crash"
