@@ -173,8 +173,10 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
   hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
   destination current;  // the destination s.upstream is connected to, if any
 
-  for (;;) {
+  for (bool first_request = true;; first_request = false) {
     s.in.erase(0, consumed);
+    // Each request is decided against the policy current when its head arrived.
+    if (!first_request) s.policy = s.w.shared().policy.load();
 
     // Decide this request on its own; reuse the upstream only for the same destination.
     destination d;

@@ -316,9 +316,12 @@ json_object base_record(const session& s, const destination& d, std::string_view
       .add("host", d.display_host())
       .add("port", static_cast<unsigned>(d.port))
       .add("decision", d.connected() ? "allow" : "deny")
-      .add("reason", d.refused_class != policy::address_class::none && !d.connected()
-                         ? std::string("address_denied:") + std::string(policy::to_string(d.refused_class))
-                         : std::string(policy::to_string(d.decision.reason)));
+      .add("reason", policy::to_string(d.decision.reason));
+  if (d.refused_class != policy::address_class::none) {
+    // The class of the first refused address (and the address), also when another
+    // address of the same name was dialled.
+    o.add("address_class", policy::to_string(d.refused_class)).add("refused_address", d.refused_address);
+  }
   if (d.decision.rule != policy::no_rule) {
     const auto& rule = s.policy->rule(d.decision.rule);
     o.add("rule", rule.text);

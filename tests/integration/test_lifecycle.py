@@ -1,0 +1,343 @@
+"""Process lifecycle (DESIGN.md §2.1): ready and listening lines, listeners of every kind,
+SIGHUP reload (good, bad, under traffic, with open tunnels), SIGTERM/SIGINT drain, and
+the `check-config` and `check --json` commands."""
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import (Deadline, EgressdTestCase, HarnessError, make_config, open_connect, read_head,  # noqa: E402
+                     recv_until_closed, socks5_open, to_yaml, wait_closed, wait_until)
+
+
+def setUpModule():
+    harness.setup_module("openssl")
+
+
+def tearDownModule():
+    harness.close_origins()
+
+
+def new_connection_served(ep: harness.Endpoint, target: str) -> bool:
+    """Whether a new client gets a tunnel now: False when the connection is refused, or
+    accepted but closed or left unanswered for a second."""
+    try:
+        sock = ep.connect(1.0)
+    except OSError:
+        return False
+    with sock:
+        try:
+            sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+            head, _ = read_head(sock, 1.0)
+        except (OSError, HarnessError):
+            return False
+        return head.status == 200
+
+
+class ListenersTest(EgressdTestCase):
+    def test_every_kind_of_listener(self):
+        o = self.o
+        sockdir = harness.short_tempdir("egd-l-")
+        self.addCleanup(shutil.rmtree, sockdir, True)
+        listeners = ["127.0.0.1:0", "127.0.0.1:0", f"unix:{os.path.join(sockdir, 'p.sock')}"]
+        if not o.ipv6_error:
+            listeners.append("[::1]:0")
+        d = self.start_daemon(make_config(listeners=listeners,
+                                          allow=[f"127.0.0.1:{o.echo.port}", f"localhost:{o.echo.port}"]))
+        lines = d.stderr.find_all(lambda x: x.get("msg") == "listening")
+        self.assertEqual(sorted({x["listener"] for x in lines}), sorted(set(listeners)))
+        ports = [ep.port for ep in d.listeners if ep.kind != "unix"]
+        self.assertNotIn(0, ports)
+        self.assertEqual(len(set(ports)), len(ports))
+        for ep in d.listeners:
+            with self.subTest(listener=ep.hostport):
+                self.connect_echo_ok(ep, o.echo.hostport)
+                sock, reply = socks5_open(ep, "127.0.0.1", o.echo.port)
+                with sock:
+                    self.assertEqual(reply.rep, 0)
+                    self.assert_echo(sock)
+
+    def test_ready_comes_after_listening(self):
+        d = self.start_daemon(make_config(listeners=["127.0.0.1:0", "127.0.0.1:0"]))
+        msgs = [x.get("msg") for x in d.stderr.find_all(lambda x: x.get("msg") in ("listening", "ready"))]
+        self.assertEqual(msgs[:3], ["listening", "listening", "ready"])
+
+    def test_bad_config_fails_to_start(self):
+        d = self.start_daemon("version: 1\nlisteners: [{address: \"127.0.0.1:0\"}]\nno_such_key: 1\n",
+                              wait_ready=False)
+        rc = d.wait_exit(10)
+        self.assertIsNotNone(rc, "egressd kept running on a config with an unknown key")
+        self.assertNotEqual(rc, 0)
+
+
+class ReloadTest(EgressdTestCase):
+    def reload(self, d: harness.Egressd, config, expect: str = "reloaded") -> None:
+        d.write_config(config)
+        mark = d.log_mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log(expect, start=mark)
+
+    def test_open_tunnel_survives_and_new_policy_applies(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}", f"127.0.0.1:{o.http.port}"]))
+        ep = d.endpoint(0)
+        sock, head, rest = open_connect(ep, o.echo.hostport)
+        self.addCleanup(sock.close)
+        self.assertEqual(head.status, 200)
+        self.assert_echo(sock, rest)
+        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)  # a keep-alive client connection
+        self.addCleanup(conn.close)
+        conn.request("GET", f"http://{o.http.hostport}/before")
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 200)
+
+        self.reload(d, make_config(allow=[f"127.0.0.1:{o.http.port}"]))  # the echo is no longer allowed
+
+        self.assert_echo(sock)  # the open tunnel keeps working
+        s2, head, _ = open_connect(ep, o.echo.hostport)
+        s2.close()
+        self.assert_blocked(head, "127.0.0.1")
+        conn.request("GET", f"http://{o.echo.hostport}/after")  # same client connection, new policy
+        r = conn.getresponse()
+        r.read()
+        self.assertEqual(r.status, 403)
+        self.assert_echo(sock)
+
+    def test_reload_can_open_a_destination(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.http.port}"]))
+        ep = d.endpoint(0)
+        self.assertFalse(new_connection_served(ep, o.echo.hostport))
+        self.reload(d, make_config(allow=[f"127.0.0.1:{o.http.port}", f"127.0.0.1:{o.echo.port}"]))
+        self.connect_echo_ok(ep, o.echo.hostport)
+        self.assertEqual(ep, d.endpoint(0))
+
+    def test_bad_file_keeps_old_policy(self):
+        o = self.o
+        good = make_config(allow=[f"127.0.0.1:{o.echo.port}"])
+        d = self.start_daemon(good)
+        ep = d.endpoint(0)
+        bad_files = {
+            "unknown key": to_yaml(good) + "no_such_key: 1\n",
+            "yaml syntax": "version: 1\nlisteners: [\n",
+            "bad pattern": to_yaml(make_config(allow=["exa mple.com"])),
+            "empty": "",
+        }
+        for what, text in bad_files.items():
+            with self.subTest(what):
+                self.reload(d, text, expect="reload failed")
+                self.assertTrue(d.alive())
+                self.connect_echo_ok(ep, o.echo.hostport)
+        self.reload(d, make_config(allow=[]))
+        self.assertFalse(new_connection_served(ep, o.echo.hostport))
+
+    def test_reload_under_traffic(self):
+        o = self.o
+        cfg = make_config(allow=[f"127.0.0.1:{o.http.port}", f"127.0.0.1:{o.echo.port}"])
+        d = self.start_daemon(cfg)
+        ep = d.endpoint(0)
+        stop = threading.Event()
+        statuses: list[int] = []
+        errors: list[str] = []
+
+        def traffic() -> None:
+            deadline = Deadline(30)
+            conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
+            try:
+                for i in range(2000):
+                    if stop.is_set() or deadline.expired():
+                        break
+                    try:
+                        if i % 10 == 0:  # a fresh client connection now and then
+                            conn.close()
+                            conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
+                        conn.request("GET", f"http://{o.http.hostport}/t{i}")
+                        r = conn.getresponse()
+                        r.read()
+                        statuses.append(r.status)
+                    except (OSError, http.client.HTTPException) as e:
+                        errors.append(f"request {i}: {e!r}")
+                        conn.close()
+                        conn = http.client.HTTPConnection(ep.host, ep.port, timeout=10)
+            finally:
+                conn.close()
+
+        t = threading.Thread(target=traffic)
+        t.start()
+        try:
+            wait_until(lambda: len(statuses) >= 5, 10, "traffic before the reloads")
+            for i in range(5):
+                cfg["policy"]["allow"] = list(reversed(cfg["policy"]["allow"]))
+                self.reload(d, cfg)
+            seen = len(statuses)
+            wait_until(lambda: len(statuses) >= seen + 5, 10, "traffic after the reloads")
+        finally:
+            stop.set()
+            t.join(timeout=30)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(errors, [])
+        self.assertEqual(set(statuses), {200})
+
+
+class ShutdownTest(EgressdTestCase):
+    def test_sigterm_drains_open_tunnel_then_exits_0(self):
+        o, drain = self.o, 6.0
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], limits={"drain_timeout": "6s"}))
+        ep = d.endpoint(0)
+        sock, head, rest = open_connect(ep, o.echo.hostport)
+        self.addCleanup(sock.close)
+        self.assertEqual(head.status, 200)
+        self.assert_echo(sock, rest)
+
+        t0 = time.monotonic()
+        d.send_signal(signal.SIGTERM)
+        wait_until(lambda: not new_connection_served(ep, o.echo.hostport), drain - 2,
+                   "new connections to be refused after SIGTERM")
+        self.assertTrue(d.alive(), "egressd exited at once instead of draining the open tunnel")
+        self.assert_echo(sock)  # the open tunnel keeps working while draining
+
+        rc = d.wait_exit(drain + 5)
+        self.assertIsNotNone(rc, f"egressd still running {drain + 5}s after SIGTERM (drain_timeout {drain}s)")
+        self.assertEqual(rc, 0, d.log_tail())
+        self.assertLessEqual(time.monotonic() - t0, drain + 5)
+        wait_closed(sock, 5)  # closed at the drain deadline
+        d.stdout.wait_closed(5)
+        self.assertTrue(d.audit_records(event="tunnel_closed", port=o.echo.port),
+                        "no tunnel_closed record for the tunnel closed at the drain deadline")
+
+    def test_sigterm_exits_when_last_tunnel_closes(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], limits={"drain_timeout": "30s"}))
+        ep = d.endpoint(0)
+        sock, head, rest = open_connect(ep, o.echo.hostport)
+        self.addCleanup(sock.close)
+        self.assertEqual(head.status, 200)
+        d.send_signal(signal.SIGTERM)
+        wait_until(lambda: not new_connection_served(ep, o.echo.hostport), 10,
+                   "new connections to be refused after SIGTERM")
+        self.assert_echo(sock, rest)
+        sock.shutdown(socket.SHUT_WR)
+        self.assertEqual(recv_until_closed(sock), (b"bye\n", "eof"))
+        sock.close()
+        rc = d.wait_exit(5)
+        self.assertEqual(rc, 0, "egressd did not exit within 5s of its last tunnel closing")
+
+    def test_sigterm_without_tunnels_exits_promptly(self):
+        d = self.start_daemon(make_config(limits={"drain_timeout": "30s"}))
+        self.assertEqual(d.stop(timeout=5), 0)
+
+    def test_sigint_exits_0(self):
+        d = self.start_daemon(make_config(limits={"drain_timeout": "30s"}))
+        self.assertEqual(d.stop(timeout=5, sig=signal.SIGINT), 0)
+
+
+class CliTest(EgressdTestCase):
+    """`egressd check-config` and `egressd check --json` (no network)."""
+
+    def setUp(self):
+        self.dir = harness.short_tempdir("egd-cli-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, name: str, text: str) -> str:
+        path = os.path.join(self.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([harness.egressd_binary(), *args], stdin=subprocess.DEVNULL, capture_output=True,
+                                  timeout=30, env=harness.tool_env(harness.hosts_env(self.write(
+                                      "hosts", harness.HOSTS_FILE_TEXT))))
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"egressd {' '.join(args)} did not finish within 30s") from None
+
+    POLICY = ('version: 1\n'
+              'listeners:\n'
+              '  - address: "127.0.0.1:0"\n'
+              'policy:\n'
+              '  allow: ["github.com", "*.example.com", "**.example.org", "registry.npmjs.org:443", "10.0.0.0/8"]\n'
+              '  deny: ["bad.example.com"]\n'
+              '  unknown: deny\n')
+
+    def test_check_config_good(self):
+        r = self.cli("check-config", "--config", self.write("good.yaml", self.POLICY))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def assert_bad(self, text: str, line: int, *words: str) -> None:
+        r = self.cli("check-config", "--config", self.write("bad.yaml", text))
+        out = (r.stdout + r.stderr).decode("utf-8", "replace")
+        self.assertNotEqual(r.returncode, 0, out)
+        self.assertRegex(out, rf"(?i)(line\s*{line}\b|:{line}\b)", f"line {line} not named in:\n{out}")
+        for w in words:
+            self.assertIn(w, out)
+
+    def test_check_config_unknown_key_names_line(self):
+        self.assert_bad(self.POLICY + "  colour: blue\n", 8, "colour")
+
+    def test_check_config_bad_pattern_names_line(self):
+        self.assert_bad(self.POLICY.replace('"10.0.0.0/8"', '"exa mple.com"'), 5, "exa mple.com")
+
+    def test_check_config_bad_duration_names_line(self):
+        self.assert_bad(self.POLICY + "limits:\n  head_timeout: soon\n", 9)
+
+    def test_check_config_yaml_syntax_error(self):
+        r = self.cli("check-config", "--config", self.write("syntax.yaml", "version: 1\nlisteners: [\n"))
+        self.assertNotEqual(r.returncode, 0)
+
+    def check(self, config: str, target: str) -> dict:
+        r = self.cli("check", "--config", config, target, "--json")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # a deny is an answer, not an error
+        text = r.stdout.decode().strip()
+        try:
+            out = json.loads(text)
+        except ValueError:
+            out = json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
+        self.assertLessEqual({"host", "port", "decision", "rule", "reason"}, set(out), out)
+        return out
+
+    def test_check_json(self):
+        cfg = self.write("policy.yaml", self.POLICY)
+        cases = [
+            ("github.com:443", "github.com", 443, "allow", "allowed_by_rule", "github.com"),
+            ("GitHub.COM.:443", "github.com", 443, "allow", "allowed_by_rule", "github.com"),
+            ("api.example.com:443", "api.example.com", 443, "allow", "allowed_by_rule", "*.example.com"),
+            ("example.com:443", "example.com", 443, "deny", "unknown_denied", None),
+            ("example.org:80", "example.org", 80, "allow", "allowed_by_rule", "**.example.org"),
+            ("bad.example.com:443", "bad.example.com", 443, "deny", "denied_by_rule", "bad.example.com"),
+            ("registry.npmjs.org:443", "registry.npmjs.org", 443, "allow", "allowed_by_rule",
+             "registry.npmjs.org:443"),
+            ("registry.npmjs.org:80", "registry.npmjs.org", 80, "deny", "unknown_denied", None),
+            ("10.1.2.3:22", "10.1.2.3", 22, "allow", "allowed_by_rule", "10.0.0.0/8"),
+            ("2130706433:80", "127.0.0.1", 80, "deny", "unknown_denied", None),
+        ]
+        for target, host, port, decision, reason, rule in cases:
+            with self.subTest(target=target):
+                out = self.check(cfg, target)
+                self.assertEqual((out["host"], int(out["port"]), out["decision"], out["reason"]),
+                                 (host, port, decision, reason), out)
+                if rule is not None:
+                    self.assertEqual(out["rule"], rule, out)
+
+    def test_check_json_ask(self):
+        cfg = self.write("ask.yaml", self.POLICY.replace("unknown: deny", "unknown: ask") +
+                         'hook:\n  exec: ["/bin/true"]\n')
+        out = self.check(cfg, "unknown.example.net:443")
+        self.assertEqual((out["decision"], out["reason"]), ("ask", "unknown_ask"))
+        self.assertEqual(self.check(cfg, "github.com:443")["decision"], "allow")
+
+
+if __name__ == "__main__":
+    unittest.main()
