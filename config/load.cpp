@@ -9,7 +9,10 @@
 #include "config/load.hpp"
 
 #include <arpa/inet.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include <sstream>
 
 #include <algorithm>
 #include <array>
@@ -977,22 +980,60 @@ bool load_result::ok() const {
          std::none_of(problems.begin(), problems.end(), [](const problem& p) { return p.level == severity::error; });
 }
 
+namespace {
+
+// Receives parser events only to note where the second document starts.
+class document_counter final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    if (++documents_ == 2) second_ = mark;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+  int documents() const noexcept { return documents_; }
+  const std::optional<YAML::Mark>& second() const noexcept { return second_; }
+
+ private:
+  int documents_ = 0;
+  std::optional<YAML::Mark> second_;
+};
+
+std::optional<YAML::Mark> second_document_mark(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  document_counter counter;
+  for (int i = 0; i < 2 && parser.HandleNextDocument(counter); ++i) {
+  }
+  return counter.documents() >= 2 ? counter.second() : std::nullopt;
+}
+
+}  // namespace
+
 load_result load_yaml_string(std::string_view text, std::string_view name) {
   diagnostics diag{std::string(name)};
   origins where;
   config c;
   c.source = std::string(name);
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(std::string(text));
-    if (documents.empty()) {
+    // YAML::LoadAll can loop forever on some malformed input (yaml-cpp 0.7, found by
+    // fuzz_config): load the first document, then count documents with a bounded loop.
+    const std::string owned(text);
+    const YAML::Node document = YAML::Load(owned);
+    if (document.IsNull()) {
       diag.error({}, "version", "the file is empty", "add `version: 1` and a `listeners:` list");
     } else {
       yaml_reader reader{diag, where};
-      read_config(reader, documents.front(), c);
-      for (std::size_t i = 1; i < documents.size(); ++i)
-        diag.error(mark_of(documents[i].Mark()), "", "a second YAML document (after `---`)",
+      read_config(reader, document, c);
+      if (auto second = second_document_mark(owned))
+        diag.error(mark_of(*second), "", "a second YAML document (after `---`)",
                    "egressd reads one document per file; remove the `---` line");
-      if (documents.front().IsMap()) check_config(c, where, diag);
+      if (document.IsMap()) check_config(c, where, diag);
     }
   } catch (const YAML::Exception& e) {
     report_yaml_exception(diag, e);

@@ -69,7 +69,8 @@ host_result canonicalize_host(std::string_view raw) {
     if (!ok) return fail(c == '*' ? host_errc::wildcard : c == '%' ? host_errc::zone_id : host_errc::bad_character);
   }
   if (text.size() > max_host_length) return fail(host_errc::too_long);
-  if (text.front() == '.' || text.find("..") != std::string::npos) return fail(host_errc::empty_label);
+  if (text.front() == '.' || text.back() == '.' || text.find("..") != std::string::npos)
+    return fail(host_errc::empty_label);
 
   auto v4 = parse_ipv4_loose(text);
   if (v4.status == ipv4_parse_status::ok) return from_address(v4.address);

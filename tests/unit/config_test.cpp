@@ -492,7 +492,10 @@ TEST_CASE("documents: empty, several, not a mapping, duplicate keys", "[unit][co
   CHECK_FALSE(empty.ok());
   REQUIRE(at_path(empty, "version") != nullptr);
   CHECK_FALSE(yaml("# nothing\n").ok());
-  expect_error(yaml(std::string(minimal_head) + "---\nversion: 1\n"), "", 5);
+  // Reported at the `---` line that starts the second document.
+  expect_error(yaml(std::string(minimal_head) + "---\nversion: 1\n"), "", 4);
+  // yaml-cpp's LoadAll looped forever on this (found by fuzz_config): a bounded error now.
+  CHECK_FALSE(yaml("{\n  \"a\": [\n    \"x\",n \"y\"\n  ],\n   \"b\": 1\n    }\n  },\n").ok());
   expect_error(yaml("- version: 1\n"), "", 1);
   const auto dup = yaml(std::string(minimal_head) + "policy:\n  allow: [a.example]\n  allow: [b.example]\n");
   CHECK_THAT(expect_error(dup, "policy.allow", 6).message, Catch::Contains("duplicate key"));
@@ -703,3 +706,10 @@ TEST_CASE("public suffixes", "[unit][config]") {
 }
 
 }  // namespace
+
+TEST_CASE("inputs the fuzzers found stay bounded errors", "[unit][config]") {
+  // yaml-cpp 0.7's LoadAll produced documents forever from this mangled settings file.
+  const auto r = egressd::config::load_yaml_file(std::string(EGRESSD_TEST_DATA_DIR) + "/regressions/yaml_loadall_loop.json");
+  CHECK_FALSE(r.ok());
+  CHECK_FALSE(r.problems.empty());
+}

@@ -189,6 +189,8 @@ TEST_CASE("canonicalisation", "[unit][policy]") {
   CHECK(canonicalize_host("b\xc3\xbc" "cher.de").error == host_errc::non_ascii);
   CHECK(canonicalize_host("*.example.com").error == host_errc::wildcard);
   CHECK(canonicalize_host("a..b").error == host_errc::empty_label);
+  CHECK(canonicalize_host("0..").error == host_errc::empty_label);  // found by fuzz_policy
+  CHECK(canonicalize_host("example.com..").error == host_errc::empty_label);
   CHECK(canonicalize_host(std::string(254, 'a')).error == host_errc::too_long);
   CHECK(canonicalize_host(std::string(253, 'a')).ok());
 }
