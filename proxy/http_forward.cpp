@@ -61,6 +61,10 @@ class framing_parser : public http::basic_parser<IsRequest> {
   int status_ = 0;
 };
 
+// Bytes the framing parser may hold back unparsed (an incomplete chunk-size line,
+// trailer, or response head) before the exchange is abandoned.
+constexpr std::size_t max_unparsed_bytes = 64 * 1024;
+
 struct exchange_result {
   bool request_complete = false;
   bool response_complete = false;
@@ -89,7 +93,10 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
       }
     }
     if (ex.response_complete) co_return;  // the answer came before the whole body
-    const auto st = co_await read_more(s, steady::now() + s.cfg->limits.idle_timeout, s.in.size() + 65536);
+    // The parser consumed nothing of what is buffered: a chunk-size line or trailer is
+    // incomplete. Bound what it may take (a line without an end is an attack).
+    if (s.in.size() >= max_unparsed_bytes) co_return;
+    const auto st = co_await read_more(s, steady::now() + s.cfg->limits.idle_timeout, max_unparsed_bytes);
     if (st != read_status::ok) co_return;
   }
 }
@@ -134,6 +141,7 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       }
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
     }
+    if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
     const std::size_t old = buf.size();
     buf.resize(old + 16384);
     s.timer.expires_after(idle);

@@ -36,6 +36,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "proxy/admin.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
@@ -121,6 +122,7 @@ struct server::impl {
   std::vector<std::unique_ptr<bound_listener>> listeners;
   asio::io_context control;
   asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
+  std::unique_ptr<admin_server> admin;
   bool stopping = false;
 
   impl(config_source s, loaded_config initial) : source(std::move(s)) {
@@ -296,7 +298,7 @@ struct server::impl {
   void begin_drain(int sig) {
     stopping = true;
     rt.draining.store(true);
-    close_listeners();
+    close_listeners();  // the admin endpoint stays up, answering /readyz with 503
     const auto timeout = rt.config.load()->limits.drain_timeout;
     drain_deadline = std::chrono::steady_clock::now() + timeout;
     log_event(log_level::info, "draining",
@@ -327,6 +329,7 @@ struct server::impl {
       for (auto& w : workers) w->abort_all();
     }
     signals.cancel();
+    if (admin) admin->stop();
     if (drain_timer) drain_timer->cancel();
     control.stop();
   }
@@ -345,6 +348,11 @@ int server::run() {
   try {
     for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, s.dns_opts(*cfg)));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
+    if (cfg->admin) {
+      std::vector<worker*> ws;
+      for (auto& w : s.workers) ws.push_back(w.get());
+      s.admin = std::make_unique<admin_server>(s.control, cfg->admin->address, s.rt, std::move(ws));
+    }
   } catch (const std::exception& e) {
     log_event(log_level::error, "startup failed", json_object().add("error", e.what()));
     flush_logs();
@@ -359,6 +367,11 @@ int server::run() {
                   .add("address", l->address)
                   .add("http", l->info.http)
                   .add("socks5", l->info.socks5));
+  }
+  if (s.admin) {
+    s.admin->start();
+    log_event(log_level::info, "admin listening",
+              json_object().add("address", s.admin->address()).add("paths", "/healthz /readyz"));
   }
   for (auto& w : s.workers) w->start();
   s.wait_signal();

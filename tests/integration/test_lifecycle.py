@@ -341,3 +341,37 @@ class CliTest(EgressdTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class AdminEndpointTest(EgressdTestCase):
+    """/healthz and /readyz on the admin address; /readyz turns 503 while draining."""
+
+    def admin_get(self, address: str, path: str) -> tuple[int, str]:
+        host, port = address.rsplit(":", 1)
+        conn = http.client.HTTPConnection(host, int(port), timeout=5)
+        try:
+            conn.request("GET", path)
+            res = conn.getresponse()
+            return res.status, res.read().decode()
+        finally:
+            conn.close()
+
+    def test_health_and_readiness(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], admin={"address": "127.0.0.1:0"},
+                                          limits={"drain_timeout": "10s"}))
+        address = d.wait_log("admin listening")["address"]
+        self.assertEqual(self.admin_get(address, "/healthz"), (200, "ok\n"))
+        self.assertEqual(self.admin_get(address, "/readyz"), (200, "ready\n"))
+        self.assertEqual(self.admin_get(address, "/nope")[0], 404)
+        sock, head, rest = open_connect(d.endpoint(0), o.echo.hostport)  # keeps the drain going
+        self.addCleanup(sock.close)
+        self.assertEqual(head.status, 200)
+        mark = d.log_mark()
+        d.send_signal(signal.SIGTERM)
+        d.wait_log("draining", start=mark)
+        status, body = self.admin_get(address, "/readyz")
+        self.assertEqual(status, 503)
+        self.assertIn("draining", body)
+        sock.close()
+        self.assertEqual(d.wait_exit(10.0), 0)

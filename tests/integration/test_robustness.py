@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import (HEAD_TIMEOUT_S, Deadline, EgressdTestCase, HarnessError, is_closed_now,  # noqa: E402
                      make_config, open_connect, read_response, recv_until_closed, request_bytes, socks5_greeting,
-                     wait_closed)
+                     wait_closed, wait_until)
 
 MARGIN = 3.0  # seconds allowed beyond a configured timeout
 
@@ -248,3 +248,37 @@ class IdleTimeoutTest(EgressdTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ConnectionLimitTest(EgressdTestCase):
+    """limits.max_connections: connections beyond it are closed at once and logged;
+    those already open keep working, and a freed slot is usable again."""
+
+    def test_connections_beyond_the_limit_are_closed(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], limits={"max_connections": 3}))
+        ep = d.endpoint(0)
+        held = []
+        for _ in range(3):
+            sock, head, rest = open_connect(ep, o.echo.hostport)
+            self.addCleanup(sock.close)
+            self.assertEqual(head.status, 200, head.describe())
+            held.append((sock, rest))
+        mark = d.log_mark()
+        extra = ep.connect()
+        self.addCleanup(extra.close)
+        data, how = wait_closed(extra, 5.0)
+        self.assertEqual(data, b"", "a connection over the limit must be closed without an answer")
+        d.wait_log("connection limit reached", start=mark)
+        for sock, rest in held:  # the open tunnels are untouched
+            self.assert_echo(sock, rest)
+        held[0][0].close()
+        wait_until(lambda: self.try_connect_echo(ep, o.echo.hostport), 5.0, "a freed slot to be usable")
+
+    def try_connect_echo(self, ep, target) -> bool:
+        try:
+            sock, head, rest = open_connect(ep, target)
+        except (OSError, HarnessError):
+            return False
+        with sock:
+            return head.status == 200

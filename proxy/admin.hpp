@@ -1,0 +1,42 @@
+#pragma once
+// The admin endpoint (DESIGN.md §2.6): /healthz (the process is up) and /readyz
+// (listeners bound, not draining, and every worker loop answering within a second).
+// /metrics and the /v1 endpoints arrive with the metrics and hook work; until then
+// they answer 404. Runs on the control io_context (the main thread), never on a worker.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/endpoint.hpp"
+
+namespace egressd::proxy {
+
+class worker;
+struct runtime;
+
+class admin_server {
+ public:
+  /// Binds `address` on `control` (throws std::runtime_error with a clear message when
+  /// it cannot). `workers` are probed by /readyz.
+  admin_server(boost::asio::io_context& control, const config::endpoint& address, runtime& rt,
+               std::vector<worker*> workers);
+  ~admin_server();
+
+  /// The bound address ("127.0.0.1:9090").
+  const std::string& address() const noexcept;
+  /// Starts accepting.
+  void start();
+  /// Stops accepting (open admin connections finish their request).
+  void stop();
+
+ private:
+  struct impl;
+  std::shared_ptr<impl> impl_;
+};
+
+}  // namespace egressd::proxy
