@@ -1,0 +1,297 @@
+// bench_origin: the small origin server the load generator talks to, directly or
+// through a proxy. Four services, each on its own loopback port:
+//   echo   - writes back whatever it reads, until the peer closes;
+//   source - writes a fixed 64 KiB buffer in a loop until the peer closes;
+//   sink   - reads and discards;
+//   http   - a minimal HTTP/1.1 keep-alive server answering any request head with a
+//            fixed small body (Content-Length framing; honours Connection: close and
+//            HTTP/1.0 without keep-alive).
+// Edge-triggered epoll, one event loop per thread (--threads N, SO_REUSEPORT).
+// Ports by flag (--echo-port ...), 0 = any free port; the chosen ports are printed as
+// one JSON line on stdout: {"echo":P,"source":P,"sink":P,"http":P}.
+// It runs until SIGINT/SIGTERM or --max-seconds (default 3600) elapse.
+
+#include <signal.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cctype>
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net_util.hpp"
+
+namespace {
+
+enum class Kind : uint8_t { listener, echo, source, sink, http };
+
+struct Conn {
+  int fd = -1;
+  Kind kind = Kind::echo;
+  Kind service = Kind::echo;  // for listeners: what accepted sockets serve
+  bool close_after_write = false;
+  std::string in;    // http: partial request heads
+  std::string pend;  // echo/http: bytes not yet written
+};
+
+std::atomic<bool> g_stop{false};
+std::string g_http_response;
+constexpr size_t kSourceChunk = 64 * 1024;
+
+struct Worker {
+  int ep = -1;
+  std::vector<Conn*> listeners;
+  std::vector<char> buf = std::vector<char>(kSourceChunk);
+  std::vector<char> source_buf = std::vector<char>(kSourceChunk, 'x');
+
+  void add(Conn* c, uint32_t ev) {
+    epoll_event e{};
+    e.events = ev;
+    e.data.ptr = c;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e) != 0) bench::die("epoll_ctl");
+  }
+
+  void close_conn(Conn* c) {
+    close(c->fd);
+    delete c;
+  }
+
+  // Writes c->pend; returns false on a fatal error, sets `blocked` if EAGAIN.
+  bool flush(Conn* c, bool& blocked) {
+    blocked = false;
+    while (!c->pend.empty()) {
+      ssize_t n = send(c->fd, c->pend.data(), c->pend.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        c->pend.erase(0, size_t(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && errno == EAGAIN) {
+        blocked = true;
+        return true;
+      } else {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  void on_accept(Conn* l) {
+    for (;;) {
+      int fd = accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;  // EAGAIN, or EMFILE (level of the listener: retried on next accept)
+      }
+      bench::set_nodelay(fd);
+      auto* c = new Conn;
+      c->fd = fd;
+      c->kind = l->service;
+      add(c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+      if (c->kind == Kind::source) on_source(c, EPOLLOUT);
+    }
+  }
+
+  // Edge-triggered: a short read means the socket is drained, unless the peer's FIN
+  // came with this edge (then read on to the EOF, which will not raise another one).
+  static bool hup(uint32_t ev) { return ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR); }
+
+  void on_echo(Conn* c, uint32_t ev) {
+    bool blocked = false;
+    if (!flush(c, blocked)) return close_conn(c);
+    if (blocked) return;
+    for (;;) {
+      ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
+      if (n == 0) return close_conn(c);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        return close_conn(c);
+      }
+      ssize_t w = send(c->fd, buf.data(), size_t(n), MSG_NOSIGNAL);
+      if (w < 0 && errno != EAGAIN) return close_conn(c);
+      if (w < 0) w = 0;
+      if (w < n) {
+        c->pend.assign(buf.data() + w, size_t(n - w));
+        return;  // wait for EPOLLOUT, then resume reading
+      }
+      if (size_t(n) < buf.size() && !hup(ev)) return;  // drained
+    }
+  }
+
+  void on_source(Conn* c, uint32_t ev) {
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+      for (;;) {
+        ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
+        if (n == 0) return close_conn(c);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN) break;
+          return close_conn(c);
+        }
+      }
+    }
+    for (;;) {
+      ssize_t n = send(c->fd, source_buf.data(), source_buf.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        return close_conn(c);
+      }
+    }
+  }
+
+  void on_sink(Conn* c) {
+    for (;;) {
+      ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
+      if (n == 0) return close_conn(c);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) return;
+        return close_conn(c);
+      }
+    }
+  }
+
+  static bool has_token_ci(std::string_view head, std::string_view needle) {
+    auto it = std::search(head.begin(), head.end(), needle.begin(), needle.end(),
+                          [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+    return it != head.end();
+  }
+
+  void on_http(Conn* c, uint32_t ev) {
+    bool blocked = false;
+    if (!flush(c, blocked)) return close_conn(c);
+    if (blocked) return;
+    if (c->close_after_write) return close_conn(c);
+    for (;;) {
+      ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
+      if (n == 0) return close_conn(c);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) break;
+        return close_conn(c);
+      }
+      c->in.append(buf.data(), size_t(n));
+      if (c->in.size() > 1 << 20) return close_conn(c);
+      if (size_t(n) < buf.size() && !hup(ev)) break;
+    }
+    // Answer every complete head (pipelining allowed). Bodies are not expected.
+    size_t pos = 0;
+    for (;;) {
+      size_t end = c->in.find("\r\n\r\n", pos);
+      if (end == std::string::npos) break;
+      std::string_view head(c->in.data() + pos, end - pos);
+      bool http10 = head.substr(0, head.find("\r\n")).ends_with("HTTP/1.0");
+      bool close_req = has_token_ci(head, "connection: close") ||
+                       (http10 && !has_token_ci(head, "keep-alive"));
+      c->pend += g_http_response;
+      pos = end + 4;
+      if (close_req) {
+        c->close_after_write = true;
+        break;
+      }
+    }
+    c->in.erase(0, pos);
+    if (!flush(c, blocked)) return close_conn(c);
+    if (!blocked && c->close_after_write) {
+      shutdown(c->fd, SHUT_WR);
+      return close_conn(c);
+    }
+  }
+
+  void run() {
+    std::vector<epoll_event> events(512);
+    while (!g_stop.load(std::memory_order_relaxed)) {
+      int n = epoll_wait(ep, events.data(), int(events.size()), 200);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        bench::die("epoll_wait");
+      }
+      for (int i = 0; i < n; ++i) {
+        auto* c = static_cast<Conn*>(events[i].data.ptr);
+        uint32_t ev = events[i].events;
+        switch (c->kind) {
+          case Kind::listener: on_accept(c); break;
+          case Kind::echo: on_echo(c, ev); break;
+          case Kind::source: on_source(c, ev); break;
+          case Kind::sink: on_sink(c); break;
+          case Kind::http: on_http(c, ev); break;
+        }
+      }
+    }
+  }
+};
+
+void on_signal(int) { g_stop.store(true); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1";
+  int ports[4] = {0, 0, 0, 0};  // echo, source, sink, http
+  int threads = 1;
+  int body_bytes = 128;
+  double max_seconds = 3600;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) bench::usage_error("missing value for " + a);
+      return argv[++i];
+    };
+    if (a == "--host") host = next();
+    else if (a == "--echo-port") ports[0] = std::stoi(next());
+    else if (a == "--source-port") ports[1] = std::stoi(next());
+    else if (a == "--sink-port") ports[2] = std::stoi(next());
+    else if (a == "--http-port") ports[3] = std::stoi(next());
+    else if (a == "--threads") threads = std::max(1, std::stoi(next()));
+    else if (a == "--body-bytes") body_bytes = std::max(0, std::stoi(next()));
+    else if (a == "--max-seconds") max_seconds = std::stod(next());
+    else if (a == "--help" || a == "-h") {
+      std::printf("bench_origin [--host 127.0.0.1] [--echo-port P] [--source-port P] [--sink-port P]\n"
+                  "             [--http-port P] [--threads N] [--body-bytes 128] [--max-seconds 3600]\n");
+      return 0;
+    } else bench::usage_error("unknown option " + a);
+  }
+  bench::raise_nofile();
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  g_http_response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+                    std::to_string(body_bytes) + "\r\n\r\n" + std::string(size_t(body_bytes), 'b');
+
+  const Kind services[4] = {Kind::echo, Kind::source, Kind::sink, Kind::http};
+  std::vector<Worker> workers(static_cast<size_t>(threads));
+  for (int t = 0; t < threads; ++t) {
+    Worker& w = workers[size_t(t)];
+    w.ep = epoll_create1(EPOLL_CLOEXEC);
+    if (w.ep < 0) bench::die("epoll_create1");
+    for (int s = 0; s < 4; ++s) {
+      sockaddr_storage addr{};
+      socklen_t len = 0;
+      std::string ep = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(ports[s]);
+      if (!bench::parse_endpoint(ep, addr, len)) bench::usage_error("bad host " + host);
+      auto* l = new Conn;
+      l->kind = Kind::listener;
+      l->service = services[s];
+      l->fd = bench::listen_on(addr, len, threads > 1);
+      ports[s] = bench::local_port(l->fd);  // the next threads bind the same port
+      w.add(l, EPOLLIN);                   // level-triggered: accept backs off on EMFILE
+      w.listeners.push_back(l);
+    }
+  }
+  std::printf("{\"echo\":%d,\"source\":%d,\"sink\":%d,\"http\":%d}\n", ports[0], ports[1], ports[2], ports[3]);
+  std::fflush(stdout);
+
+  std::vector<std::thread> ts;
+  for (auto& w : workers) ts.emplace_back([&w] { w.run(); });
+  uint64_t end = bench::now_ns() + uint64_t(max_seconds * 1e9);
+  while (!g_stop.load() && bench::now_ns() < end) usleep(100 * 1000);
+  g_stop.store(true);
+  for (auto& t : ts) t.join();
+  return 0;
+}
