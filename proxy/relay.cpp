@@ -1,37 +1,35 @@
-// Flow: relay() runs two pumps (client→upstream, upstream→client) and an idle
-// watchdog. A pump waits until its source is readable, leases a pipe, splices
-// source→pipe→destination until the source would block, and gives the pipe back
-// empty. Sockets are edge-triggered in Asio's reactor, so a pump only waits after
-// the source reported EAGAIN. After 1 MiB in one go it yields to the other sessions
-// on its thread. EOF shuts down the destination's sending side; an error cancels both
-// pumps; the watchdog ends everything when neither direction moved for idle_timeout.
+// Flow of a tunnel: start_tunnel() moves both sockets into a `tunnel` object, owned by
+// shared pointers held by its pending operations, and runs one pump per direction. A
+// pump drains the bytes it holds in its pipe into the destination, then splices the
+// source into a pipe until the source would block (Asio's reactor is edge-triggered,
+// so a pump only waits after EAGAIN). It yields to the rest of its thread after 1 MiB.
+// The pipe goes back to the pool as soon as it is empty. Without a pipe (EMFILE) the
+// pump copies through the worker's scratch buffer, keeping only what the destination
+// could not take. EOF shuts down the destination's sending side; an error, abort() or
+// the idle sweep closes both sockets; the last pending operation to finish destroys
+// the tunnel, which reports once through on_close.
 
 #include "proxy/relay.hpp"
 
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/this_coro.hpp>
-#include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 
 #include <cerrno>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include <array>
 #include <memory>
+
+#include "proxy/runtime.hpp"
+#include "proxy/worker.hpp"
 
 namespace egressd::proxy {
 
 namespace asio = boost::asio;
-using asio::awaitable;
 using std::chrono::steady_clock;
 
 namespace {
-constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
-// Bytes moved before a pump yields to the other sessions of its thread.
+// Bytes moved in one go before a pump yields to the other sessions of its thread.
 constexpr std::size_t yield_after_bytes = 1 << 20;
 // Largest single splice; the pipe is resized towards this where the kernel allows.
 constexpr std::size_t splice_chunk = 256 * 1024;
@@ -55,7 +53,7 @@ pipe_pool::pipe_fds pipe_pool::acquire() noexcept {
 }
 
 void pipe_pool::release(pipe_fds p) noexcept {
-  if (p.read_end < 0) return;
+  if (!p.valid()) return;
   if (idle_.size() >= max_idle_) {
     discard(p);
     return;
@@ -81,172 +79,222 @@ std::string_view to_string(close_cause c) noexcept {
 
 namespace {
 
-struct shared_state {
-  steady_clock::time_point last_activity = steady_clock::now();
-  bool failed = false;
-  bool idle_expired = false;
-  close_cause cause = close_cause::both_eof;
-  bool first_eof_seen = false;
-  bool client_closed_first = true;
-};
-
-struct direction {
-  std::uint64_t bytes = 0;
-  bool from_is_client = true;
-};
-
-template <class From, class To>
-void fail(shared_state& st, From& from, To& to, close_cause cause) {
-  if (!st.failed) {
-    st.failed = true;
-    st.cause = cause;
+class tunnel final : public abortable, public idle_checked, public std::enable_shared_from_this<tunnel> {
+ public:
+  tunnel(worker& w, asio::generic::stream_protocol::socket c, asio::ip::tcp::socket u, std::chrono::milliseconds idle,
+         std::function<void(const relay_result&)> on_close)
+      : w_(w), client_(std::move(c)), upstream_(std::move(u)), idle_(idle), on_close_(std::move(on_close)) {
+    w_.shared().active_connections.fetch_add(1, std::memory_order_relaxed);
   }
-  boost::system::error_code ignored;
-  from.cancel(ignored);
-  to.cancel(ignored);
-}
 
-// Copy through a user-space buffer: used only when no pipe can be had (EMFILE).
-template <class From, class To>
-awaitable<bool> copy_some(From& from, To& to, direction& d, shared_state& st) {
-  std::array<char, 16384> buf;  // lives only for this call
-  auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), nothrow);
-  if (ec == asio::error::eof) co_return false;
-  if (ec) {
-    fail(st, from, to, d.from_is_client ? close_cause::client_reset : close_cause::upstream_reset);
-    co_return false;
+  ~tunnel() {
+    w_.detach(this);
+    w_.untrack_idle(this);
+    pipe_pool::discard(up_.pipe);
+    pipe_pool::discard(down_.pipe);
+    relay_result r;
+    r.bytes_up = up_.bytes;
+    r.bytes_down = down_.bytes;
+    r.cause = cause_;
+    r.client_closed_first = client_closed_first_;
+    try {
+      if (on_close_) on_close_(r);
+    } catch (...) {
+      // The record is lost (out of memory while formatting it); the tunnel is closed anyway.
+    }
+    w_.shared().active_connections.fetch_sub(1, std::memory_order_relaxed);
   }
-  auto [wec, w] = co_await asio::async_write(to, asio::buffer(buf.data(), n), nothrow);
-  if (wec) {
-    fail(st, from, to, d.from_is_client ? close_cause::upstream_reset : close_cause::client_reset);
-    co_return false;
-  }
-  d.bytes += w;
-  st.last_activity = steady_clock::now();
-  co_return true;
-}
 
-template <class From, class To>
-awaitable<void> pump(From& from, To& to, pipe_pool& pipes, direction& d, shared_state& st) {
-  const int in = from.native_handle();
-  const int out = to.native_handle();
-  const close_cause read_fail = d.from_is_client ? close_cause::client_reset : close_cause::upstream_reset;
-  const close_cause write_fail = d.from_is_client ? close_cause::upstream_reset : close_cause::client_reset;
-  bool must_wait = false;  // bytes may already be queued when the relay starts
-  for (;;) {
-    if (st.failed || st.idle_expired) co_return;
-    if (must_wait) {
-      auto [ec] = co_await from.async_wait(asio::socket_base::wait_read, nothrow);
-      if (ec || st.failed || st.idle_expired) {
-        if (ec && ec != asio::error::operation_aborted) fail(st, from, to, read_fail);
-        co_return;
+  void start() {
+    w_.attach(this);
+    w_.track_idle(this);
+    boost::system::error_code ignored;
+    client_.native_non_blocking(true, ignored);
+    upstream_.native_non_blocking(true, ignored);
+    // Bytes may already be queued on either side: try both directions at once.
+    run(up_);
+    run(down_);
+  }
+
+  void abort() noexcept override { close(close_cause::shutdown); }
+
+  void check_idle(steady_clock::time_point now) noexcept override {
+    if (now - last_activity_ >= idle_) close(close_cause::idle_timeout);
+  }
+
+ private:
+  // One direction of the tunnel.
+  struct pump {
+    bool from_client = true;
+    std::uint64_t bytes = 0;
+    pipe_pool::pipe_fds pipe;      // leased while it holds data
+    std::size_t in_pipe = 0;       // bytes in the pipe not yet written
+    std::vector<char> spill;       // copy fallback: bytes the destination did not take
+    bool done = false;
+  };
+
+  static pump make_pump(bool from_client) {
+    pump p;
+    p.from_client = from_client;
+    return p;
+  }
+
+  int source_fd(const pump& p) { return p.from_client ? client_.native_handle() : upstream_.native_handle(); }
+  int dest_fd(const pump& p) { return p.from_client ? upstream_.native_handle() : client_.native_handle(); }
+
+  template <class Socket>
+  void wait(Socket& s, asio::socket_base::wait_type type, pump& p) {
+    s.async_wait(type, [self = shared_from_this(), &p](const boost::system::error_code& ec) {
+      if (self->closed_) return;
+      if (ec) {
+        if (ec != asio::error::operation_aborted) self->fail(p);
+        return;
       }
-    }
-    auto p = pipes.acquire();
-    if (p.read_end < 0) {
-      if (!co_await copy_some(from, to, d, st)) break;
-      must_wait = false;
-      continue;
-    }
-    std::size_t moved = 0;
-    for (;;) {
-      const ssize_t n = ::splice(in, nullptr, p.write_end, nullptr, splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      if (n > 0) {
-        std::size_t left = static_cast<std::size_t>(n);
-        while (left > 0) {
-          const ssize_t m = ::splice(p.read_end, nullptr, out, nullptr, left, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-          if (m > 0) {
-            left -= static_cast<std::size_t>(m);
-            continue;
-          }
-          if (m < 0 && errno == EINTR) continue;
-          if (m < 0 && errno == EAGAIN) {
-            auto [ec] = co_await to.async_wait(asio::socket_base::wait_write, nothrow);
-            if (!ec && !st.failed && !st.idle_expired) continue;
-            if (ec && ec != asio::error::operation_aborted) fail(st, from, to, write_fail);
-          } else {
-            fail(st, from, to, write_fail);
-          }
-          pipe_pool::discard(p);
-          co_return;
-        }
-        d.bytes += static_cast<std::size_t>(n);
-        st.last_activity = steady_clock::now();
-        moved += static_cast<std::size_t>(n);
-        if (moved >= yield_after_bytes) {
-          pipes.release(p);
-          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
-          must_wait = false;
-          break;
-        }
+      self->run(p);
+    });
+  }
+  void wait_source(pump& p) {
+    if (p.from_client)
+      wait(client_, asio::socket_base::wait_read, p);
+    else
+      wait(upstream_, asio::socket_base::wait_read, p);
+  }
+  void wait_dest(pump& p) {
+    if (p.from_client)
+      wait(upstream_, asio::socket_base::wait_write, p);
+    else
+      wait(client_, asio::socket_base::wait_write, p);
+  }
+
+  void fail(pump& p) { close(p.from_client ? close_cause::client_reset : close_cause::upstream_reset); }
+  void fail_dest(pump& p) { close(p.from_client ? close_cause::upstream_reset : close_cause::client_reset); }
+
+  // Writes what the pump holds (pipe or spill). True when everything went out; false
+  // when it must wait (a wait was started) or the tunnel failed.
+  bool flush(pump& p) {
+    while (p.in_pipe > 0) {
+      const ssize_t m = ::splice(p.pipe.read_end, nullptr, dest_fd(p), nullptr, p.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (m > 0) {
+        p.in_pipe -= static_cast<std::size_t>(m);
         continue;
       }
-      if (n == 0) {  // EOF from the source
-        pipes.release(p);
-        if (!st.first_eof_seen) {
-          st.first_eof_seen = true;
-          st.client_closed_first = d.from_is_client;
-        }
-        boost::system::error_code ignored;
-        to.shutdown(asio::socket_base::shutdown_send, ignored);
-        co_return;
+      if (m < 0 && errno == EINTR) continue;
+      if (m < 0 && errno == EAGAIN) {
+        wait_dest(p);
+        return false;
+      }
+      fail_dest(p);
+      return false;
+    }
+    while (!p.spill.empty()) {
+      const ssize_t m = ::send(dest_fd(p), p.spill.data(), p.spill.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (m > 0) {
+        p.spill.erase(p.spill.begin(), p.spill.begin() + m);
+        continue;
+      }
+      if (m < 0 && errno == EINTR) continue;
+      if (m < 0 && errno == EAGAIN) {
+        wait_dest(p);
+        return false;
+      }
+      fail_dest(p);
+      return false;
+    }
+    std::vector<char>().swap(p.spill);
+    return true;
+  }
+
+  void source_eof(pump& p) {
+    p.done = true;
+    if (!first_eof_seen_) {
+      first_eof_seen_ = true;
+      client_closed_first_ = p.from_client;
+    }
+    boost::system::error_code ignored;
+    if (p.from_client)
+      upstream_.shutdown(asio::socket_base::shutdown_send, ignored);
+    else
+      client_.shutdown(asio::socket_base::shutdown_send, ignored);
+    if (up_.done && down_.done) close(close_cause::both_eof);
+  }
+
+  void run(pump& p) {
+    std::size_t moved = 0;
+    for (;;) {
+      if (closed_ || p.done) return;
+      if (!flush(p)) return;
+      if (p.pipe.valid()) {  // empty now: back to the pool
+        w_.pipes().release(p.pipe);
+        p.pipe = {};
+      }
+      if (moved >= yield_after_bytes) {
+        asio::post(w_.io(), [self = shared_from_this(), &p] {
+          if (!self->closed_) self->run(p);
+        });
+        return;
+      }
+      p.pipe = w_.pipes().acquire();
+      ssize_t n;
+      if (p.pipe.valid()) {
+        n = ::splice(source_fd(p), nullptr, p.pipe.write_end, nullptr, splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) p.in_pipe = static_cast<std::size_t>(n);
+      } else {
+        // No pipe to be had (EMFILE): copy through the worker's scratch buffer.
+        auto scratch = w_.scratch();
+        n = ::recv(source_fd(p), scratch.data(), scratch.size(), MSG_DONTWAIT);
+        if (n > 0) p.spill.assign(scratch.data(), scratch.data() + n);
+      }
+      if (n > 0) {
+        p.bytes += static_cast<std::size_t>(n);
+        moved += static_cast<std::size_t>(n);
+        last_activity_ = steady_clock::now();
+        continue;
+      }
+      w_.pipes().release(p.pipe);
+      p.pipe = {};
+      if (n == 0) {
+        source_eof(p);
+        return;
       }
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
-        pipes.release(p);
-        must_wait = true;
-        break;
+        wait_source(p);
+        return;
       }
-      pipe_pool::discard(p);
-      fail(st, from, to, read_fail);
-      co_return;
+      fail(p);
+      return;
     }
   }
-  // Reached only from the copy fallback's EOF.
-  if (!st.first_eof_seen) {
-    st.first_eof_seen = true;
-    st.client_closed_first = d.from_is_client;
-  }
-  boost::system::error_code ignored;
-  to.shutdown(asio::socket_base::shutdown_send, ignored);
-}
 
-awaitable<void> watchdog(asio::steady_timer& timer, shared_state& st, std::chrono::milliseconds idle) {
-  for (;;) {
-    timer.expires_at(st.last_activity + idle);
-    auto [ec] = co_await timer.async_wait(nothrow);
-    if (ec || st.failed) co_return;
-    if (steady_clock::now() - st.last_activity >= idle) {
-      st.idle_expired = true;
-      co_return;
-    }
+  void close(close_cause cause) noexcept {
+    if (closed_) return;
+    closed_ = true;
+    cause_ = cause;
+    boost::system::error_code ignored;
+    client_.close(ignored);  // pending waits complete with operation_aborted
+    upstream_.close(ignored);
   }
-}
+
+  worker& w_;
+  asio::generic::stream_protocol::socket client_;
+  asio::ip::tcp::socket upstream_;
+  std::chrono::milliseconds idle_;
+  std::function<void(const relay_result&)> on_close_;
+  steady_clock::time_point last_activity_ = steady_clock::now();
+  pump up_ = make_pump(true);
+  pump down_ = make_pump(false);
+  close_cause cause_ = close_cause::both_eof;
+  bool closed_ = false;
+  bool first_eof_seen_ = false;
+  bool client_closed_first_ = true;
+};
 
 }  // namespace
 
-awaitable<relay_result> relay(asio::generic::stream_protocol::socket& client, asio::ip::tcp::socket& upstream,
-                              pipe_pool& pipes, std::chrono::milliseconds idle_timeout) {
-  using namespace asio::experimental::awaitable_operators;
-  boost::system::error_code ignored;
-  client.native_non_blocking(true, ignored);
-  upstream.native_non_blocking(true, ignored);
-
-  shared_state st;
-  direction up{0, true};
-  direction down{0, false};
-  asio::steady_timer timer(co_await asio::this_coro::executor);
-  co_await ((pump(client, upstream, pipes, up, st) && pump(upstream, client, pipes, down, st)) ||
-            watchdog(timer, st, idle_timeout));
-
-  relay_result r;
-  r.bytes_up = up.bytes;
-  r.bytes_down = down.bytes;
-  r.cause = st.idle_expired ? close_cause::idle_timeout : st.cause;
-  r.client_closed_first = st.client_closed_first;
-  client.close(ignored);
-  upstream.close(ignored);
-  co_return r;
+void start_tunnel(worker& w, asio::generic::stream_protocol::socket client, asio::ip::tcp::socket upstream,
+                  std::chrono::milliseconds idle_timeout, std::function<void(const relay_result&)> on_close) {
+  auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), idle_timeout, std::move(on_close));
+  t->start();
 }
 
 }  // namespace egressd::proxy

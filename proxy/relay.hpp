@@ -1,21 +1,25 @@
 #pragma once
-// The tunnel relay (DESIGN.md §3 "Relay"): two pumps, one per direction, that wait
-// for readiness and move bytes with splice(2) through a pipe leased from a per-thread
-// pool only while data moves, so an idle tunnel holds no user-space buffer and no pipe.
-// EOF on one side becomes shutdown(SHUT_WR) on the other while the reverse direction
-// keeps flowing; an error on either side closes both; traffic either way pushes the
-// idle deadline.
+// The tunnel relay (DESIGN.md §3 "Relay"). Once a tunnel is established the session's
+// coroutines end and the tunnel lives on as one small object: two sockets, two pump
+// states and the counters. Each pump waits for readiness and moves bytes with
+// splice(2) through a pipe leased from a per-thread pool only while data moves, so an
+// idle tunnel holds no user-space buffer, no pipe and no coroutine frame. EOF on one
+// side becomes shutdown(SHUT_WR) on the other while the reverse direction keeps
+// flowing; an error on either side closes both; the worker's idle sweep closes a
+// tunnel silent for its idle_timeout.
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
 namespace egressd::proxy {
+
+class worker;
 
 /// Pipes for splice(2), owned by one worker thread (not thread-safe). A pipe returns
 /// to the pool empty; the pool keeps at most `max_idle` spare pipes open, since file
@@ -25,14 +29,15 @@ class pipe_pool {
   struct pipe_fds {
     int read_end = -1;
     int write_end = -1;
+    bool valid() const noexcept { return read_end >= 0; }
   };
   explicit pipe_pool(std::size_t max_idle = 64) : max_idle_(max_idle) {}
   ~pipe_pool();
   pipe_pool(const pipe_pool&) = delete;
   pipe_pool& operator=(const pipe_pool&) = delete;
 
-  /// A pipe, or {-1,-1} when none can be created (EMFILE): the caller then copies
-  /// through a user-space buffer.
+  /// A pipe, or an invalid one when none can be created (EMFILE): the caller then
+  /// copies through the worker's scratch buffer.
   pipe_fds acquire() noexcept;
   /// Give back an EMPTY pipe.
   void release(pipe_fds p) noexcept;
@@ -46,7 +51,7 @@ class pipe_pool {
   std::size_t max_idle_;
 };
 
-/// Who ended a tunnel, for the access record.
+/// Why a tunnel ended, for the access record.
 enum class close_cause : std::uint8_t { both_eof, client_reset, upstream_reset, idle_timeout, shutdown };
 std::string_view to_string(close_cause c) noexcept;
 
@@ -57,11 +62,12 @@ struct relay_result {
   bool client_closed_first = true;
 };
 
-/// Relay between `client` and `upstream` until both directions reached EOF, either
-/// side failed, or nothing moved for `idle_timeout`. Never throws for network errors.
-/// Both sockets are closed when it returns. Runs on the sockets' (single) executor.
-boost::asio::awaitable<relay_result> relay(boost::asio::generic::stream_protocol::socket& client,
-                                           boost::asio::ip::tcp::socket& upstream, pipe_pool& pipes,
-                                           std::chrono::milliseconds idle_timeout);
+/// Starts relaying between `client` and `upstream` on worker `w` (its thread only) and
+/// returns at once; the tunnel owns both sockets from here on. `on_close` runs exactly
+/// once, on the worker's thread, when the tunnel has ended (both sockets closed). The
+/// tunnel counts as an open connection until then, and the worker can abort it.
+void start_tunnel(worker& w, boost::asio::generic::stream_protocol::socket client,
+                  boost::asio::ip::tcp::socket upstream, std::chrono::milliseconds idle_timeout,
+                  std::function<void(const relay_result&)> on_close);
 
 }  // namespace egressd::proxy

@@ -353,16 +353,24 @@ void record_request(const session& s, const destination& d, std::string_view pro
   log_audit(o);
 }
 
-void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r) {
-  json_object o = base_record(s, d, "tunnel_closed", protocol);
+namespace {
+
+void finish_tunnel_record(json_object& o, steady::time_point started, const relay_result& r) {
   o.add("bytes_up", r.bytes_up)
       .add("bytes_down", r.bytes_down)
       .add("duration_ms", static_cast<std::int64_t>(
-                              std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - s.started).count()))
+                              std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - started).count()))
       .add("closed_by", r.cause == close_cause::both_eof ? (r.client_closed_first ? "client" : "upstream")
                                                          : std::string_view("proxy"))
       .add("close_cause", to_string(r.cause));
   log_audit(o);
+}
+
+}  // namespace
+
+void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r) {
+  json_object o = base_record(s, d, "tunnel_closed", protocol);
+  finish_tunnel_record(o, s.started, r);
 }
 
 // ---- the tunnel common to CONNECT, SOCKS5 and upgraded HTTP ----------------------------
@@ -380,10 +388,18 @@ asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protoc
       co_return;
     }
   }
+  if (s.aborted) {
+    relay_result r;
+    r.cause = close_cause::shutdown;
+    record_tunnel(s, d, protocol, r);
+    co_return;
+  }
+  // The tunnel takes the sockets and the closing record; this session's coroutines end
+  // here, so an idle tunnel keeps no frame and no head buffer.
   std::string().swap(s.in);
-  auto r = co_await relay(s.client, s.upstream, s.w.pipes(), s.cfg->limits.idle_timeout);
-  if (s.aborted && r.cause == close_cause::both_eof) r.cause = close_cause::shutdown;
-  record_tunnel(s, d, protocol, r);
+  auto on_close = [record = base_record(s, d, "tunnel_closed", protocol), started = s.started](
+                      const relay_result& r) mutable { finish_tunnel_record(record, started, r); };
+  start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, std::move(on_close));
 }
 
 namespace {

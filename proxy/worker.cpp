@@ -22,6 +22,36 @@ void worker::abort_all() {
   });
 }
 
+void worker::track_idle(idle_checked* t) {
+  idle_checked_.insert(t);
+  if (!sweeping_) {
+    sweeping_ = true;
+    sweep();
+  }
+}
+
+void worker::untrack_idle(idle_checked* t) noexcept { idle_checked_.erase(t); }
+
+void worker::sweep() {
+  if (idle_checked_.empty()) {
+    sweeping_ = false;
+    return;
+  }
+  sweep_timer_.expires_after(std::chrono::milliseconds(250));
+  sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) {
+      sweeping_ = false;
+      return;
+    }
+    const auto now = std::chrono::steady_clock::now();
+    // check_idle() only closes sockets; tunnels leave the set later, from their
+    // destructors, so iterating a copy is not needed for safety but keeps it obvious.
+    std::vector<idle_checked*> all(idle_checked_.begin(), idle_checked_.end());
+    for (auto* t : all) t->check_idle(now);
+    sweep();
+  });
+}
+
 void worker::start() {
   thread_ = std::thread([this] {
     for (;;) {
@@ -41,6 +71,7 @@ void worker::stop_and_join() {
   if (!thread_.joinable()) return;
   boost::asio::post(io_, [this] {
     if (dns_) dns_->shutdown();
+    sweep_timer_.cancel();
   });
   guard_.reset();
   thread_.join();

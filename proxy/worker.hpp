@@ -4,8 +4,12 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include <array>
+#include <chrono>
 #include <memory>
+#include <span>
 #include <thread>
 #include <unordered_set>
 
@@ -23,6 +27,15 @@ class abortable {
 
  protected:
   ~abortable() = default;
+};
+
+/// Something the worker's idle sweep looks at (an open tunnel).
+class idle_checked {
+ public:
+  virtual void check_idle(std::chrono::steady_clock::time_point now) noexcept = 0;
+
+ protected:
+  ~idle_checked() = default;
 };
 
 class worker {
@@ -46,6 +59,15 @@ class worker {
   /// Cancels every live session (posted to the worker thread; any thread may call).
   void abort_all();
 
+  /// Tunnels register for the idle sweep, which runs every 250 ms while any is open
+  /// (worker thread only). One timer per worker instead of one per tunnel.
+  void track_idle(idle_checked* t);
+  void untrack_idle(idle_checked* t) noexcept;
+
+  /// A 64 KiB buffer for the relay's copy fallback (worker thread only; its content
+  /// does not survive a suspension).
+  std::span<char> scratch() noexcept { return scratch_; }
+
   /// Starts the thread.
   void start();
   /// Lets the io_context run out of work and joins the thread.
@@ -59,7 +81,13 @@ class worker {
   std::unique_ptr<resolver> dns_;
   pipe_pool pipes_;
   std::unordered_set<abortable*> sessions_;
+  std::unordered_set<idle_checked*> idle_checked_;
+  boost::asio::steady_timer sweep_timer_{io_};
+  bool sweeping_ = false;
+  std::array<char, 65536> scratch_{};
   std::thread thread_;
+
+  void sweep();
 };
 
 }  // namespace egressd::proxy
