@@ -96,7 +96,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
       parser.header_limit(8192);
       parser.body_limit(4096);
       timer.expires_after(request_timeout);
-      auto r = co_await (http::async_read(sock, buffer, parser, nothrow) || timer.async_wait(asio::use_awaitable));
+      auto r = co_await (http::async_read(sock, buffer, parser, nothrow) || timer.async_wait(nothrow));
       if (r.index() == 1) co_return;
       auto [ec, n] = std::get<0>(r);
       if (ec) co_return;

@@ -104,6 +104,8 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
 // Upstream -> client: interim responses, the final response, or a 101.
 asio::awaitable<void> relay_response(session& s, bool head_request, exchange_result& ex) {
   std::string buf;
+  // Its own timer: send_request_body runs at the same time and uses the session's.
+  asio::steady_timer timer(s.upstream.get_executor());
   auto parser = std::make_unique<framing_parser<false>>();
   if (head_request) parser->skip(true);
   const auto idle = s.cfg->limits.idle_timeout;
@@ -144,9 +146,9 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
     if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
     const std::size_t old = buf.size();
     buf.resize(old + 16384);
-    s.timer.expires_after(idle);
+    timer.expires_after(idle);
     auto r = co_await (s.upstream.async_read_some(asio::buffer(buf.data() + old, 16384), nothrow) ||
-                       s.timer.async_wait(asio::use_awaitable));
+                       timer.async_wait(nothrow));
     if (r.index() == 1) {
       buf.resize(old);
       co_return;

@@ -15,7 +15,12 @@ namespace egressd::proxy {
 void append_json_string(std::string& out, std::string_view s) {
   static constexpr char hex[] = "0123456789abcdef";
   out += '"';
-  for (unsigned char c : s) {
+  std::size_t run = 0;  // start of the pending run of characters that need no escape
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7F) continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -23,15 +28,12 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20 || c == 0x7F) {
-          out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xF];
-        } else {
-          out += static_cast<char>(c);
-        }
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
     }
   }
+  out.append(s.data() + run, s.size() - run);
   out += '"';
 }
 
@@ -88,6 +90,7 @@ json_object& json_object::add_null(std::string_view k) {
 namespace {
 
 std::atomic<bool> json_format{true};
+std::atomic<bool> audit_on{false};
 
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name, spdlog::sink_ptr sink, bool json) {
   auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
@@ -158,6 +161,7 @@ void init_logging(const config::log_config& cfg) {
     audit_new = make_logger("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.audit), json);
   if (audit_new) audit_new->flush_on(spdlog::level::info);
   ops_new->flush_on(spdlog::level::debug);
+  audit_on.store(audit_new != nullptr);
   std::lock_guard lock(loggers_mutex);
   ops_logger = std::move(ops_new);
   audit_logger = std::move(audit_new);
@@ -169,6 +173,8 @@ void log_event(log_level level, std::string_view msg, const json_object& fields)
   if (!logger->should_log(l)) return;
   logger->log(l, "{}", render(msg, fields));
 }
+
+bool audit_enabled() noexcept { return audit_on.load(std::memory_order_relaxed); }
 
 void log_audit(const json_object& record) {
   auto logger = audit();

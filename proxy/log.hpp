@@ -49,6 +49,10 @@ void init_logging(const config::log_config& cfg);
 /// Emits one operational event: `msg` plus `fields`.
 void log_event(log_level level, std::string_view msg, const json_object& fields = {});
 
+/// Whether access records go anywhere (log.audit is not "off"); callers skip building
+/// records when not.
+bool audit_enabled() noexcept;
+
 /// Emits one access record to the audit sink (if enabled).
 void log_audit(const json_object& record);
 

@@ -3,9 +3,10 @@
 // pump drains the bytes it holds in its pipe into the destination, then splices the
 // source into a pipe until the source would block (Asio's reactor is edge-triggered,
 // so a pump only waits after EAGAIN). It yields to the rest of its thread after 1 MiB.
-// The pipe goes back to the pool as soon as it is empty. Without a pipe (EMFILE) the
-// pump copies through the worker's scratch buffer, keeping only what the destination
-// could not take. EOF shuts down the destination's sending side; an error, abort() or
+// The pipe goes back to the pool as soon as it is empty. Until a read fills the
+// worker's 64 KiB scratch buffer (a bulk transfer), and whenever no pipe can be had
+// (EMFILE), the pump copies through that buffer instead, keeping only what the
+// destination could not take. EOF shuts down the destination's sending side; an error, abort() or
 // the idle sweep closes both sockets; the last pending operation to finish destroys
 // the tunnel, which reports once through on_close.
 
@@ -129,7 +130,8 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
     std::uint64_t bytes = 0;
     pipe_pool::pipe_fds pipe;      // leased while it holds data
     std::size_t in_pipe = 0;       // bytes in the pipe not yet written
-    std::vector<char> spill;       // copy fallback: bytes the destination did not take
+    std::vector<char> spill;       // copied bytes the destination did not take yet
+    bool bulk = false;             // large transfers seen: splice from now on
     bool done = false;
   };
 
@@ -233,16 +235,28 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
         });
         return;
       }
-      p.pipe = w_.pipes().acquire();
+      // Small exchanges (handshakes, request/response) are copied through the worker's
+      // scratch buffer: two syscalls, no pipe. A read that fills the buffer marks the
+      // direction as bulk, and from then on bytes move by splice(2) without ever
+      // entering user space. Without a pipe to be had (EMFILE) bulk copies too.
+      if (p.bulk) p.pipe = w_.pipes().acquire();
       ssize_t n;
       if (p.pipe.valid()) {
         n = ::splice(source_fd(p), nullptr, p.pipe.write_end, nullptr, splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) p.in_pipe = static_cast<std::size_t>(n);
       } else {
-        // No pipe to be had (EMFILE): copy through the worker's scratch buffer.
         auto scratch = w_.scratch();
         n = ::recv(source_fd(p), scratch.data(), scratch.size(), MSG_DONTWAIT);
-        if (n > 0) p.spill.assign(scratch.data(), scratch.data() + n);
+        if (n > 0) {
+          if (static_cast<std::size_t>(n) == scratch.size()) p.bulk = true;
+          const ssize_t sent = ::send(dest_fd(p), scratch.data(), static_cast<std::size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (sent < 0 && errno != EAGAIN && errno != EINTR) {
+            fail_dest(p);
+            return;
+          }
+          const std::size_t done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
+          if (done < static_cast<std::size_t>(n)) p.spill.assign(scratch.data() + done, scratch.data() + n);
+        }
       }
       if (n > 0) {
         p.bytes += static_cast<std::size_t>(n);

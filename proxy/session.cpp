@@ -79,10 +79,10 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
   s.in.resize(old + want);
   s.timer.expires_at(deadline);
   auto r = co_await (s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow) ||
-                     s.timer.async_wait(asio::use_awaitable));
-  if (r.index() == 1) {
+                     s.timer.async_wait(nothrow));
+  if (r.index() == 1) {  // the deadline passed (or abort() cancelled the timer)
     s.in.resize(old);
-    co_return read_status::timeout;
+    co_return s.aborted ? read_status::error : read_status::timeout;
   }
   auto [ec, n] = std::get<0>(r);
   s.in.resize(old + n);
@@ -192,7 +192,7 @@ asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host
     boost::system::error_code ignored;
     s.upstream.close(ignored);
     s.timer.expires_at(deadline);
-    auto r = co_await (s.upstream.async_connect(ep, nothrow) || s.timer.async_wait(asio::use_awaitable));
+    auto r = co_await (s.upstream.async_connect(ep, nothrow) || s.timer.async_wait(nothrow));
     if (s.aborted) {
       d.error = dial_error::aborted;
       break;
@@ -338,6 +338,7 @@ json_object base_record(const session& s, const destination& d, std::string_view
 
 void record_request(const session& s, const destination& d, std::string_view protocol, int status,
                     std::string_view error_source) {
+  if (!audit_enabled()) return;
   json_object o = base_record(s, d, "request", protocol);
   o.add("status", status);
   if (!d.connected()) {
@@ -369,6 +370,7 @@ void finish_tunnel_record(json_object& o, steady::time_point started, const rela
 }  // namespace
 
 void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r) {
+  if (!audit_enabled()) return;
   json_object o = base_record(s, d, "tunnel_closed", protocol);
   finish_tunnel_record(o, s.started, r);
 }
@@ -397,8 +399,11 @@ asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protoc
   // The tunnel takes the sockets and the closing record; this session's coroutines end
   // here, so an idle tunnel keeps no frame and no head buffer.
   std::string().swap(s.in);
-  auto on_close = [record = base_record(s, d, "tunnel_closed", protocol), started = s.started](
-                      const relay_result& r) mutable { finish_tunnel_record(record, started, r); };
+  std::function<void(const relay_result&)> on_close;
+  if (audit_enabled()) {
+    on_close = [record = base_record(s, d, "tunnel_closed", protocol), started = s.started](
+                   const relay_result& r) mutable { finish_tunnel_record(record, started, r); };
+  }
   start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, std::move(on_close));
 }
 
