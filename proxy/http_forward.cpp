@@ -19,7 +19,6 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 
-#include "proxy/auth.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
@@ -177,10 +176,6 @@ bool same_destination(const destination& a, const destination& b) {
 
 asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
   const auto& limits = s.cfg->limits;
-  proto::head_limits hl;
-  hl.max_head_bytes = limits.max_head_bytes;
-  hl.max_headers = limits.max_headers;
-  hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
   destination current;  // the destination s.upstream is connected to, if any
 
   for (bool first_request = true;; first_request = false) {
@@ -256,30 +251,11 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       }
     }
 
-    // The next request head: wait up to idle_timeout for it to start, then head_timeout.
-    auto deadline = steady::now() + limits.idle_timeout;
-    bool started = !s.in.empty();
-    for (;;) {
-      auto result = proto::parse_http_head(s.in, hl);
-      if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
-        refusal r;
-        r.status = proto::http_status_for(failure->code);
-        r.proxy_error = "http_request_error";
-        r.details = "egressd: bad request: " + make_error_code(failure->code).message();
-        co_await write_client(s, render_refusal(r, true));
-        co_return;
-      }
-      if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) {
-        req = std::move(done->message);
-        consumed = done->consumed;
-        break;
-      }
-      if (!started && !s.in.empty()) {
-        started = true;
-        deadline = steady::now() + limits.head_timeout;
-      }
-      if (co_await read_more(s, deadline, limits.max_head_bytes + 1) != read_status::ok) co_return;
-    }
+    // The next request head: up to idle_timeout for it to start, then head_timeout.
+    auto head = co_await read_request_head(s, steady::now() + limits.idle_timeout, /*idle_until_first_byte=*/true);
+    if (!head) co_return;
+    req = std::move(head->message);
+    consumed = head->consumed;
     if (req.kind == proto::request_kind::connect) {
       // CONNECT after plain requests on one connection: refuse rather than mix modes.
       refusal r;
@@ -289,16 +265,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       co_await write_client(s, render_refusal(r, true));
       co_return;
     }
-    if (!s.cfg->auth.users.empty() &&
-        !(req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization))) {
-      refusal r;
-      r.status = 407;
-      r.proxy_error = "http_request_denied";
-      r.details = "egressd: proxy authentication required";
-      r.auth_challenge = true;
-      co_await write_client(s, render_refusal(r, true));
-      co_return;
-    }
+    if (!co_await check_proxy_auth(s, req)) co_return;
   }
 }
 

@@ -408,6 +408,62 @@ asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protoc
 }
 
 namespace {
+asio::awaitable<void> send_refusal(session& s, const refusal& r);
+}  // namespace
+
+asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_head(session& s,
+                                                                                   steady::time_point deadline,
+                                                                                   bool idle_until_first_byte) {
+  const auto& limits = s.cfg->limits;
+  proto::head_limits hl;
+  hl.max_head_bytes = limits.max_head_bytes;
+  hl.max_headers = limits.max_headers;
+  hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
+  bool waiting_for_first_byte = idle_until_first_byte && s.in.empty();
+  for (;;) {
+    auto result = proto::parse_http_head(s.in, hl);
+    if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
+      refusal r;
+      r.status = proto::http_status_for(failure->code);
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: bad request: " + make_error_code(failure->code).message();
+      co_await send_refusal(s, r);
+      log_event(log_level::debug, "bad request",
+                json_object().add("connection", s.id).add("client", s.peer).add("error", proto::to_string(failure->code)));
+      co_return std::nullopt;
+    }
+    if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) co_return std::move(*done);
+    if (waiting_for_first_byte && !s.in.empty()) {  // the head has started: it has head_timeout to finish
+      waiting_for_first_byte = false;
+      deadline = steady::now() + limits.head_timeout;
+    }
+    const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
+    if (st == read_status::ok) continue;
+    if (st == read_status::timeout && !waiting_for_first_byte) {
+      refusal r;
+      r.status = 408;
+      r.proxy_error = "http_request_error";
+      r.details = "egressd: the request head did not arrive in time";
+      co_await send_refusal(s, r);
+    }
+    co_return std::nullopt;
+  }
+}
+
+asio::awaitable<bool> check_proxy_auth(session& s, const proto::http_request& req) {
+  if (s.cfg->auth.users.empty() ||
+      (req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization)))
+    co_return true;
+  refusal r;
+  r.status = 407;
+  r.proxy_error = "http_request_denied";
+  r.details = "egressd: proxy authentication required";
+  r.auth_challenge = true;
+  co_await send_refusal(s, r);
+  co_return false;
+}
+
+namespace {
 
 // ---- HTTP -------------------------------------------------------------------------------
 
@@ -438,53 +494,12 @@ asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, 
 }
 
 asio::awaitable<void> serve_http(session& s, steady::time_point deadline) {
-  const auto& limits = s.cfg->limits;
-  proto::head_limits hl;
-  hl.max_head_bytes = limits.max_head_bytes;
-  hl.max_headers = limits.max_headers;
-  hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
-  for (;;) {
-    auto result = proto::parse_http_head(s.in, hl);
-    if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
-      refusal r;
-      r.status = proto::http_status_for(failure->code);
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: bad request: " + make_error_code(failure->code).message();
-      co_await send_refusal(s, r);
-      log_event(log_level::debug, "bad request",
-                json_object().add("connection", s.id).add("client", s.peer).add("error", proto::to_string(failure->code)));
-      co_return;
-    }
-    if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) {
-      const auto& req = done->message;
-      if (!s.cfg->auth.users.empty() &&
-          !(req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization))) {
-        refusal r;
-        r.status = 407;
-        r.proxy_error = "http_request_denied";
-        r.details = "egressd: proxy authentication required";
-        r.auth_challenge = true;
-        co_await send_refusal(s, r);
-        co_return;
-      }
-      if (req.kind == proto::request_kind::connect) {
-        co_await serve_connect(s, req, done->consumed);
-      } else {
-        co_await serve_plain_http(s, std::move(done->message), done->consumed);
-      }
-      co_return;
-    }
-    // need_more
-    const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
-    if (st == read_status::ok) continue;
-    if (st == read_status::timeout) {
-      refusal r;
-      r.status = 408;
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: the request head did not arrive in time";
-      co_await send_refusal(s, r);
-    }
-    co_return;
+  auto head = co_await read_request_head(s, deadline, /*idle_until_first_byte=*/false);
+  if (!head || !co_await check_proxy_auth(s, head->message)) co_return;
+  if (head->message.kind == proto::request_kind::connect) {
+    co_await serve_connect(s, head->message, head->consumed);
+  } else {
+    co_await serve_plain_http(s, std::move(head->message), head->consumed);
   }
 }
 

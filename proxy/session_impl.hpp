@@ -109,6 +109,18 @@ refusal refusal_for(const session& s, const destination& d);
 /// The SOCKS5 reply code for a destination that could not be used.
 protocol::socks5_reply_code socks_code_for(const destination& d) noexcept;
 
+/// Reads until a whole request head is in s.in and parses it. Answers 400/431 for a bad
+/// head and 408 when it does not arrive by `deadline`, and then returns nullopt (the
+/// session ends). With `idle_until_first_byte` (between keep-alive requests) the
+/// deadline covers only the wait for the head's first byte, and the head then has
+/// limits.head_timeout to complete; a connection idle past it closes silently.
+asio::awaitable<std::optional<protocol::parsed<protocol::http_request>>> read_request_head(
+    session& s, steady::time_point deadline, bool idle_until_first_byte);
+
+/// True when proxy auth is off or `req` carries valid credentials; otherwise answers
+/// 407 with a challenge and returns false.
+asio::awaitable<bool> check_proxy_auth(session& s, const protocol::http_request& req);
+
 /// The tunnel after a success reply: s.in[consumed, end) goes upstream first, the
 /// head buffer is freed, then relay() until both sides are done; one tunnel record.
 asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protocol, std::size_t consumed);
