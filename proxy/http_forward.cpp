@@ -19,6 +19,8 @@
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/error.hpp>
 
+#include <memory>
+
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
@@ -102,7 +104,11 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
 
 // Upstream -> client: interim responses, the final response, or a 101.
 asio::awaitable<void> relay_response(session& s, bool head_request, exchange_result& ex) {
+  // Unparsed response bytes are kept in `buf`; each read lands in `chunk` first, which
+  // is not zero-filled as growing a string would be.
   std::string buf;
+  constexpr std::size_t chunk_size = 16384;
+  const std::unique_ptr<char[]> chunk(new char[chunk_size]);
   // Its own timer: send_request_body runs at the same time and uses the session's.
   asio::steady_timer timer(s.upstream.get_executor());
   auto parser = std::make_unique<framing_parser<false>>();
@@ -143,17 +149,12 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
     }
     if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
-    const std::size_t old = buf.size();
-    buf.resize(old + 16384);
     timer.expires_after(idle);
-    auto r = co_await (s.upstream.async_read_some(asio::buffer(buf.data() + old, 16384), nothrow) ||
+    auto r = co_await (s.upstream.async_read_some(asio::buffer(chunk.get(), chunk_size), nothrow) ||
                        timer.async_wait(nothrow));
-    if (r.index() == 1) {
-      buf.resize(old);
-      co_return;
-    }
+    if (r.index() == 1) co_return;
     auto [ec, n] = std::get<0>(r);
-    buf.resize(old + n);
+    buf.append(chunk.get(), n);
     if (ec == asio::error::eof) {
       if (parser->is_header_done() && parser->need_eof()) {  // body delimited by close
         beast::error_code pec;

@@ -75,7 +75,8 @@ void session::abort() noexcept {
 asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit) {
   if (s.in.size() >= limit) co_return read_status::full;
   const std::size_t old = s.in.size();
-  const std::size_t want = std::min<std::size_t>(limit - old, 16384);
+  // Heads are small: a 4 KiB step keeps resize()'s zero-filling cheap.
+  const std::size_t want = std::min<std::size_t>(limit - old, 4096);
   s.in.resize(old + want);
   s.timer.expires_at(deadline);
   auto r = co_await (s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow) ||
