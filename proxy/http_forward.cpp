@@ -169,10 +169,6 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
   }
 }
 
-bool same_destination(const destination& a, const destination& b) {
-  return a.connected() && b.host.ok() && a.host.ok() && a.host.host->text == b.host.host->text && a.port == b.port;
-}
-
 }  // namespace
 
 asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
@@ -188,14 +184,15 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     destination d;
     bool reuse = false;
     if (s.upstream.is_open() && current.connected()) {
-      d.raw_host = req.host;
-      d.port = req.port;
-      d.host = policy::canonicalize_host(req.host);
-      d.decision = policy::decide(*s.policy, {&d.host, req.port, std::nullopt});
-      if (d.decision.result == policy::outcome::allow && same_destination(current, d)) {
+      // The same host and port, still allowed: keep the connection (its address was
+      // judged by the guard when it was opened).
+      const auto host = policy::canonicalize_host(req.host);
+      const auto decision = policy::decide(*s.policy, {&host, req.port, std::nullopt});
+      if (decision.result == policy::outcome::allow && host.ok() && req.port == current.port &&
+          host.host->text == current.host.host->text) {
         reuse = true;
         d = current;
-        d.decision = policy::decide(*s.policy, {&d.host, req.port, std::nullopt});
+        d.decision = decision;
       }
     }
     if (!reuse) {

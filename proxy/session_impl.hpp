@@ -87,7 +87,7 @@ struct destination {
 };
 
 /// Decides, resolves, guards and dials, leaving `s.upstream` connected on success.
-/// `protocol` is "connect", "http" or "socks5" (for the record).
+/// Never throws for network errors; the outcome is in the returned destination.
 asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port);
 
 /// Reads more client bytes into s.in, at most up to `limit` bytes held. False on EOF,
