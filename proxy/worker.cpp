@@ -75,6 +75,13 @@ void worker::stop_and_join() {
   });
   guard_.reset();
   thread_.join();
+  // The loop may have been stopped with operations still queued (a tunnel aborted at
+  // the drain deadline whose cancelled waits had not run yet). Run what is ready now,
+  // on this thread, so every tunnel and session is destroyed while the worker is whole
+  // rather than from io_context's destructor after the registries are gone.
+  abort_all();
+  io_.restart();
+  io_.poll();
 }
 
 }  // namespace egressd::proxy
