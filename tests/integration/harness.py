@@ -29,6 +29,7 @@ import json
 import os
 import queue
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -428,8 +429,9 @@ class Egressd:
     """One `egressd run --config FILE` process with its stderr (logs) and stdout (audit)."""
 
     def __init__(self, config: dict | str, *, env: dict[str, str] | None = None,
-                 hosts_text: str = HOSTS_FILE_TEXT, args: Iterable[str] = ()):
+                 hosts_text: str = HOSTS_FILE_TEXT, args: Iterable[str] = (), fd_limit: int | None = None):
         self.bin = egressd_binary()
+        self.fd_limit = fd_limit  # soft and hard RLIMIT_NOFILE for the daemon, to provoke EMFILE
         self.dir = short_tempdir("egd-")
         self.config_path = os.path.join(self.dir, "egressd.yaml")
         self.hosts_path = os.path.join(self.dir, "hosts")
@@ -466,8 +468,11 @@ class Egressd:
     def start(self, wait_ready: bool = True) -> "Egressd":
         env = tool_env({**hosts_env(self.hosts_path), **self.env})
         cmd = [self.bin, "run", "--config", self.config_path, *self.args]
+        limit = self.fd_limit
+        preexec = None if limit is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=env, cwd=self.dir, start_new_session=True)
+                                     stderr=subprocess.PIPE, env=env, cwd=self.dir, start_new_session=True,
+                                     preexec_fn=preexec)
         self.stderr = LineLog("stderr", self.proc.stderr)
         self.stdout = LineLog("stdout", self.proc.stdout)
         if wait_ready:

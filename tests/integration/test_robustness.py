@@ -273,12 +273,38 @@ class ConnectionLimitTest(EgressdTestCase):
         for sock, rest in held:  # the open tunnels are untouched
             self.assert_echo(sock, rest)
         held[0][0].close()
-        wait_until(lambda: self.try_connect_echo(ep, o.echo.hostport), 5.0, "a freed slot to be usable")
+        wait_until(lambda: echo_tunnel_opens(ep, o.echo.hostport), 5.0, "a freed slot to be usable")
 
-    def try_connect_echo(self, ep, target) -> bool:
-        try:
-            sock, head, rest = open_connect(ep, target)
-        except (OSError, HarnessError):
-            return False
-        with sock:
-            return head.status == 200
+
+def echo_tunnel_opens(ep, target) -> bool:
+    """Whether a CONNECT to `target` gets 200 now (for waiting on recovery)."""
+    try:
+        sock, head, rest = open_connect(ep, target)
+    except (OSError, HarnessError):
+        return False
+    with sock:
+        return head.status == 200
+
+
+class DescriptorExhaustionTest(EgressdTestCase):
+    """Accept errors (EMFILE) back off instead of spinning, and the daemon serves again
+    once descriptors are free."""
+
+    def test_emfile_backs_off_and_recovers(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"]), fd_limit=64)
+        ep = d.endpoint(0)
+        mark = d.log_mark()
+        clients = []
+        for _ in range(80):  # more than the daemon has descriptors: accept() fails with EMFILE
+            clients.append(ep.connect())
+            self.addCleanup(clients[-1].close)
+        d.wait_log("accept failed", start=mark, timeout=5.0)
+        time.sleep(1.0)  # a spinning accept loop would log thousands of failures in this second
+        failures = d.stderr.find_all(lambda r: r.get("msg") == "accept failed", start=mark)
+        self.assertLess(len(failures), 40, f"accept failures were not backed off:\n{d.log_tail()}")
+        self.assertIn("Too many open files", failures[0].get("error", ""))
+        for c in clients:
+            c.close()
+        self.assertTrue(d.alive(), d.log_tail())
+        wait_until(lambda: echo_tunnel_opens(ep, o.echo.hostport), 10.0, "egressd to serve again")
