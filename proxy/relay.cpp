@@ -131,6 +131,7 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
     pipe_pool::pipe_fds pipe;      // leased while it holds data
     std::size_t in_pipe = 0;       // bytes in the pipe not yet written
     std::vector<char> spill;       // copied bytes the destination did not take yet
+    std::size_t spill_left = 0;    // the last spill_left bytes of spill are still owed
     bool bulk = false;             // large transfers seen: splice from now on
     bool done = false;
   };
@@ -174,35 +175,37 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
   // Writes what the pump holds (pipe or spill). True when everything went out; false
   // when it must wait (a wait was started) or the tunnel failed.
   bool flush(pump& p) {
-    while (p.in_pipe > 0) {
-      const ssize_t m = ::splice(p.pipe.read_end, nullptr, dest_fd(p), nullptr, p.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    const int dest = dest_fd(p);
+    if (!drain(p, p.in_pipe, [&](std::size_t n) {
+          return ::splice(p.pipe.read_end, nullptr, dest, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        }))
+      return false;
+    if (!drain(p, p.spill_left, [&](std::size_t n) {
+          return ::send(dest, p.spill.data() + p.spill.size() - n, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        }))
+      return false;
+    if (!p.spill.empty()) std::vector<char>().swap(p.spill);
+    return true;
+  }
+
+  // Writes the `left` bytes still owed to the destination with `write_some` (a syscall
+  // returning what write(2) returns). True when all went out; otherwise a wait for the
+  // destination was started, or the tunnel failed.
+  template <class WriteSome>
+  bool drain(pump& p, std::size_t& left, WriteSome write_some) {
+    while (left > 0) {
+      const ssize_t m = write_some(left);
       if (m > 0) {
-        p.in_pipe -= static_cast<std::size_t>(m);
+        left -= static_cast<std::size_t>(m);
         continue;
       }
       if (m < 0 && errno == EINTR) continue;
-      if (m < 0 && errno == EAGAIN) {
+      if (m < 0 && errno == EAGAIN)
         wait_dest(p);
-        return false;
-      }
-      fail_dest(p);
+      else
+        fail_dest(p);
       return false;
     }
-    while (!p.spill.empty()) {
-      const ssize_t m = ::send(dest_fd(p), p.spill.data(), p.spill.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (m > 0) {
-        p.spill.erase(p.spill.begin(), p.spill.begin() + m);
-        continue;
-      }
-      if (m < 0 && errno == EINTR) continue;
-      if (m < 0 && errno == EAGAIN) {
-        wait_dest(p);
-        return false;
-      }
-      fail_dest(p);
-      return false;
-    }
-    std::vector<char>().swap(p.spill);
     return true;
   }
 
@@ -255,7 +258,10 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
             return;
           }
           const std::size_t done = sent > 0 ? static_cast<std::size_t>(sent) : 0;
-          if (done < static_cast<std::size_t>(n)) p.spill.assign(scratch.data() + done, scratch.data() + n);
+          if (done < static_cast<std::size_t>(n)) {
+            p.spill.assign(scratch.data() + done, scratch.data() + n);
+            p.spill_left = p.spill.size();
+          }
         }
       }
       if (n > 0) {
