@@ -291,12 +291,16 @@ class DescriptorExhaustionTest(EgressdTestCase):
     once descriptors are free."""
 
     def test_emfile_backs_off_and_recovers(self):
+        if os.environ.get("EGRESSD_SANITIZED") == "1":
+            # The sanitizer runtime needs descriptors of its own (to read /proc/self/maps
+            # for its checks) and reports false errors when none are left.
+            self.skipTest("descriptor exhaustion starves the sanitizer runtime itself")
         o = self.o
-        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"]), fd_limit=64)
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"]), fd_limit=128)
         ep = d.endpoint(0)
         mark = d.log_mark()
         clients = []
-        for _ in range(80):  # more than the daemon has descriptors: accept() fails with EMFILE
+        for _ in range(160):  # more than the daemon has descriptors: accept() fails with EMFILE
             clients.append(ep.connect())
             self.addCleanup(clients[-1].close)
         d.wait_log("accept failed", start=mark, timeout=5.0)
