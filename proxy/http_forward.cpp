@@ -109,8 +109,7 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
   std::string buf;
   constexpr std::size_t chunk_size = 16384;
   const std::unique_ptr<char[]> chunk(new char[chunk_size]);
-  // Its own timer: send_request_body runs at the same time and uses the session's.
-  asio::steady_timer timer(s.upstream.get_executor());
+  // The upstream deadline: send_request_body runs at the same time under the client's.
   auto parser = std::make_unique<framing_parser<false>>();
   if (head_request) parser->skip(true);
   const auto idle = s.cfg->limits.idle_timeout;
@@ -149,11 +148,9 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
     }
     if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
-    timer.expires_after(idle);
-    auto r = co_await (s.upstream.async_read_some(asio::buffer(chunk.get(), chunk_size), nothrow) ||
-                       timer.async_wait(nothrow));
-    if (r.index() == 1) co_return;
-    auto [ec, n] = std::get<0>(r);
+    s.arm_upstream(steady::now() + idle);
+    auto [ec, n] = co_await s.upstream.async_read_some(asio::buffer(chunk.get(), chunk_size), nothrow);
+    s.disarm_upstream();
     buf.append(chunk.get(), n);
     if (ec == asio::error::eof) {
       if (parser->is_header_done() && parser->need_eof()) {  // body delimited by close
@@ -221,7 +218,12 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         co_return;
       }
       exchange_result ex;
-      co_await (send_request_body(s, request_parser, ex) && relay_response(s, req.method == "HEAD", ex));
+      if (request_parser.is_done()) {  // no body: one coroutine is enough
+        ex.request_complete = true;
+        co_await relay_response(s, req.method == "HEAD", ex);
+      } else {
+        co_await (send_request_body(s, request_parser, ex) && relay_response(s, req.method == "HEAD", ex));
+      }
       if (ex.upgraded) {
         record_request(s, d, "http", ex.status);
         if (!ex.upstream_leftover.empty() && !co_await write_client(s, ex.upstream_leftover)) co_return;

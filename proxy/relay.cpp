@@ -14,6 +14,7 @@
 
 #include <boost/asio/post.hpp>
 
+#include <cassert>
 #include <cerrno>
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -80,7 +81,7 @@ std::string_view to_string(close_cause c) noexcept {
 
 namespace {
 
-class tunnel final : public abortable, public idle_checked, public std::enable_shared_from_this<tunnel> {
+class tunnel final : public worker_task, public std::enable_shared_from_this<tunnel> {
  public:
   tunnel(worker& w, asio::generic::stream_protocol::socket c, asio::ip::tcp::socket u, std::chrono::milliseconds idle,
          std::function<void(const relay_result&)> on_close)
@@ -90,7 +91,6 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
 
   ~tunnel() {
     w_.detach(this);
-    w_.untrack_idle(this);
     pipe_pool::discard(up_.pipe);
     pipe_pool::discard(down_.pipe);
     relay_result r;
@@ -108,18 +108,18 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
 
   void start() {
     w_.attach(this);
-    w_.track_idle(this);
-    boost::system::error_code ignored;
-    client_.native_non_blocking(true, ignored);
-    upstream_.native_non_blocking(true, ignored);
-    // Bytes may already be queued on either side: try both directions at once.
-    run(up_);
-    run(down_);
+    // Both descriptors are already non-blocking: Asio switched them when it ran the
+    // session's reads and the connect. Each pump starts by waiting: the wait re-arms
+    // the descriptor (EPOLL_CTL_MOD), which reports bytes already queued at once, so
+    // trying a read first would only add a failed recv(2) in the usual case where the
+    // client speaks first after the reply and the upstream has nothing yet.
+    wait_source(up_);
+    wait_source(down_);
   }
 
   void abort() noexcept override { close(close_cause::shutdown); }
 
-  void check_idle(steady_clock::time_point now) noexcept override {
+  void check_deadline(steady_clock::time_point now) noexcept override {
     if (now - last_activity_ >= idle_) close(close_cause::idle_timeout);
   }
 
@@ -215,22 +215,33 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
       first_eof_seen_ = true;
       client_closed_first_ = p.from_client;
     }
+    if (up_.done && down_.done) {  // close() sends the last FIN itself
+      close(close_cause::both_eof);
+      return;
+    }
     boost::system::error_code ignored;
     if (p.from_client)
       upstream_.shutdown(asio::socket_base::shutdown_send, ignored);
     else
       client_.shutdown(asio::socket_base::shutdown_send, ignored);
-    if (up_.done && down_.done) close(close_cause::both_eof);
   }
 
   void run(pump& p) {
     std::size_t moved = 0;
+    bool drained = false;  // the last read was short: the source is most likely empty
     for (;;) {
       if (closed_ || p.done) return;
       if (!flush(p)) return;
       if (p.pipe.valid()) {  // empty now: back to the pool
         w_.pipes().release(p.pipe);
         p.pipe = {};
+      }
+      if (drained) {
+        // A short read means the receive queue was empty a moment ago; waiting now
+        // saves the recv(2) that would fail with EAGAIN. The wait re-arms the
+        // descriptor, so bytes or a FIN that came in meanwhile are reported at once.
+        wait_source(p);
+        return;
       }
       if (moved >= yield_after_bytes) {
         asio::post(w_.io(), [self = shared_from_this(), &p] {
@@ -246,12 +257,15 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
       ssize_t n;
       if (p.pipe.valid()) {
         n = ::splice(source_fd(p), nullptr, p.pipe.write_end, nullptr, splice_chunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (n > 0) p.in_pipe = static_cast<std::size_t>(n);
+        if (n > 0) p.in_pipe = static_cast<std::size_t>(n);  // bulk: read on until EAGAIN
       } else {
         auto scratch = w_.scratch();
         n = ::recv(source_fd(p), scratch.data(), scratch.size(), MSG_DONTWAIT);
         if (n > 0) {
-          if (static_cast<std::size_t>(n) == scratch.size()) p.bulk = true;
+          if (static_cast<std::size_t>(n) == scratch.size())
+            p.bulk = true;
+          else
+            drained = true;
           const ssize_t sent = ::send(dest_fd(p), scratch.data(), static_cast<std::size_t>(n), MSG_NOSIGNAL | MSG_DONTWAIT);
           if (sent < 0 && errno != EAGAIN && errno != EINTR) {
             fail_dest(p);
@@ -313,6 +327,10 @@ class tunnel final : public abortable, public idle_checked, public std::enable_s
 
 void start_tunnel(worker& w, asio::generic::stream_protocol::socket client, asio::ip::tcp::socket upstream,
                   std::chrono::milliseconds idle_timeout, std::function<void(const relay_result&)> on_close) {
+  // The relay reads and writes with MSG_DONTWAIT, but splice(2) blocks on a blocking
+  // socket whatever its flags say.
+  assert((::fcntl(client.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
+  assert((::fcntl(upstream.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
   auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), idle_timeout, std::move(on_close));
   t->start();
 }

@@ -28,6 +28,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -175,6 +176,9 @@ struct server::impl {
         a->open(ep.protocol());
         a->set_option(asio::socket_base::reuse_address(true));
         a->set_option(reuse_port(true));
+        // Linux hands TCP_NODELAY down to accepted sockets: one setsockopt per
+        // listener instead of one per connection.
+        a->set_option(asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_NODELAY>(true));
         if (tcp_ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
         a->bind(ep);
         a->listen(asio::socket_base::max_listen_connections);
@@ -193,7 +197,8 @@ struct server::impl {
     asio::steady_timer pause(w.io());
     for (;;) {
       generic::socket peer(w.io());
-      auto [ec] = co_await acceptor.async_accept(peer, nothrow);
+      generic::endpoint remote;  // filled in by accept(2) itself, no getpeername(2)
+      auto [ec] = co_await acceptor.async_accept(peer, remote, nothrow);
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       if (ec) {
         // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to free up.
@@ -214,12 +219,7 @@ struct server::impl {
                                                                    "max_connections", static_cast<std::uint64_t>(max)));
         continue;
       }
-      boost::system::error_code ignored;
-      std::string peer_text = "unix";
-      auto remote = peer.remote_endpoint(ignored);
-      if (!ignored) peer_text = endpoint_text(remote);
-      if (remote.data()->sa_family == AF_INET || remote.data()->sa_family == AF_INET6)
-        peer.set_option(asio::ip::tcp::no_delay(true), ignored);
+      std::string peer_text = endpoint_text(remote);
       rt.active_connections.fetch_add(1, std::memory_order_relaxed);
       asio::co_spawn(w.io(), run_session(w, info, std::move(peer), std::move(peer_text)),
                      [this](std::exception_ptr e) {

@@ -16,7 +16,6 @@
 #include "proxy/session.hpp"
 
 #include <boost/asio/connect.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/write.hpp>
 
 #include "proxy/auth.hpp"
@@ -26,7 +25,6 @@
 
 namespace egressd::proxy::detail {
 
-using namespace asio::experimental::awaitable_operators;
 namespace proto = egressd::proxy::protocol;
 using policy::decision_reason;
 using policy::outcome;
@@ -52,7 +50,6 @@ session::session(worker& wk, const listener_info& l, client_socket c, std::strin
       listener(l),
       client(std::move(c)),
       upstream(client.get_executor()),
-      timer(client.get_executor()),
       id(wk.shared().next_connection_id.fetch_add(1, std::memory_order_relaxed)),
       peer(std::move(p)),
       cfg(wk.shared().config.load()),
@@ -67,7 +64,20 @@ void session::abort() noexcept {
   boost::system::error_code ignored;
   client.cancel(ignored);
   upstream.cancel(ignored);
-  timer.cancel();
+}
+
+void session::check_deadline(steady::time_point now) noexcept {
+  boost::system::error_code ignored;
+  if (now >= client_deadline) {
+    client_deadline = steady::time_point::max();
+    client_timed_out = true;
+    client.cancel(ignored);
+  }
+  if (now >= upstream_deadline) {
+    upstream_deadline = steady::time_point::max();
+    upstream_timed_out = true;
+    upstream.cancel(ignored);
+  }
 }
 
 // ---- I/O helpers --------------------------------------------------------------------
@@ -78,15 +88,11 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
   // Heads are small: a 4 KiB step keeps resize()'s zero-filling cheap.
   const std::size_t want = std::min<std::size_t>(limit - old, 4096);
   s.in.resize(old + want);
-  s.timer.expires_at(deadline);
-  auto r = co_await (s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow) ||
-                     s.timer.async_wait(nothrow));
-  if (r.index() == 1) {  // the deadline passed (or abort() cancelled the timer)
-    s.in.resize(old);
-    co_return s.aborted ? read_status::error : read_status::timeout;
-  }
-  auto [ec, n] = std::get<0>(r);
+  s.arm_client(deadline);
+  auto [ec, n] = co_await s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow);
+  s.disarm_client();
   s.in.resize(old + n);
+  if (ec == asio::error::operation_aborted && s.client_timed_out && !s.aborted) co_return read_status::timeout;
   if (ec == asio::error::eof) co_return read_status::eof;
   if (ec || s.aborted) co_return read_status::error;
   co_return read_status::ok;
@@ -192,17 +198,17 @@ asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host
     tcp::endpoint ep(a, port);
     boost::system::error_code ignored;
     s.upstream.close(ignored);
-    s.timer.expires_at(deadline);
-    auto r = co_await (s.upstream.async_connect(ep, nothrow) || s.timer.async_wait(nothrow));
+    s.arm_upstream(deadline);
+    auto [ec] = co_await s.upstream.async_connect(ep, nothrow);
+    s.disarm_upstream();
     if (s.aborted) {
       d.error = dial_error::aborted;
       break;
     }
-    if (r.index() == 1) {
+    if (ec == asio::error::operation_aborted && s.upstream_timed_out) {
       d.error = dial_error::timeout;
       break;
     }
-    auto [ec] = std::get<0>(r);
     if (!ec) {
       d.error = dial_error::none;
       d.remote = ep;

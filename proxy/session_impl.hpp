@@ -5,7 +5,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
@@ -46,26 +45,45 @@ enum class dial_error : std::uint8_t {
 };
 std::string_view to_string(dial_error e) noexcept;
 
-/// The state of one client connection.
-struct session final : abortable {
+/// The state of one client connection. Its deadlines are kept by the worker's sweep:
+/// when `client_deadline` passes, the pending client operation is cancelled and
+/// `client_timed_out` set (likewise for the upstream), so a wait under a deadline is a
+/// plain co_await, with no timer and no race of two operations.
+struct session final : worker_task {
   session(worker& w, const listener_info& l, client_socket c, std::string peer);
   ~session();
   session(const session&) = delete;
   session& operator=(const session&) = delete;
 
   void abort() noexcept override;
+  void check_deadline(steady::time_point now) noexcept override;
+
+  /// Arms the client (or upstream) deadline for the next operation; disarm after it.
+  void arm_client(steady::time_point deadline) noexcept {
+    client_deadline = deadline;
+    client_timed_out = false;
+  }
+  void arm_upstream(steady::time_point deadline) noexcept {
+    upstream_deadline = deadline;
+    upstream_timed_out = false;
+  }
+  void disarm_client() noexcept { client_deadline = steady::time_point::max(); }
+  void disarm_upstream() noexcept { upstream_deadline = steady::time_point::max(); }
 
   worker& w;
   const listener_info& listener;
   client_socket client;
   tcp::socket upstream;
-  asio::steady_timer timer;
   std::uint64_t id;
   std::string peer;
   std::shared_ptr<const config::config> cfg;
   std::shared_ptr<const policy::snapshot> policy;
   std::string in;  ///< bytes from the client not consumed yet
   bool aborted = false;
+  steady::time_point client_deadline = steady::time_point::max();
+  steady::time_point upstream_deadline = steady::time_point::max();
+  bool client_timed_out = false;
+  bool upstream_timed_out = false;
   steady::time_point started = steady::now();
 };
 

@@ -14,26 +14,47 @@ worker::worker(runtime& rt, unsigned index, const dns_options& dns)
 
 worker::~worker() { stop_and_join(); }
 
-void worker::abort_all() {
-  boost::asio::post(io_, [this] {
-    // Copy first: abort() may end a session, which detaches it.
-    std::vector<abortable*> all(sessions_.begin(), sessions_.end());
-    for (auto* s : all) s->abort();
-  });
+// The callback may not destroy tasks (abort() and check_deadline() only cancel), but
+// the next link is read first all the same.
+template <class F>
+void worker::for_each_task(F f) {
+  for (worker_task* t = tasks_; t != nullptr;) {
+    worker_task* next = t->next_;
+    f(*t);
+    t = next;
+  }
 }
 
-void worker::track_idle(idle_checked* t) {
-  idle_checked_.insert(t);
+void worker::abort_all() {
+  boost::asio::post(io_, [this] { for_each_task([](worker_task& t) { t.abort(); }); });
+}
+
+void worker::attach(worker_task* t) noexcept {
+  t->prev_ = nullptr;
+  t->next_ = tasks_;
+  if (tasks_ != nullptr) tasks_->prev_ = t;
+  tasks_ = t;
+  ++task_count_;
   if (!sweeping_) {
     sweeping_ = true;
     sweep();
   }
 }
 
-void worker::untrack_idle(idle_checked* t) noexcept { idle_checked_.erase(t); }
+void worker::detach(worker_task* t) noexcept {
+  if (t->prev_ != nullptr)
+    t->prev_->next_ = t->next_;
+  else if (tasks_ == t)
+    tasks_ = t->next_;
+  else
+    return;  // not attached
+  if (t->next_ != nullptr) t->next_->prev_ = t->prev_;
+  t->prev_ = t->next_ = nullptr;
+  --task_count_;
+}
 
 void worker::sweep() {
-  if (idle_checked_.empty()) {
+  if (tasks_ == nullptr) {
     sweeping_ = false;
     return;
   }
@@ -44,10 +65,7 @@ void worker::sweep() {
       return;
     }
     const auto now = std::chrono::steady_clock::now();
-    // check_idle() only closes sockets; tunnels leave the set later, from their
-    // destructors, so iterating a copy is not needed for safety but keeps it obvious.
-    std::vector<idle_checked*> all(idle_checked_.begin(), idle_checked_.end());
-    for (auto* t : all) t->check_idle(now);
+    for_each_task([now](worker_task& t) { t.check_deadline(now); });
     sweep();
   });
 }

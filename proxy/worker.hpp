@@ -11,7 +11,6 @@
 #include <memory>
 #include <span>
 #include <thread>
-#include <unordered_set>
 
 #include "proxy/dns.hpp"
 #include "proxy/relay.hpp"
@@ -20,22 +19,28 @@ namespace egressd::proxy {
 
 struct runtime;
 
-/// Something a worker can cancel at shutdown (a live session).
-class abortable {
+/// Something that lives on one worker: a session or an open tunnel. The worker keeps
+/// them in an intrusive list (no allocation to join or leave it), aborts them all at
+/// shutdown, and while any is attached its sweep calls check_deadline() every 250 ms:
+/// one timer per worker instead of one per session or tunnel, so deadlines and idle
+/// timeouts hold to a quarter of a second.
+class worker_task {
  public:
+  /// Cancels whatever the task waits for; never destroys it synchronously.
   virtual void abort() noexcept = 0;
+  /// Closes or cancels what has passed its deadline; never destroys it synchronously.
+  virtual void check_deadline(std::chrono::steady_clock::time_point now) noexcept = 0;
 
  protected:
-  ~abortable() = default;
-};
+  worker_task() = default;
+  ~worker_task() = default;
+  worker_task(const worker_task&) = delete;
+  worker_task& operator=(const worker_task&) = delete;
 
-/// Something the worker's idle sweep looks at (an open tunnel).
-class idle_checked {
- public:
-  virtual void check_idle(std::chrono::steady_clock::time_point now) noexcept = 0;
-
- protected:
-  ~idle_checked() = default;
+ private:
+  friend class worker;
+  worker_task* prev_ = nullptr;
+  worker_task* next_ = nullptr;
 };
 
 class worker {
@@ -51,18 +56,14 @@ class worker {
   pipe_pool& pipes() noexcept { return pipes_; }
   unsigned index() const noexcept { return index_; }
 
-  /// Sessions register while alive (worker thread only).
-  void attach(abortable* s) { sessions_.insert(s); }
-  void detach(abortable* s) noexcept { sessions_.erase(s); }
-  std::size_t live_sessions() const noexcept { return sessions_.size(); }
+  /// Sessions and tunnels attach while alive (worker thread only). Attaching starts
+  /// the sweep if it is not running.
+  void attach(worker_task* t) noexcept;
+  void detach(worker_task* t) noexcept;
+  std::size_t live_tasks() const noexcept { return task_count_; }
 
-  /// Cancels every live session (posted to the worker thread; any thread may call).
+  /// Aborts every attached task (posted to the worker thread; any thread may call).
   void abort_all();
-
-  /// Tunnels register for the idle sweep, which runs every 250 ms while any is open
-  /// (worker thread only). One timer per worker instead of one per tunnel.
-  void track_idle(idle_checked* t);
-  void untrack_idle(idle_checked* t) noexcept;
 
   /// A 64 KiB buffer for the relay's copy fallback (worker thread only; its content
   /// does not survive a suspension).
@@ -80,14 +81,16 @@ class worker {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::unique_ptr<resolver> dns_;
   pipe_pool pipes_;
-  std::unordered_set<abortable*> sessions_;
-  std::unordered_set<idle_checked*> idle_checked_;
+  worker_task* tasks_ = nullptr;  // head of the intrusive list
+  std::size_t task_count_ = 0;
   boost::asio::steady_timer sweep_timer_{io_};
   bool sweeping_ = false;
   std::array<char, 65536> scratch_{};
   std::thread thread_;
 
   void sweep();
+  template <class F>
+  void for_each_task(F f);
 };
 
 }  // namespace egressd::proxy
