@@ -142,6 +142,11 @@ struct config {
   auth_config auth;
   /// `workers:` event-loop threads; 0 = one per core; at most 1024.
   unsigned workers = 0;
+  /// `busy_poll_us:` how long a worker keeps polling without sleeping after its last
+  /// event, in microseconds; 0 (the default) sleeps at once. Trades CPU for latency
+  /// on machines where waking a sleeping CPU is slow (virtual machines); at most
+  /// 100000. Read at startup.
+  unsigned busy_poll_us = 0;
   /// Where this came from: "embedded default", or the file path given.
   std::string source;
 };

@@ -184,8 +184,9 @@ bool is_ip_literal(const std::string& text) {
 // hint "belongs under ..." when it is no typo of a key of its own section.
 
 namespace keys {
-constexpr std::array<std::string_view, 12> top = {"version", "listeners", "admin",   "policy", "hook", "decisions_file",
-                                                  "limits",  "dns",       "metrics", "log",    "auth", "workers"};
+constexpr std::array<std::string_view, 13> top = {"version", "listeners", "admin", "policy", "hook",
+                                                  "decisions_file", "limits", "dns", "metrics", "log",
+                                                  "auth", "workers", "busy_poll_us"};
 constexpr std::array<std::string_view, 2> listener = {"address", "protocols"};
 constexpr std::array<std::string_view, 1> admin = {"address"};
 constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
@@ -705,6 +706,8 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
       read_auth(r, v, c);
     } else if (key == "workers") {
       assign_count(c.workers, r.integer(v, 0, 1024));
+    } else if (key == "busy_poll_us") {
+      assign_count(c.busy_poll_us, r.integer(v, 0, 100000));
     }
   });
   if (!has_version) r.diag().error(top.at, "version", "`version` is missing", "add `version: 1` as the first line");

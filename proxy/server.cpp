@@ -266,6 +266,8 @@ struct server::impl {
     };
     if (listener_names(*old) != listener_names(*next.config))
       log_event(log_level::warn, "listener changes take effect after a restart");
+    if (old->workers != next.config->workers || old->busy_poll_us != next.config->busy_poll_us)
+      log_event(log_level::warn, "workers and busy_poll_us take effect after a restart");
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
     rt.config.store(next.config);
     rt.policy.store(next.policy);
@@ -378,6 +380,7 @@ int server::run() {
   log_event(log_level::info, "ready",
             json_object()
                 .add("workers", n)
+                .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
                 .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
   s.control.run();

@@ -74,7 +74,7 @@ void worker::start() {
   thread_ = std::thread([this] {
     for (;;) {
       try {
-        io_.run();
+        run_loop();
         return;
       } catch (const std::exception& e) {
         // A handler escaped its session: log it and keep the worker serving.
@@ -83,6 +83,28 @@ void worker::start() {
       }
     }
   });
+}
+
+void worker::run_loop() {
+  const std::chrono::microseconds spin(rt_.config.load()->busy_poll_us);
+  if (spin.count() == 0) {
+    io_.run();
+    return;
+  }
+  // Busy polling: after an event, keep polling (epoll_wait with a zero timeout) for
+  // `spin` before blocking, so a reply that comes back within it finds the thread
+  // awake. Idle workers still sleep: the spin only follows activity.
+  using clock = std::chrono::steady_clock;
+  auto last_event = clock::now();
+  while (!io_.stopped()) {
+    if (io_.poll() > 0) {
+      last_event = clock::now();
+      continue;
+    }
+    if (clock::now() - last_event < spin) continue;
+    if (io_.run_one() == 0) return;  // out of work: the worker is stopping
+    last_event = clock::now();
+  }
 }
 
 void worker::stop_and_join() {

@@ -89,6 +89,7 @@ class worker {
   std::thread thread_;
 
   void sweep();
+  void run_loop();
   template <class F>
   void for_each_task(F f);
 };

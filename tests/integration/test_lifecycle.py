@@ -343,6 +343,47 @@ if __name__ == "__main__":
     unittest.main()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BusyPollTest(EgressdTestCase):
+    """busy_poll_us: workers keep polling after activity, and sleep once it stops."""
+
+    def test_busy_poll_serves_and_goes_idle(self):
+        o = self.o
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], workers=2, busy_poll_us=20000))
+        self.assertEqual(d.wait_log("ready")["busy_poll_us"], 20000)
+        sock, head, rest = open_connect(d.endpoint(0), o.echo.hostport)
+        with sock:
+            self.assertEqual(head.status, 200)
+            # A round trip every 5 ms: each lands within the 20 ms spin of the one
+            # before, so the tunnel's worker never sleeps. Without busy polling these
+            # 200 round trips cost a few milliseconds of CPU.
+            before = process_cpu_seconds(d.pid)
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:
+                self.assert_echo(sock, rest)
+                rest = b""
+                time.sleep(0.005)
+            busy = process_cpu_seconds(d.pid) - before
+        # 20 ms after the last event the workers block again: an idle second costs
+        # next to nothing, where a worker that kept spinning would burn a whole core.
+        time.sleep(0.2)
+        before = process_cpu_seconds(d.pid)
+        time.sleep(1.0)
+        idle = process_cpu_seconds(d.pid) - before
+        self.assertGreater(busy, 0.3, "no busy polling while traffic flowed")
+        self.assertLess(idle, 0.1, "workers kept spinning with no traffic")
+
+    def test_busy_poll_out_of_range_is_a_config_error(self):
+        d = self.start_daemon(make_config(busy_poll_us=100001), wait_ready=False)
+        self.assertNotEqual(d.wait_exit(10.0), 0)
+
+
 class AdminEndpointTest(EgressdTestCase):
     """/healthz and /readyz on the admin address; /readyz turns 503 while draining."""
 

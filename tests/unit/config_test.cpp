@@ -275,6 +275,7 @@ TEST_CASE("valid/minimal.yaml: defaults applied", "[unit][config]") {
   CHECK(c.log.audit == "stdout");
   CHECK(c.auth.users.empty());
   CHECK(c.workers == 0);
+  CHECK(c.busy_poll_us == 0);
 }
 
 TEST_CASE("valid/endpoints.yaml: IPv6, unix, port 0, names", "[unit][config]") {
@@ -474,6 +475,9 @@ TEST_CASE("cross-field and range checks", "[unit][config]") {
   expect_error(yaml(head + "limits: {head_timeout: -1s}\n"), "limits.head_timeout", 4);
   expect_error(yaml(head + "metrics: {max_domains: 0}\n"), "metrics.max_domains", 4);
   expect_error(yaml(head + "workers: 5000\n"), "workers", 4);
+  expect_error(yaml(head + "busy_poll_us: 100001\n"), "busy_poll_us", 4);
+  expect_error(yaml(head + "busy_poll_us: 50us\n"), "busy_poll_us", 4);
+  CHECK(yaml(head + "busy_poll_us: 100000\n").value->busy_poll_us == 100000);
   expect_error(yaml(head + "dns: {servers: [dns.google]}\n"), "dns.servers[0]", 4);
   expect_error(yaml(head + "dns: {timeout: 0ms}\n"), "dns.timeout", 4);
   expect_error(yaml(head + "log: {level: verbose}\n"), "log.level", 4);
