@@ -20,6 +20,7 @@
 #include <boost/beast/http/error.hpp>
 
 #include <memory>
+#include <optional>
 
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
@@ -113,11 +114,25 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
   auto parser = std::make_unique<framing_parser<false>>();
   if (head_request) parser->skip(true);
   const auto idle = s.cfg->limits.idle_timeout;
+  // However the response ends, the rest of a request body is of no use any more: stop
+  // the body pump (the connection closes after this exchange).
+  struct stop_body_pump {
+    session& s;
+    const exchange_result& ex;
+    ~stop_body_pump() {
+      if (ex.request_complete) return;
+      boost::system::error_code ignored;
+      s.client.cancel(ignored);
+    }
+  } stop_body{s, ex};
   for (;;) {
     if (!buf.empty()) {
       beast::error_code ec;
       const std::size_t n = parser->put(asio::buffer(buf), ec);
       if (ec && ec != http::error::need_more) co_return;
+      // A final head has gone to the client once bytes were consumed past it (interim
+      // 1xx heads may be followed by a 502 still).
+      if (n > 0 && parser->is_header_done() && parser->status() >= 200) ex.status = parser->status();
       if (n > 0) {
         if (!co_await write_client(s, std::string_view(buf.data(), n))) co_return;
         buf.erase(0, n);
@@ -139,10 +154,6 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
         ex.status = status;
         ex.response_complete = true;
         ex.response_keep_alive = parser->keep_alive() && buf.empty();
-        if (!ex.request_complete) {
-          boost::system::error_code ignored;
-          s.client.cancel(ignored);  // the body pump stops; the connection closes after this
-        }
         co_return;
       }
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
@@ -170,33 +181,26 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
 
 asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
   const auto& limits = s.cfg->limits;
-  destination current;  // the destination s.upstream is connected to, if any
+  std::optional<destination> current;  // the destination s.upstream is connected to, if any
 
   for (bool first_request = true;; first_request = false) {
     s.in.erase(0, consumed);
     // Each request is decided against the policy current when its head arrived.
     if (!first_request) s.policy = s.w.shared().policy.load();
 
-    // Decide this request on its own; reuse the upstream only for the same destination.
-    destination d;
-    bool reuse = false;
-    if (s.upstream.is_open() && current.connected()) {
-      // The same host and port, still allowed: keep the connection (its address was
-      // judged by the guard when it was opened).
-      const auto host = policy::canonicalize_host(req.host);
-      const auto decision = policy::decide(*s.policy, {&host, req.port, std::nullopt});
-      if (decision.result == policy::outcome::allow && host.ok() && req.port == current.port &&
-          host.host->text == current.host.host->text) {
-        reuse = true;
-        d = current;
-        d.decision = decision;
-      }
-    }
-    if (!reuse) {
+    // Decide this request on its own; reuse the upstream only for the same host and
+    // port, still allowed (its address was judged by the guard when it was opened).
+    destination d = decide_destination(s, req.host, req.port);
+    if (current && s.upstream.is_open() && d.decision.result == policy::outcome::allow && d.port == current->port &&
+        d.host.host->text == current->host.host->text) {
+      const auto decision = d.decision;
+      d = *current;
+      d.decision = decision;
+    } else {
       boost::system::error_code ignored;
       s.upstream.close(ignored);
-      current = {};
-      d = co_await open_upstream(s, req.host, req.port);
+      current.reset();
+      if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
     }
     if (!d.connected()) {
       const refusal r = refusal_for(s, d);
@@ -211,10 +215,18 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       framing_parser<true> request_parser;
       beast::error_code pec;
       request_parser.put(asio::buffer(head), pec);
+      if (pec) {  // our parser accepted the head, Beast's framing does not: refuse it
+        record_request(s, d, "http", 400);
+        co_await send_refusal(s, plain_refusal(400, "http_request_error",
+                                               "egressd: bad request: the message framing is not supported"));
+        co_return;
+      }
       auto [wec, wn] = co_await asio::async_write(s.upstream, asio::buffer(head), nothrow);
-      if (wec || pec) {
-        record_request(s, d, "http", 502, "upstream");
-        if (!pec) co_await write_client(s, render_refusal(refusal_for(s, d), true));
+      if (wec) {
+        record_request(s, d, "http", 502, "request_not_sent");
+        co_await send_refusal(s, plain_refusal(502, "destination_unavailable",
+                                               "egressd: " + d.display_host() +
+                                                   " closed the connection before the request was sent"));
         co_return;
       }
       exchange_result ex;
@@ -231,15 +243,13 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         co_return;
       }
       if (!ex.response_complete) {
-        // Upstream failed before a complete response: 502 if nothing was sent yet.
-        record_request(s, d, "http", ex.status ? ex.status : 502, "upstream");
-        if (ex.status == 0) {
-          refusal r;
-          r.status = 502;
-          r.proxy_error = "http_response_incomplete";
-          r.details = "egressd: " + d.display_host() + " closed the connection without a complete response";
-          co_await write_client(s, render_refusal(r, true));
-        }
+        // Upstream failed before a complete response: 502 if no final head was sent
+        // yet; otherwise the client sees the response cut short and the connection close.
+        record_request(s, d, "http", ex.status ? ex.status : 502, "response_incomplete");
+        if (ex.status == 0)
+          co_await send_refusal(s, plain_refusal(502, "http_response_incomplete",
+                                                 "egressd: " + d.display_host() +
+                                                     " closed the connection without a complete response"));
         co_return;
       }
       record_request(s, d, "http", ex.status);
@@ -247,7 +257,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       if (!ex.response_keep_alive) {
         boost::system::error_code ignored;
         s.upstream.close(ignored);
-        current = {};
+        current.reset();
       }
     }
 
@@ -258,11 +268,8 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     consumed = head->consumed;
     if (req.kind == proto::request_kind::connect) {
       // CONNECT after plain requests on one connection: refuse rather than mix modes.
-      refusal r;
-      r.status = 400;
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: CONNECT must be the first request on a connection";
-      co_await write_client(s, render_refusal(r, true));
+      co_await send_refusal(s, plain_refusal(400, "http_request_error",
+                                             "egressd: CONNECT must be the first request on a connection"));
       co_return;
     }
     if (!co_await check_proxy_auth(s, req)) co_return;

@@ -21,6 +21,16 @@ struct refusal {
   bool auth_challenge = false;      ///< 407: adds Proxy-Authenticate
 };
 
+/// A refusal with no rule or decision behind it: a bad request, a timeout, an upstream
+/// that failed mid-exchange.
+inline refusal plain_refusal(int status, std::string_view proxy_error, std::string details) {
+  refusal r;
+  r.status = status;
+  r.proxy_error = proxy_error;
+  r.details = std::move(details);
+  return r;
+}
+
 /// The reason phrase for the statuses the proxy produces.
 std::string_view reason_phrase(int status) noexcept;
 

@@ -18,6 +18,8 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
 
+#include <array>
+
 #include "proxy/auth.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
@@ -29,21 +31,38 @@ namespace proto = egressd::proxy::protocol;
 using policy::decision_reason;
 using policy::outcome;
 
-std::string_view to_string(dial_error e) noexcept {
-  switch (e) {
-    case dial_error::none: return "none";
-    case dial_error::invalid_host: return "invalid_host";
-    case dial_error::denied: return "denied";
-    case dial_error::resolve_failed: return "resolve_failed";
-    case dial_error::guard_refused: return "guard_refused";
-    case dial_error::refused: return "connection_refused";
-    case dial_error::unreachable: return "host_unreachable";
-    case dial_error::net_unreachable: return "network_unreachable";
-    case dial_error::timeout: return "connect_timeout";
-    case dial_error::aborted: return "aborted";
-  }
-  return "none";
-}
+namespace {
+
+// What each dial_error means on every exit of a session: its name in access records,
+// the HTTP status and Proxy-Status error of the refusal, the SOCKS5 reply code, and
+// whether the refusal is the policy's (rather than the network's). In enum order.
+struct dial_error_facts {
+  std::string_view name;
+  int http_status;
+  std::string_view proxy_error;
+  proto::socks5_reply_code socks;
+  bool from_policy;
+};
+using socks_code = proto::socks5_reply_code;
+constexpr std::array<dial_error_facts, 10> dial_error_table{{
+    {"none", 500, "proxy_internal_error", socks_code::succeeded, false},
+    {"invalid_host", 400, "http_request_error", socks_code::not_allowed, true},
+    {"denied", 403, "http_request_denied", socks_code::not_allowed, true},
+    {"resolve_failed", 502, "dns_error", socks_code::host_unreachable, false},
+    {"guard_refused", 403, "destination_ip_prohibited", socks_code::not_allowed, true},
+    {"connection_refused", 502, "connection_refused", socks_code::connection_refused, false},
+    {"host_unreachable", 502, "destination_unavailable", socks_code::host_unreachable, false},
+    {"network_unreachable", 502, "destination_unavailable", socks_code::network_unreachable, false},
+    {"connect_timeout", 504, "connection_timeout", socks_code::ttl_expired, false},
+    {"aborted", 503, "proxy_internal_error", socks_code::general_failure, false},
+}};
+static_assert(static_cast<std::size_t>(dial_error::aborted) + 1 == dial_error_table.size());
+
+const dial_error_facts& facts(dial_error e) noexcept { return dial_error_table[static_cast<std::size_t>(e)]; }
+
+}  // namespace
+
+std::string_view to_string(dial_error e) noexcept { return facts(e).name; }
 
 session::session(worker& wk, const listener_info& l, client_socket c, std::string p)
     : w(wk),
@@ -73,6 +92,10 @@ void session::check_deadline(steady::time_point now) noexcept {
     client_timed_out = true;
     client.cancel(ignored);
   }
+  if (now >= client_write_deadline) {
+    client_write_deadline = steady::time_point::max();
+    client.cancel(ignored);
+  }
   if (now >= upstream_deadline) {
     upstream_deadline = steady::time_point::max();
     upstream_timed_out = true;
@@ -99,7 +122,9 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
 }
 
 asio::awaitable<bool> write_client(session& s, std::string_view data) {
+  s.arm_client_write(steady::now() + s.cfg->limits.idle_timeout);
   auto [ec, n] = co_await asio::async_write(s.client, asio::buffer(data), nothrow);
+  s.disarm_client_write();
   co_return !ec;
 }
 
@@ -134,60 +159,64 @@ policy::decision confirm(const session&, const destination& d) {
 
 }  // namespace
 
-asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port) {
+destination decide_destination(const session& s, std::string_view raw_host, std::uint16_t port) {
   destination d;
   d.raw_host = std::string(raw_host);
   d.port = port;
   d.host = policy::canonicalize_host(raw_host);
   d.decision = policy::decide(*s.policy, {&d.host, port, std::nullopt});
   if (d.decision.result == outcome::ask) d.decision = confirm(s, d);
-  if (d.decision.result != outcome::allow) {
+  if (d.decision.result != outcome::allow)
     d.error = d.decision.reason == decision_reason::invalid_host ? dial_error::invalid_host : dial_error::denied;
-    co_return d;
-  }
-  const policy::canonical_host& host = *d.host.host;
+  return d;
+}
 
-  // Resolve once; the guard judges every address; only survivors are dialled.
-  std::vector<asio::ip::address> candidates;
+asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port) {
+  destination d = decide_destination(s, raw_host, port);
+  if (d.decision.result == outcome::allow) co_await dial(s, d);
+  co_return d;
+}
+
+asio::awaitable<void> dial(session& s, destination& d) {
+  const policy::canonical_host& host = *d.host.host;
+  const std::uint16_t port = d.port;
+
+  // Resolve once; the guard judges every address; only survivors are dialled. An IP
+  // literal is judged by the IP rules alone, unless it only got through because
+  // unknown destinations are let through (report-only mode).
+  std::vector<asio::ip::address> addresses;
+  bool judge = true;
   if (host.is_ip()) {
-    const auto a = *host.address;
-    // An IP literal is judged by the IP rules alone, unless it only got through
-    // because unknown destinations are let through (report-only mode).
-    if (d.decision.reason == decision_reason::report_only) {
-      auto locals = s.w.shared().local_addresses.load();
-      auto v = policy::classify(*s.policy, host, a, port, *locals);
-      if (!v.allowed()) {
-        d.refused_class = v.refused;
-        d.refused_address = a.to_string();
-      }
-    }
-    if (d.refused_class == policy::address_class::none) candidates.push_back(to_asio(a));
+    addresses.push_back(to_asio(*host.address));
+    judge = d.decision.reason == decision_reason::report_only;
   } else {
     auto [ec, answer] = co_await s.w.dns().resolve(host.text);
     if (s.aborted) {
       d.error = dial_error::aborted;
-      co_return d;
+      co_return;
     }
     if (ec || answer.addresses.empty()) {
       d.error = dial_error::resolve_failed;
       d.decision = {outcome::deny, decision_reason::resolve_failed, d.decision.rule};
-      co_return d;
+      co_return;
     }
-    auto locals = s.w.shared().local_addresses.load();
-    for (const auto& a : answer.addresses) {
-      auto v = policy::classify(*s.policy, host, to_policy(a), port, *locals);
-      if (v.allowed()) {
-        candidates.push_back(a);
-      } else if (d.refused_class == policy::address_class::none) {
-        d.refused_class = v.refused;
-        d.refused_address = a.to_string();
-      }
+    addresses = std::move(answer.addresses);
+  }
+  std::vector<asio::ip::address> candidates;
+  const auto locals = s.w.shared().local_addresses.load();
+  for (const auto& a : addresses) {
+    const auto v = judge ? policy::classify(*s.policy, host, to_policy(a), port, *locals) : policy::address_verdict{};
+    if (v.allowed()) {
+      candidates.push_back(a);
+    } else if (d.refused_class == policy::address_class::none) {
+      d.refused_class = v.refused;
+      d.refused_address = a.to_string();
     }
   }
   if (candidates.empty()) {
     d.error = dial_error::guard_refused;
     d.decision = {outcome::deny, decision_reason::address_denied, d.decision.rule};
-    co_return d;
+    co_return;
   }
 
   // Dial the survivors in order under one connect deadline.
@@ -224,92 +253,47 @@ asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host
     boost::system::error_code ignored;
     s.upstream.set_option(tcp::no_delay(true), ignored);
   }
-  co_return d;
 }
 
 // ---- replies and records ------------------------------------------------------------
 
 refusal refusal_for(const session& s, const destination& d) {
   refusal r;
-  const std::string target = d.display_host() + ":" + std::to_string(d.port);
+  const auto& f = facts(d.error);
+  r.status = f.http_status;
+  r.proxy_error = f.proxy_error;
+  r.blocked_by_policy = f.from_policy && d.error != dial_error::invalid_host;
   r.reason = policy::to_string(d.decision.reason);
   if (d.decision.rule != policy::no_rule) r.rule = s.policy->rule(d.decision.rule).text;
+  const auto target = [&] { return d.display_host() + ":" + std::to_string(d.port); };
   switch (d.error) {
-    case dial_error::invalid_host:
-      r.status = 400;
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: refused " + d.raw_host + ": not a valid host";
-      break;
+    case dial_error::invalid_host: r.details = "refused " + d.raw_host + ": not a valid host"; break;
     case dial_error::denied:
-      r.status = 403;
-      r.blocked_by_policy = true;
-      r.proxy_error = "http_request_denied";
       if (d.decision.reason == decision_reason::denied_by_rule)
-        r.details = "egressd: " + target + " is blocked by the deny rule '" + r.rule + "'";
+        r.details = target() + " is blocked by the deny rule '" + r.rule + "'";
       else if (d.decision.reason == decision_reason::no_hook)
-        r.details = "egressd: " + target + " is not in the allowlist and no confirmation hook is configured";
+        r.details = target() + " is not in the allowlist and no confirmation hook is configured";
       else
-        r.details = "egressd: " + target + " is not in the allowlist";
+        r.details = target() + " is not in the allowlist";
       break;
     case dial_error::guard_refused:
-      r.status = 403;
-      r.blocked_by_policy = true;
-      r.proxy_error = "destination_ip_prohibited";
-      r.details = "egressd: " + target + " resolved to " + std::string(policy::describe(d.refused_class)) + " (" +
+      r.details = target() + " resolved to " + std::string(policy::describe(d.refused_class)) + " (" +
                   d.refused_address + "), which is not allowed";
       r.reason = policy::to_string(d.refused_class);
       break;
-    case dial_error::resolve_failed:
-      r.status = 502;
-      r.proxy_error = "dns_error";
-      r.details = "egressd: could not resolve " + d.display_host();
-      break;
-    case dial_error::refused:
-      r.status = 502;
-      r.proxy_error = "connection_refused";
-      r.details = "egressd: " + target + " refused the connection";
-      break;
-    case dial_error::timeout:
-      r.status = 504;
-      r.proxy_error = "connection_timeout";
-      r.details = "egressd: connecting to " + target + " timed out";
-      break;
+    case dial_error::resolve_failed: r.details = "could not resolve " + d.display_host(); break;
+    case dial_error::refused: r.details = target() + " refused the connection"; break;
+    case dial_error::timeout: r.details = "connecting to " + target() + " timed out"; break;
     case dial_error::unreachable:
-    case dial_error::net_unreachable:
-      r.status = 502;
-      r.proxy_error = "destination_unavailable";
-      r.details = "egressd: " + target + " is unreachable";
-      break;
-    case dial_error::aborted:
-      r.status = 503;
-      r.proxy_error = "proxy_internal_error";
-      r.details = "egressd: shutting down";
-      break;
-    case dial_error::none:
-      r.status = 500;
-      r.proxy_error = "proxy_internal_error";
-      r.details = "egressd: internal error";
-      break;
+    case dial_error::net_unreachable: r.details = target() + " is unreachable"; break;
+    case dial_error::aborted: r.details = "shutting down"; break;
+    case dial_error::none: r.details = "internal error"; break;
   }
+  r.details.insert(0, "egressd: ");
   return r;
 }
 
-proto::socks5_reply_code socks_code_for(const destination& d) noexcept {
-  using code = proto::socks5_reply_code;
-  switch (d.error) {
-    case dial_error::none: return code::succeeded;
-    case dial_error::invalid_host:
-    case dial_error::denied:
-    case dial_error::guard_refused: return code::not_allowed;
-    case dial_error::resolve_failed:
-    case dial_error::unreachable: return code::host_unreachable;
-    case dial_error::net_unreachable: return code::network_unreachable;
-    case dial_error::refused: return code::connection_refused;
-    case dial_error::timeout: return code::ttl_expired;
-    case dial_error::aborted: return code::general_failure;
-  }
-  return code::general_failure;
-}
+proto::socks5_reply_code socks_code_for(const destination& d) noexcept { return facts(d.error).socks; }
 
 namespace {
 
@@ -344,20 +328,16 @@ json_object base_record(const session& s, const destination& d, std::string_view
 }  // namespace
 
 void record_request(const session& s, const destination& d, std::string_view protocol, int status,
-                    std::string_view error_source) {
+                    std::string_view upstream_error) {
   if (!audit_enabled()) return;
   json_object o = base_record(s, d, "request", protocol);
   o.add("status", status);
   if (!d.connected()) {
-    o.add("error", to_string(d.error));
-    o.add("error_source", error_source.empty() ? (d.error == dial_error::denied || d.error == dial_error::guard_refused ||
-                                                          d.error == dial_error::invalid_host
-                                                      ? "policy"
-                                                      : "upstream")
-                                               : error_source);
+    o.add("error", to_string(d.error)).add("error_source", facts(d.error).from_policy ? "policy" : "upstream");
+  } else if (!upstream_error.empty()) {
+    o.add("error", upstream_error).add("error_source", "upstream");
   }
-  if (d.connected() || d.error >= dial_error::refused)
-    o.add("connect_us", static_cast<std::int64_t>(d.connect_time.count()));
+  if (d.connect_time) o.add("connect_us", static_cast<std::int64_t>(d.connect_time->count()));
   log_audit(o);
 }
 
@@ -386,21 +366,17 @@ void record_tunnel(const session& s, const destination& d, std::string_view prot
 
 // After the success reply: the client's pipelined bytes go upstream first, the head
 // buffer is freed (an idle tunnel holds no user-space buffer), then the relay.
-asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protocol, std::size_t consumed) {
+asio::awaitable<void> tunnel(session& s, const destination& d, std::string_view protocol, std::size_t consumed) {
   if (s.in.size() > consumed) {
     auto [ec, n] = co_await asio::async_write(
         s.upstream, asio::buffer(s.in.data() + consumed, s.in.size() - consumed), nothrow);
     if (ec) {
-      relay_result r;
-      r.cause = close_cause::upstream_reset;
-      record_tunnel(s, d, protocol, r);
+      record_tunnel(s, d, protocol, {.cause = close_cause::upstream_reset});
       co_return;
     }
   }
   if (s.aborted) {
-    relay_result r;
-    r.cause = close_cause::shutdown;
-    record_tunnel(s, d, protocol, r);
+    record_tunnel(s, d, protocol, {.cause = close_cause::shutdown});
     co_return;
   }
   // The tunnel takes the sockets and the closing record; this session's coroutines end
@@ -414,10 +390,6 @@ asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protoc
   start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, std::move(on_close));
 }
 
-namespace {
-asio::awaitable<void> send_refusal(session& s, const refusal& r);
-}  // namespace
-
 asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_head(session& s,
                                                                                    steady::time_point deadline,
                                                                                    bool idle_until_first_byte) {
@@ -430,11 +402,8 @@ asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_
   for (;;) {
     auto result = proto::parse_http_head(s.in, hl);
     if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
-      refusal r;
-      r.status = proto::http_status_for(failure->code);
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: bad request: " + make_error_code(failure->code).message();
-      co_await send_refusal(s, r);
+      co_await send_refusal(s, plain_refusal(proto::http_status_for(failure->code), "http_request_error",
+                                             "egressd: bad request: " + make_error_code(failure->code).message()));
       log_event(log_level::debug, "bad request",
                 json_object().add("connection", s.id).add("client", s.peer).add("error", proto::to_string(failure->code)));
       co_return std::nullopt;
@@ -447,11 +416,8 @@ asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_
     const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
     if (st == read_status::ok) continue;
     if (st == read_status::timeout && !waiting_for_first_byte) {
-      refusal r;
-      r.status = 408;
-      r.proxy_error = "http_request_error";
-      r.details = "egressd: the request head did not arrive in time";
-      co_await send_refusal(s, r);
+      co_await send_refusal(
+          s, plain_refusal(408, "http_request_error", "egressd: the request head did not arrive in time"));
     }
     co_return std::nullopt;
   }
@@ -461,24 +427,21 @@ asio::awaitable<bool> check_proxy_auth(session& s, const proto::http_request& re
   if (s.cfg->auth.users.empty() ||
       (req.proxy_authorization && check_basic_authorization(s.cfg->auth, *req.proxy_authorization)))
     co_return true;
-  refusal r;
-  r.status = 407;
-  r.proxy_error = "http_request_denied";
-  r.details = "egressd: proxy authentication required";
+  refusal r = plain_refusal(407, "http_request_denied", "egressd: proxy authentication required");
   r.auth_challenge = true;
   co_await send_refusal(s, r);
   co_return false;
 }
-
-namespace {
-
-// ---- HTTP -------------------------------------------------------------------------------
 
 asio::awaitable<void> send_refusal(session& s, const refusal& r) {
   co_await write_client(s, render_refusal(r, true));
   boost::system::error_code ignored;
   s.client.shutdown(asio::socket_base::shutdown_send, ignored);
 }
+
+namespace {
+
+// ---- HTTP -------------------------------------------------------------------------------
 
 asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, std::size_t consumed) {
   destination d = co_await open_upstream(s, req.host, req.port);
@@ -492,9 +455,7 @@ asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, 
   // RFC 9110 §9.3.6: any 2xx means the tunnel is open.
   static constexpr std::string_view established = "HTTP/1.1 200 Connection Established\r\n\r\n";
   if (!co_await write_client(s, established)) {
-    relay_result r;
-    r.cause = close_cause::client_reset;
-    record_tunnel(s, d, "connect", r);
+    record_tunnel(s, d, "connect", {.cause = close_cause::client_reset});
     co_return;
   }
   co_await tunnel(s, d, "connect", consumed);
@@ -532,7 +493,9 @@ asio::awaitable<bool> write_bytes(session& s, const std::array<std::uint8_t, N>&
 }
 
 asio::awaitable<void> serve_socks5(session& s, steady::time_point deadline) {
-  constexpr std::uint8_t no_auth = 0x00, user_pass = 0x02, none_acceptable = 0xFF;
+  constexpr auto no_auth = proto::socks5_method_no_auth;
+  constexpr auto user_pass = proto::socks5_method_username_password;
+  constexpr auto none_acceptable = proto::socks5_method_none_acceptable;
   auto greeting = co_await read_socks<proto::socks5_greeting>(s, deadline, proto::parse_socks5_greeting, nullptr);
   if (!greeting) co_return;
   s.in.erase(0, greeting->consumed);

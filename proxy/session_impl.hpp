@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "config/config.hpp"
@@ -68,6 +69,10 @@ struct session final : worker_task {
     upstream_timed_out = false;
   }
   void disarm_client() noexcept { client_deadline = steady::time_point::max(); }
+  /// Writes to the client have their own deadline: a response is written while the
+  /// request body may still be read.
+  void arm_client_write(steady::time_point deadline) noexcept { client_write_deadline = deadline; }
+  void disarm_client_write() noexcept { client_write_deadline = steady::time_point::max(); }
   void disarm_upstream() noexcept { upstream_deadline = steady::time_point::max(); }
 
   worker& w;
@@ -82,6 +87,7 @@ struct session final : worker_task {
   bool aborted = false;
   steady::time_point client_deadline = steady::time_point::max();
   steady::time_point upstream_deadline = steady::time_point::max();
+  steady::time_point client_write_deadline = steady::time_point::max();
   bool client_timed_out = false;
   bool upstream_timed_out = false;
   steady::time_point started = steady::now();
@@ -97,15 +103,20 @@ struct destination {
   std::string refused_address;
   dial_error error = dial_error::none;
   tcp::endpoint remote;
-  std::chrono::microseconds connect_time{0};
+  std::optional<std::chrono::microseconds> connect_time;  ///< set once a dial was attempted
 
   bool connected() const noexcept { return error == dial_error::none; }
   /// The canonical host if valid, else the raw one (for messages).
   const std::string& display_host() const noexcept { return host.ok() ? host.host->text : raw_host; }
 };
 
-/// Decides, resolves, guards and dials, leaving `s.upstream` connected on success.
-/// Never throws for network errors; the outcome is in the returned destination.
+/// Canonicalises and decides (asking the hook where the policy says ask); a refused
+/// destination comes back with its error set.
+destination decide_destination(const session& s, std::string_view raw_host, std::uint16_t port);
+/// Resolves, guards and dials an allowed destination, leaving `s.upstream` connected on
+/// success. Never throws for network errors; the outcome is in `d`.
+asio::awaitable<void> dial(session& s, destination& d);
+/// decide_destination, then dial what is allowed.
 asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port);
 
 /// Reads more client bytes into s.in, at most up to `limit` bytes held. False on EOF,
@@ -113,12 +124,15 @@ asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host
 enum class read_status : std::uint8_t { ok, eof, timeout, error, full };
 asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit);
 
-/// Writes all of `data` to the client. False on error.
+/// Writes all of `data` to the client. False on error, or when the client takes none
+/// of it for limits.idle_timeout.
 asio::awaitable<bool> write_client(session& s, std::string_view data);
 
-/// The access record for one decision (and its outcome), emitted exactly once.
+/// The access record for one decision (and its outcome), emitted exactly once. For a
+/// destination that was dialled, `upstream_error` names how the exchange with it failed
+/// afterwards (empty: it did not).
 void record_request(const session& s, const destination& d, std::string_view protocol, int status,
-                    std::string_view error_source = {});
+                    std::string_view upstream_error = {});
 /// The access record of a closed tunnel.
 void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r);
 
@@ -126,6 +140,9 @@ void record_tunnel(const session& s, const destination& d, std::string_view prot
 refusal refusal_for(const session& s, const destination& d);
 /// The SOCKS5 reply code for a destination that could not be used.
 protocol::socks5_reply_code socks_code_for(const destination& d) noexcept;
+
+/// Writes the refusal to the client and shuts down the sending side.
+asio::awaitable<void> send_refusal(session& s, const refusal& r);
 
 /// Reads until a whole request head is in s.in and parses it. Answers 400/431 for a bad
 /// head and 408 when it does not arrive by `deadline`, and then returns nullopt (the
@@ -141,7 +158,7 @@ asio::awaitable<bool> check_proxy_auth(session& s, const protocol::http_request&
 
 /// The tunnel after a success reply: s.in[consumed, end) goes upstream first, the
 /// head buffer is freed, then relay() until both sides are done; one tunnel record.
-asio::awaitable<void> tunnel(session& s, destination& d, std::string_view protocol, std::size_t consumed);
+asio::awaitable<void> tunnel(session& s, const destination& d, std::string_view protocol, std::size_t consumed);
 
 /// Plain HTTP forwarding for an absolute-form request and every one after it on the
 /// same client connection. The head of `first` occupies s.in[0, consumed).
