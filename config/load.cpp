@@ -8,7 +8,8 @@
 
 #include "config/load.hpp"
 
-#include <arpa/inet.h>
+#include "policy/address.hpp"
+
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -27,7 +28,6 @@
 #include <map>
 #include <set>
 #include <span>
-#include <sstream>
 #include <utility>
 
 namespace egressd::config {
@@ -174,10 +174,7 @@ std::string child(const std::string& path, std::string_view key) {
 }
 std::string element(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
-bool is_ip_literal(const std::string& text) {
-  std::array<unsigned char, 16> bytes{};
-  return inet_pton(AF_INET, text.c_str(), bytes.data()) == 1 || inet_pton(AF_INET6, text.c_str(), bytes.data()) == 1;
-}
+bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_value(); }
 
 // ---------------------------------------------------------------------------
 // The schema: known keys per mapping. A key known in another section gets the
@@ -499,19 +496,19 @@ void read_listeners(yaml_reader& r, const field& f, config& c) {
 
 void read_admin(yaml_reader& r, const field& f, config& c) {
   if (f.node.IsNull()) return;  // `admin:` with nothing under it: no admin server
-  admin_config admin;
   bool has_address = false;
-  bool address_ok = false;
+  std::optional<endpoint> address;
   r.mapping(f, keys::admin, [&](std::string_view, const field& v) {
     has_address = true;
-    if (auto a = r.address(v)) {
-      admin.address = std::move(*a);
-      address_ok = true;
+    address = r.address(v);
+    if (address && address->kind != endpoint::kind_t::tcp) {
+      r.diag().error(v.at, v.path, "the admin endpoint listens on host:port only", "write e.g. 127.0.0.1:9090");
+      address.reset();
     }
   });
   if (f.node.IsMap() && !has_address)
     r.diag().error(f.at, f.path, "missing `address`", "add address: 127.0.0.1:9090, or remove `admin`");
-  if (address_ok) c.admin = std::move(admin);
+  if (address) c.admin = admin_config{std::move(*address)};
 }
 
 void read_policy(yaml_reader& r, const field& f, config& c) {
@@ -726,6 +723,9 @@ bool overlaps(const endpoint& a, const endpoint& b) {
   if (a.kind == endpoint::kind_t::unix_socket) return a.path == b.path;
   if (a.port == 0 || a.port != b.port) return false;  // port 0: the OS picks distinct ports
   if (a.host == b.host) return true;
+  // A name is resolved at startup, possibly to the other side's address: on one port it
+  // can share no listener safely.
+  if (!is_ip_literal(a.host) || !is_ip_literal(b.host)) return true;
   const auto covers = [](const std::string& wildcard, const std::string& other) {
     if (wildcard == "::") return true;  // dual-stack: IPv4 too
     return wildcard == "0.0.0.0" && other.find(':') == std::string::npos;

@@ -17,6 +17,7 @@
 #include <stdexcept>
 
 #include "proxy/log.hpp"
+#include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/worker.hpp"
 
@@ -127,9 +128,7 @@ admin_server::admin_server(asio::io_context& control, const config::endpoint& ad
   if (address.kind != config::endpoint::kind_t::tcp)
     throw std::runtime_error("admin: only host:port addresses are supported, not " + address.to_string());
   boost::system::error_code ec;
-  auto ip = asio::ip::make_address(address.host == "localhost" ? "127.0.0.1" : address.host, ec);
-  if (ec) throw std::runtime_error("admin: '" + address.host + "' is not an IP address");
-  tcp::endpoint ep(ip, address.port);
+  const tcp::endpoint ep = resolve_listen_address(address);
   auto& a = impl_->acceptor;
   a.open(ep.protocol());
   a.set_option(asio::socket_base::reuse_address(true));
@@ -137,8 +136,7 @@ admin_server::admin_server(asio::io_context& control, const config::endpoint& ad
   if (ec) throw std::runtime_error("admin: cannot bind " + address.to_string() + ": " + ec.message());
   a.listen();
   const auto local = a.local_endpoint();
-  impl_->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string()) +
-                 ":" + std::to_string(local.port());
+  impl_->bound = endpoint_text(local.address(), local.port());
 }
 
 admin_server::~admin_server() = default;

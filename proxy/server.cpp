@@ -26,8 +26,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <arpa/inet.h>
-#include <netdb.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -39,6 +37,7 @@
 
 #include "proxy/admin.hpp"
 #include "proxy/log.hpp"
+#include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
 #include "proxy/worker.hpp"
@@ -53,51 +52,6 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
-
-std::string endpoint_text(const generic::endpoint& ep) {
-  const sockaddr* sa = ep.data();
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (sa->sa_family == AF_INET) {
-    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
-    ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
-    return std::string(buf) + ":" + std::to_string(ntohs(in->sin_port));
-  }
-  if (sa->sa_family == AF_INET6) {
-    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
-    ::inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
-    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(in6->sin6_port));
-  }
-  return "unix";
-}
-
-std::uint16_t endpoint_port(const generic::endpoint& ep) {
-  const sockaddr* sa = ep.data();
-  if (sa->sa_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(sa)->sin_port);
-  if (sa->sa_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(sa)->sin6_port);
-  return 0;
-}
-
-asio::ip::tcp::endpoint resolve_listen_address(const config::endpoint& e) {
-  boost::system::error_code ec;
-  auto addr = asio::ip::make_address(e.host, ec);
-  if (!ec) return {addr, e.port};
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG;
-  addrinfo* res = nullptr;
-  if (::getaddrinfo(e.host.c_str(), nullptr, &hints, &res) != 0 || res == nullptr)
-    throw std::runtime_error("cannot resolve listener host '" + e.host + "'");
-  asio::ip::tcp::endpoint ep;
-  if (res->ai_family == AF_INET)
-    ep = {asio::ip::address_v4(ntohl(reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr.s_addr)), e.port};
-  else {
-    asio::ip::address_v6::bytes_type b;
-    std::memcpy(b.data(), reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr.s6_addr, 16);
-    ep = {asio::ip::address_v6(b), e.port};
-  }
-  ::freeaddrinfo(res);
-  return ep;
-}
 
 void raise_fd_limit() {
   rlimit rl{};
@@ -183,7 +137,7 @@ struct server::impl {
         a->bind(ep);
         a->listen(asio::socket_base::max_listen_connections);
         if (i == 0) {
-          tcp_ep.port(endpoint_port(a->local_endpoint()));  // port 0: every worker binds the chosen one
+          tcp_ep.port(ip_endpoint(a->local_endpoint())->port());  // port 0: every worker binds the chosen one
           bl->address = endpoint_text(a->local_endpoint());
         }
         bl->acceptors.push_back(std::move(a));

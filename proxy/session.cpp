@@ -22,6 +22,7 @@
 
 #include "proxy/auth.hpp"
 #include "proxy/log.hpp"
+#include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
 
@@ -321,7 +322,7 @@ json_object base_record(const session& s, const destination& d, std::string_view
     o.add_null("rule");
   }
   if (d.decision.reason == decision_reason::report_only) o.add("report_only", true);
-  if (d.connected()) o.add("upstream", d.remote.address().to_string() + ":" + std::to_string(d.remote.port()));
+  if (d.connected()) o.add("upstream", endpoint_text(d.remote.address(), d.remote.port()));
   return o;
 }
 

@@ -389,6 +389,20 @@ TEST_CASE("invalid: overlapping wildcard listener", "[unit][config]") {
   CHECK(yaml(std::string(minimal_head) + "  - address: 0.0.0.0:3129\n").ok());
 }
 
+TEST_CASE("invalid: a host name and an address on one port may be one socket", "[unit][config]") {
+  // localhost resolves to 127.0.0.1 at startup: SO_REUSEPORT would let both bind.
+  const auto r = yaml(std::string(minimal_head) + "  - address: localhost:3128\n");
+  CHECK_THAT(expect_error(r, "listeners[1].address", 4).message, Catch::Contains("overlaps listeners[0]"));
+  CHECK(yaml(std::string(minimal_head) + "  - address: localhost:3129\n").ok());
+}
+
+TEST_CASE("invalid: the admin endpoint on a Unix socket", "[unit][config]") {
+  const auto r = yaml(std::string(minimal_head) + "admin:\n  address: unix:/run/egressd-admin.sock\n");
+  CHECK_THAT(expect_error(r, "admin.address", 5).message, Catch::Contains("host:port only"));
+  CHECK_FALSE(r.value->admin);
+  CHECK(yaml(std::string(minimal_head) + "admin:\n  address: localhost:9090\n").ok());
+}
+
 TEST_CASE("invalid: hook with two kinds", "[unit][config]") {
   const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
   CHECK_FALSE(r.ok());

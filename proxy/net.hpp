@@ -1,0 +1,30 @@
+#pragma once
+// Socket addresses as the daemon writes and binds them: one text form for every log
+// and record ("127.0.0.1:3128", "[::1]:3128", "unix"), and one way to turn a configured
+// host:port into an address to bind, shared by the listeners and the admin endpoint.
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "config/endpoint.hpp"
+
+namespace egressd::proxy {
+
+/// The IP endpoint of a generic one (an accepted peer, a bound listener); nullopt for
+/// a Unix socket.
+std::optional<boost::asio::ip::tcp::endpoint> ip_endpoint(const boost::asio::generic::stream_protocol::endpoint& ep);
+
+/// `a:port`, with brackets around an IPv6 address.
+std::string endpoint_text(const boost::asio::ip::address& a, std::uint16_t port);
+/// The same for an accepted peer or a bound socket; "unix" for a Unix socket.
+std::string endpoint_text(const boost::asio::generic::stream_protocol::endpoint& ep);
+
+/// The address a TCP `host:port` binds to: an IP literal as it is, a name through
+/// getaddrinfo (first answer). Throws std::runtime_error when a name does not resolve.
+boost::asio::ip::tcp::endpoint resolve_listen_address(const config::endpoint& e);
+
+}  // namespace egressd::proxy
