@@ -36,7 +36,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -302,7 +301,6 @@ struct resolver::impl : std::enable_shared_from_this<resolver::impl> {
     bool want_write = false;
     bool read_armed = false;
     bool write_armed = false;
-    bool recheck_posted = false;
     bool closed = false;  // c-ares closed it; pending handlers must not process it
   };
 
@@ -528,6 +526,10 @@ struct resolver::impl : std::enable_shared_from_this<resolver::impl> {
     arm(it->second);
   }
 
+  // Asio's epoll reactor is edge-triggered, but queuing a wait re-arms the descriptor
+  // (EPOLL_CTL_MOD), and the kernel then reports a socket that is already ready: bytes
+  // that came while no wait was queued, or the rest of a TCP answer c-ares read only
+  // part of, are seen at once.
   void arm(const std::shared_ptr<watch>& w) {
     if (w->want_read && !w->read_armed) {
       w->read_armed = true;
@@ -547,25 +549,6 @@ struct resolver::impl : std::enable_shared_from_this<resolver::impl> {
                                  if (const auto self = w->owner.lock()) self->process(w, false, true);
                                });
     }
-    // Asio's epoll reactor is edge-triggered and a wait queued after the edge is not
-    // told about it: bytes that arrived while no wait was queued (between a wakeup and
-    // the re-arm, or a TCP answer c-ares read only part of) would sit unseen until the
-    // next packet. So once the waits are queued, ask the kernel for the level and
-    // process at once if the socket is already ready.
-    if (w->recheck_posted) return;
-    pollfd p{};
-    p.fd = w->fd;
-    p.events = static_cast<short>((w->want_read ? POLLIN : 0) | (w->want_write ? POLLOUT : 0));
-    if (::poll(&p, 1, 0) != 1) return;
-    const bool readable = w->want_read && (p.revents & (POLLIN | POLLERR | POLLHUP)) != 0;
-    const bool writable = w->want_write && (p.revents & (POLLOUT | POLLERR | POLLHUP)) != 0;
-    if (!readable && !writable) return;
-    w->recheck_posted = true;
-    asio::post(executor, [w, readable, writable] {
-      w->recheck_posted = false;
-      if (w->closed) return;
-      if (const auto self = w->owner.lock()) self->process(w, readable, writable);
-    });
   }
 
   void process(const std::shared_ptr<watch>& w, bool readable, bool writable) {
