@@ -103,7 +103,7 @@ check_report check_destination(const policy::snapshot& policy, const check_targe
 }
 
 std::string to_json(const check_report& r) {
-  json_object o;
+  json_object o = json_object::json();
   o.add("host", r.host).add("port", static_cast<unsigned>(r.port)).add("decision", policy::to_string(r.decision.result));
   if (r.rule.empty())
     o.add_null("rule");
@@ -116,7 +116,7 @@ std::string to_json(const check_report& r) {
     out += ",\"addresses\":[";
     for (std::size_t i = 0; i < r.addresses.size(); ++i) {
       if (i) out += ',';
-      out += json_object().add("address", r.addresses[i].address).add("verdict", r.addresses[i].verdict).str();
+      out += json_object::json().add("address", r.addresses[i].address).add("verdict", r.addresses[i].verdict).str();
     }
     out += "]";
     if (!r.resolve_error.empty()) {

@@ -9,6 +9,7 @@
 #include <charconv>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 namespace egressd::proxy {
 
@@ -37,60 +38,62 @@ void append_json_string(std::string& out, std::string_view s) {
   out += '"';
 }
 
+namespace {
+std::atomic<bool> json_format{true};
+}  // namespace
+
+json_object::json_object() : json_(json_format.load(std::memory_order_relaxed)) {}
+
 void json_object::key(std::string_view k) {
-  if (!body_.empty()) body_ += ',';
-  append_json_string(body_, k);
-  body_ += ':';
-  text_ += ' ';
-  text_ += k;
-  text_ += '=';
+  if (json_) {
+    if (!out_.empty()) out_ += ',';
+    append_json_string(out_, k);
+    out_ += ':';
+  } else {
+    out_ += ' ';
+    out_ += k;
+    out_ += '=';
+  }
+}
+
+void json_object::add_raw(std::string_view json_text, std::string_view plain_text) {
+  out_ += json_ ? json_text : plain_text;
 }
 
 json_object& json_object::add(std::string_view k, std::string_view value) {
   key(k);
-  append_json_string(body_, value);
-  const bool plain = !value.empty() && value.find_first_of(" \"=\t\r\n") == std::string_view::npos;
-  if (plain)
-    text_ += value;
+  // Text logs quote only values that would not read back as one token.
+  if (json_ || value.empty() || value.find_first_of(" \"=\t\r\n") != std::string_view::npos)
+    append_json_string(out_, value);
   else
-    append_json_string(text_, value);
+    out_ += value;
   return *this;
 }
 
-json_object& json_object::add(std::string_view k, std::int64_t value) {
+template <class T>
+json_object& json_object::add_number(std::string_view k, T value) {
   key(k);
-  const std::string v = std::to_string(value);
-  body_ += v;
-  text_ += v;
+  char buf[24];
+  const auto end = std::to_chars(buf, buf + sizeof buf, value).ptr;
+  out_.append(buf, end);
   return *this;
 }
-
-json_object& json_object::add(std::string_view k, std::uint64_t value) {
-  key(k);
-  const std::string v = std::to_string(value);
-  body_ += v;
-  text_ += v;
-  return *this;
-}
+template json_object& json_object::add_number(std::string_view, std::int64_t);
+template json_object& json_object::add_number(std::string_view, std::uint64_t);
 
 json_object& json_object::add(std::string_view k, bool value) {
   key(k);
-  body_ += value ? "true" : "false";
-  text_ += value ? "true" : "false";
+  out_ += value ? "true" : "false";
   return *this;
 }
 
 json_object& json_object::add_null(std::string_view k) {
   key(k);
-  body_ += "null";
-  text_ += "-";
+  add_raw("null", "-");
   return *this;
 }
 
 namespace {
-
-std::atomic<bool> json_format{true};
-std::atomic<bool> audit_on{false};
 
 std::shared_ptr<spdlog::logger> make_logger(const std::string& name, spdlog::sink_ptr sink, bool json) {
   auto logger = std::make_shared<spdlog::logger>(name, std::move(sink));
@@ -103,20 +106,30 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& name, spdlog::sin
   return logger;
 }
 
-std::mutex loggers_mutex;
-std::shared_ptr<spdlog::logger> ops_logger;
-std::shared_ptr<spdlog::logger> audit_logger;
+// Readers take the current logger without a lock; every logger ever installed is kept
+// alive in `installed`, so a pointer read just before a replacement stays valid.
+std::mutex install_mutex;
+std::vector<std::shared_ptr<spdlog::logger>> installed;
+std::atomic<spdlog::logger*> ops_logger{nullptr};
+std::atomic<spdlog::logger*> audit_logger{nullptr};
 
-std::shared_ptr<spdlog::logger> ops() {
-  std::lock_guard lock(loggers_mutex);
-  if (!ops_logger) ops_logger = make_logger("egressd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), true);
-  return ops_logger;
+spdlog::logger* install(std::atomic<spdlog::logger*>& slot, std::shared_ptr<spdlog::logger> logger) {
+  spdlog::logger* raw = logger.get();
+  std::lock_guard lock(install_mutex);
+  installed.push_back(std::move(logger));
+  slot.store(raw, std::memory_order_release);
+  return raw;
 }
 
-std::shared_ptr<spdlog::logger> audit() {
-  std::lock_guard lock(loggers_mutex);
-  return audit_logger;
+spdlog::logger& ops() {
+  if (auto* l = ops_logger.load(std::memory_order_acquire)) return *l;
+  // Before init_logging: JSON to stderr, so early errors are not lost.
+  static spdlog::logger* fallback =
+      install(ops_logger, make_logger("egressd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), true));
+  return *fallback;
 }
+
+spdlog::logger* audit() { return audit_logger.load(std::memory_order_acquire); }
 
 spdlog::level::level_enum to_spdlog(log_level l) {
   switch (l) {
@@ -130,7 +143,7 @@ spdlog::level::level_enum to_spdlog(log_level l) {
 
 std::string render(std::string_view msg, const json_object& fields) {
   std::string line;
-  if (json_format.load(std::memory_order_relaxed)) {
+  if (fields.is_json()) {
     line = "\"msg\":";
     append_json_string(line, msg);
     if (!fields.fields().empty()) {
@@ -139,7 +152,7 @@ std::string render(std::string_view msg, const json_object& fields) {
     }
     line += '}';
   } else {
-    line = std::string(msg) + fields.text();
+    line = std::string(msg) + fields.fields();
   }
   return line;
 }
@@ -161,33 +174,34 @@ void init_logging(const config::log_config& cfg) {
     audit_new = make_logger("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.audit), json);
   if (audit_new) audit_new->flush_on(spdlog::level::info);
   ops_new->flush_on(spdlog::level::debug);
-  audit_on.store(audit_new != nullptr);
-  std::lock_guard lock(loggers_mutex);
-  ops_logger = std::move(ops_new);
-  audit_logger = std::move(audit_new);
+  install(ops_logger, std::move(ops_new));
+  if (audit_new)
+    install(audit_logger, std::move(audit_new));
+  else
+    audit_logger.store(nullptr, std::memory_order_release);
 }
 
 void log_event(log_level level, std::string_view msg, const json_object& fields) {
-  auto logger = ops();
+  auto& logger = ops();
   const auto l = to_spdlog(level);
-  if (!logger->should_log(l)) return;
-  logger->log(l, "{}", render(msg, fields));
+  if (!logger.should_log(l)) return;
+  logger.log(l, "{}", render(msg, fields));
 }
 
-bool audit_enabled() noexcept { return audit_on.load(std::memory_order_relaxed); }
+bool audit_enabled() noexcept { return audit() != nullptr; }
 
 void log_audit(const json_object& record) {
-  auto logger = audit();
+  auto* logger = audit();
   if (!logger) return;
-  if (json_format.load(std::memory_order_relaxed))
+  if (record.is_json())
     logger->info("{}}}", record.fields());
   else
-    logger->info("{}", record.text().empty() ? std::string() : record.text().substr(1));
+    logger->info("{}", std::string_view(record.fields()).substr(record.fields().empty() ? 0 : 1));
 }
 
 void flush_logs() {
-  if (auto l = ops()) l->flush();
-  if (auto a = audit()) a->flush();
+  ops().flush();
+  if (auto* a = audit()) a->flush();
 }
 
 }  // namespace egressd::proxy

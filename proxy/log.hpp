@@ -15,35 +15,48 @@ namespace egressd::proxy {
 /// Appends `s` to `out` as a JSON string literal (quotes included).
 void append_json_string(std::string& out, std::string_view s);
 
-/// A flat JSON object built field by field. Keys are trusted literals.
+/// The fields of one event or record, built field by field in the one form they will
+/// be written in: JSON (`"k":v,...`) or, when logs are text, ` k=v k2="v 2"`. Keys are
+/// trusted literals.
 class json_object {
  public:
+  /// Rendered as log.format says.
+  json_object();
+  /// Always JSON, whatever log.format says (command output).
+  static json_object json() { return json_object(true); }
+
   json_object& add(std::string_view key, std::string_view value);
   json_object& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
   json_object& add(std::string_view key, const std::string& value) { return add(key, std::string_view(value)); }
-  json_object& add(std::string_view key, std::int64_t value);
-  json_object& add(std::string_view key, std::uint64_t value);
-  json_object& add(std::string_view key, int value) { return add(key, static_cast<std::int64_t>(value)); }
-  json_object& add(std::string_view key, unsigned value) { return add(key, static_cast<std::uint64_t>(value)); }
+  json_object& add(std::string_view key, std::int64_t value) { return add_number(key, value); }
+  json_object& add(std::string_view key, std::uint64_t value) { return add_number(key, value); }
+  json_object& add(std::string_view key, int value) { return add_number(key, static_cast<std::int64_t>(value)); }
+  json_object& add(std::string_view key, unsigned value) { return add_number(key, static_cast<std::uint64_t>(value)); }
   json_object& add(std::string_view key, bool value);
   json_object& add_null(std::string_view key);
-  /// `{"k":v,...}`
-  std::string str() const { return "{" + body_ + "}"; }
-  /// The fields without braces, for appending to a log line.
-  const std::string& fields() const { return body_; }
-  /// The same fields as ` k=v k2="v 2"` for text logs.
-  const std::string& text() const { return text_; }
+
+  bool is_json() const noexcept { return json_; }
+  /// The fields as built: without braces in JSON, with a leading space in text.
+  const std::string& fields() const noexcept { return out_; }
+  /// `{"k":v,...}` (JSON objects only).
+  std::string str() const { return "{" + out_ + "}"; }
 
  private:
+  explicit json_object(bool json) : json_(json) {}
   void key(std::string_view k);
-  std::string body_;
-  std::string text_;
+  template <class T>
+  json_object& add_number(std::string_view key, T value);
+  void add_raw(std::string_view json_text, std::string_view plain_text);
+
+  std::string out_;
+  bool json_;
 };
 
 enum class log_level : std::uint8_t { debug, info, warn, error };
 
-/// Sets up the operational logger (stderr) and the audit logger from config.
-/// Safe to call again on reload: sinks are replaced atomically by spdlog.
+/// Sets up the operational logger (stderr) and the audit logger from config, once at
+/// startup (log changes need a restart). Loggers it replaces stay alive, so readers
+/// take no lock.
 void init_logging(const config::log_config& cfg);
 
 /// Emits one operational event: `msg` plus `fields`.

@@ -222,6 +222,10 @@ struct server::impl {
       log_event(log_level::warn, "listener changes take effect after a restart");
     if (old->workers != next.config->workers || old->busy_poll_us != next.config->busy_poll_us)
       log_event(log_level::warn, "workers and busy_poll_us take effect after a restart");
+    const auto& ol = old->log;
+    const auto& nl = next.config->log;
+    if (ol.format != nl.format || ol.level != nl.level || ol.audit != nl.audit)
+      log_event(log_level::warn, "log changes take effect after a restart");
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
     rt.config.store(next.config);
     rt.policy.store(next.policy);
