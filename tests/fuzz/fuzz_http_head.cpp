@@ -6,24 +6,15 @@
 // rewritten head is well formed and free of Proxy-* fields.
 
 #include "proxy/protocol/http_head.hpp"
+#include "fuzz_check.hpp"
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <sstream>
 #include <string>
 #include <string_view>
+#include <variant>
 
 namespace {
-
-#define FUZZ_CHECK(condition)                                                      \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (false)
 
 using namespace egressd::proxy::protocol;
 
@@ -45,43 +36,21 @@ void check_rewrite(const http_request& req) {
 }
 
 void check_one(std::string_view bytes, const head_limits& limits) {
-  const auto whole = parse_http_head(bytes, limits);
-  std::ostringstream os;
-  os << whole;  // printing never fails
-
-  // A prefix never contradicts the whole.
-  const auto prefix = parse_http_head(bytes.substr(0, bytes.size() / 2), limits);
+  const auto whole = egressd::fuzz::check_prefix_contract<http_request>(
+      [&limits](std::string_view b) { return parse_http_head(b, limits); }, bytes, "\r\n\r\n");
   if (const auto* p = std::get_if<parsed<http_request>>(&whole)) {
-    FUZZ_CHECK(p->consumed > 0 && p->consumed <= bytes.size());
     FUZZ_CHECK(p->consumed <= limits.max_head_bytes);
     FUZZ_CHECK(bytes[p->consumed - 1] == '\n');
     FUZZ_CHECK(p->message.headers.size() <= limits.max_headers);
     FUZZ_CHECK(p->message.port != 0);
     FUZZ_CHECK(!p->message.host.empty());
-    // The result depends on the head alone, and the head's last byte completes it.
-    FUZZ_CHECK(parse_http_head(bytes.substr(0, p->consumed), limits) == whole);
-    FUZZ_CHECK(std::holds_alternative<need_more>(
-        parse_http_head(bytes.substr(0, p->consumed - 1), limits)));
-    if (bytes.size() / 2 >= p->consumed) {
-      FUZZ_CHECK(prefix == whole);
-    } else {
-      FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
-    }
     if (p->message.kind == request_kind::absolute) {
       FUZZ_CHECK(!p->message.origin_form.empty() && p->message.origin_form.front() == '/');
       check_rewrite(p->message);
     } else {
       FUZZ_CHECK(p->message.body == body_framing::none);
     }
-  } else if (const auto* f = std::get_if<parse_failure>(&whole)) {
-    FUZZ_CHECK(std::holds_alternative<need_more>(prefix) || prefix == whole);
-    // Once failed, more bytes do not help.
-    std::string longer(bytes);
-    longer += "\r\n\r\n";
-    FUZZ_CHECK(parse_http_head(longer, limits) == whole);
-    (void)f;
-  } else {
-    FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
+  } else if (std::holds_alternative<need_more>(whole)) {
     FUZZ_CHECK(bytes.size() <= limits.max_head_bytes);
   }
 }

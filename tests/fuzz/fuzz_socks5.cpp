@@ -4,56 +4,29 @@
 // RFC 5952 IPv6 text read back by inet_pton to the same octets).
 
 #include "proxy/protocol/socks5.hpp"
+#include "fuzz_check.hpp"
 
 #include <arpa/inet.h>
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
+#include <variant>
 
 namespace {
 
-#define FUZZ_CHECK(condition)                                                      \
-  do {                                                                             \
-    if (!(condition)) {                                                            \
-      std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #condition); \
-      std::abort();                                                                \
-    }                                                                              \
-  } while (false)
-
 using namespace egressd::proxy::protocol;
 
+// The prefix contract (fuzz_check.hpp), a failed input extended by 300 NULs; the
+// message when the whole input parsed.
 template <class Message, class Parse>
 std::optional<Message> check_parser(Parse parse, std::string_view bytes) {
-  const auto whole = parse(bytes);
-  std::ostringstream os;
-  os << whole;
-  const auto prefix = parse(bytes.substr(0, bytes.size() / 2));
-  if (const auto* p = std::get_if<parsed<Message>>(&whole)) {
-    FUZZ_CHECK(p->consumed > 0 && p->consumed <= bytes.size());
-    FUZZ_CHECK(parse(bytes.substr(0, p->consumed)) == whole);
-    FUZZ_CHECK(std::holds_alternative<need_more>(parse(bytes.substr(0, p->consumed - 1))));
-    if (bytes.size() / 2 >= p->consumed) {
-      FUZZ_CHECK(prefix == whole);
-    } else {
-      FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
-    }
-    return p->message;
-  }
-  if (std::holds_alternative<parse_failure>(whole)) {
-    FUZZ_CHECK(std::holds_alternative<need_more>(prefix) || prefix == whole);
-    std::string longer(bytes);
-    longer.append(300, '\0');
-    FUZZ_CHECK(parse(longer) == whole);
-  } else {
-    FUZZ_CHECK(std::holds_alternative<need_more>(prefix));
-  }
+  static const std::string more(300, '\0');
+  const auto whole = egressd::fuzz::check_prefix_contract<Message>(parse, bytes, more);
+  if (const auto* p = std::get_if<parsed<Message>>(&whole)) return p->message;
   return std::nullopt;
 }
 

@@ -15,7 +15,8 @@ Contract with the binary (beyond DESIGN.md), what this harness relies on:
     SIGHUP logs `{"msg":"reloaded"}` or `{"msg":"reload failed"}`.
   * `log.audit: stdout`: one JSON object per line on stdout with at least `event`
     ("request" | "tunnel_closed"), `host`, `port`, `protocol`, `decision`, `reason`,
-    `rule`, and for closed tunnels `bytes_up`, `bytes_down`.
+    `rule`, and for closed tunnels `bytes_up`, `bytes_down`. With `log.format: json`
+    any other stdout line fails the test when the daemon is stopped or closed.
   * EGRESSD_HOSTS_FILE names a hosts-format file read instead of /etc/hosts (the
     harness sets CARES_HOSTS to the same file as well).
 """
@@ -56,26 +57,51 @@ TOOL_TIMEOUT = 30.0         # one curl / socat / nc run
 MAX_HEAD = 65536            # a response head larger than this is a test failure
 MAX_BODY = 64 * 1024 * 1024
 
+HEAD_TIMEOUT_S = 2.0        # limits.head_timeout of every test daemon
+CONNECT_TIMEOUT_S = 2.0     # limits.connect_timeout of every test daemon
+# How long after connect_timeout a 504 (or SOCKS5 06) may still come on a loaded
+# machine. The daemon keeps its deadlines by a sweep every 250 ms: every upper bound
+# on a deadline allows at least that much beyond it.
+CONNECT_TIMEOUT_MARGIN_S = 5.0
+
 # Limits every test daemon runs with unless a test overrides them.
 DEFAULT_LIMITS: dict[str, Any] = {
-    "head_timeout": "2s",
-    "connect_timeout": "2s",
+    "head_timeout": f"{HEAD_TIMEOUT_S:g}s",
+    "connect_timeout": f"{CONNECT_TIMEOUT_S:g}s",
     "idle_timeout": "60s",
     "max_head_bytes": 4096,
     "drain_timeout": "2s",
 }
-HEAD_TIMEOUT_S = 2.0
 
 # The hosts file every test daemon gets through EGRESSD_HOSTS_FILE. No "::1 localhost":
 # the origins listen on 127.0.0.1 only, and a daemon that dialled ::1 first would be
-# refused for reasons that have nothing to do with the test.
+# refused for reasons that have nothing to do with the test. The names in GUARDED_NAMES
+# point where the address guard must refuse to dial (nothing listens there; nothing
+# is dialled when the guard works).
 HOSTS_FILE_TEXT = (
     "# egressd integration tests (EGRESSD_HOSTS_FILE)\n"
     "127.0.0.1 localhost\n"
     "127.0.0.1 loopy.test\n"
     "::1 loopy6.test\n"
     "127.0.0.1 app.localhost\n"
+    "127.0.0.1 wild.localhost\n"
+    "127.0.0.1 app.wild.localhost\n"
+    "127.0.0.1 x.denied.localhost\n"
+    "10.1.2.3 private.test\n"
+    "169.254.169.254 metadata.test\n"
+    "100.100.100.200 metadata4.test\n"
+    "fd00:ec2::254 meta6.test\n"
 )
+
+# name -> (address, address_class in the audit record and Proxy-Status, words of the
+# refusal's body) for the hosts file's names behind which the guard must refuse.
+# 169.254.169.254 is the metadata endpoint of most clouds but link-local first.
+GUARDED_NAMES: dict[str, tuple[str, str, str]] = {
+    "private.test": ("10.1.2.3", "private_network", "private"),
+    "metadata.test": ("169.254.169.254", "link_local", "link-local"),
+    "metadata4.test": ("100.100.100.200", "metadata", "metadata"),
+    "meta6.test": ("fd00:ec2::254", "metadata", "metadata"),
+}
 
 TOOL_HINT = "CI installs the tools with: apt-get install -y curl socat netcat-openbsd openssl"
 
@@ -194,12 +220,15 @@ def wait_until(pred: Callable[[], Any], timeout: float, what: str, interval: flo
 # Output of the daemon, line by line
 
 class LineLog:
-    """Collects one pipe's lines in a reader thread; JSON objects are parsed."""
+    """Collects one pipe's lines in a reader thread; JSON objects are parsed. A line that
+    is not a JSON object is kept in `lines` (objects: None) and listed in `malformed` as
+    (index, line, ended by a newline)."""
 
     def __init__(self, name: str, pipe):
         self.name = name
         self.lines: list[str] = []
         self.objects: list[dict | None] = []
+        self.malformed: list[tuple[int, str, bool]] = []
         self.closed = False
         self._cond = threading.Condition()
         self._thread = threading.Thread(target=self._pump, args=(pipe,), name=f"egressd-{name}", daemon=True)
@@ -219,6 +248,8 @@ class LineLog:
                     if not isinstance(obj, dict):
                         obj = None
                 with self._cond:
+                    if obj is None:
+                        self.malformed.append((len(self.lines), line, raw.endswith(b"\n")))
                     self.lines.append(line)
                     self.objects.append(obj)
                     self._cond.notify_all()
@@ -232,6 +263,10 @@ class LineLog:
     def mark(self) -> int:
         with self._cond:
             return len(self.lines)
+
+    def malformed_lines(self) -> list[tuple[int, str, bool]]:
+        with self._cond:
+            return list(self.malformed)
 
     def find_all(self, pred: Callable[[dict], bool], start: int = 0) -> list[dict]:
         with self._cond:
@@ -447,6 +482,7 @@ class Egressd:
         self.stdout: LineLog | None = None
         self.listeners: list[Endpoint] = []
         self.exit_code: int | None = None
+        self._stdout_checked = False
 
     # configuration -------------------------------------------------------------
     def write_config(self, config: dict | str) -> None:
@@ -551,12 +587,16 @@ class Egressd:
         self._join_readers()
         if expect_rc is not None and rc != expect_rc:
             raise HarnessError(f"egressd exited with {rc}, expected {expect_rc}\n{self.log_tail()}")
+        self.check_audit_stream(killed=False)
         return rc
 
     def close(self) -> None:
-        """Kill if still running, reap, drop the temp dir. Idempotent; logs stay readable."""
+        """Kill if still running, reap, drop the temp dir; then check the audit stream
+        (check_audit_stream). Idempotent; logs stay readable."""
+        killed = False
         if self.proc is not None:
             if self.proc.poll() is None:
+                killed = True
                 self.proc.kill()
                 try:
                     self.proc.wait(timeout=10)
@@ -570,6 +610,28 @@ class Egressd:
                 except OSError:
                     pass
         shutil.rmtree(self.dir, ignore_errors=True)
+        self.check_audit_stream(killed=killed)
+
+    def audits_json_on_stdout(self) -> bool:
+        """Whether the config asks for JSON access records on stdout (make_config's
+        default); a raw-text config or `log.format: text` is not checked."""
+        log = (self.config or {}).get("log") or {}
+        return self.config is not None and log.get("audit") == "stdout" and log.get("format", "json") == "json"
+
+    def check_audit_stream(self, killed: bool) -> None:
+        """Fails (once) if a stdout line was not a JSON object while access records go
+        there as JSON: every line is one record. After a SIGKILL a last line cut short
+        (no newline) is not held against the daemon."""
+        if self._stdout_checked or self.stdout is None or not self.audits_json_on_stdout():
+            return
+        if not self.stdout.closed:
+            return  # still being read: checked by the stop() or close() that ends it
+        self._stdout_checked = True
+        bad = [(i, line) for i, line, ended in self.stdout.malformed_lines() if ended or not killed]
+        if bad:
+            listing = "\n".join(f"  line {i + 1}: {line[:300]!r}" for i, line in bad[:10])
+            raise HarnessError(f"egressd wrote {len(bad)} line(s) on stdout that are not JSON access records:\n"
+                               f"{listing}\n{self.log_tail()}")
 
     def _join_readers(self) -> None:
         for log in (self.stderr, self.stdout):
@@ -857,6 +919,19 @@ def open_connect(ep: Endpoint, target: str, *, version: str = "HTTP/1.1", host_h
         sock.close()
         raise
     return sock, head, rest
+
+
+def tunnel_opens(ep: Endpoint, target: str, timeout: float = 1.0) -> bool:
+    """Whether a new client gets a CONNECT tunnel to `target` now (200): False when the
+    connection is refused, or accepted but refused, closed or left unanswered for
+    `timeout` seconds. For wait_until (a listener closed by a drain, a freed slot, a
+    recovery) and for checking that a destination is not served."""
+    try:
+        sock, head, _ = open_connect(ep, target, timeout=timeout)
+    except (OSError, HarnessError):
+        return False
+    with sock:
+        return head.status == 200
 
 
 def roundtrip(sock: socket.socket, data: bytes, rest: bytes = b"", timeout: float = IO_TIMEOUT) -> bytes:
@@ -1304,10 +1379,15 @@ class SendFirstServer(Origin):
         return self.server.received  # type: ignore[attr-defined]
 
 
+def rst_close(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the peer gets a RST, not a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, (1).to_bytes(4, "little") + (0).to_bytes(4, "little"))
+    sock.close()
+
+
 def _reset(sock: socket.socket, server: _TCPServer) -> None:
     server.connections += 1
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, (1).to_bytes(4, "little") + (0).to_bytes(4, "little"))
-    sock.close()  # linger 0: RST
+    rst_close(sock)
 
 
 class ResetServer(Origin):
@@ -1315,6 +1395,15 @@ class ResetServer(Origin):
 
     def __init__(self, host: str = "127.0.0.1"):
         super().__init__(_TCPServer(host, _reset))
+
+
+class TcpOrigin(Origin):
+    """A test's own raw TCP origin: `handler(sock, server)` runs for every connection in
+    a thread of its own; after it returns the connection is half-closed and closed.
+    `.server.connections` counts what the handler counts."""
+
+    def __init__(self, handler: Callable[[socket.socket, Any], None], host: str = "127.0.0.1"):
+        super().__init__(_TCPServer(host, handler))
 
 
 class _HostPort:

@@ -5,6 +5,8 @@ report-only mode (`unknown: allow`).
 
 Names resolve through the hosts file the harness passes in EGRESSD_HOSTS_FILE:
   127.0.0.1 localhost, loopy.test, app.localhost;   ::1 loopy6.test
+  and harness.GUARDED_NAMES: private.test 10.1.2.3, metadata.test 169.254.169.254,
+  metadata4.test 100.100.100.200, meta6.test fd00:ec2::254 (nothing is dialled there)
 """
 
 import os
@@ -88,6 +90,54 @@ class NameResolvesToLoopbackTest(EgressdTestCase):
         self.assert_blocked(head, "127.0.0.1")
         rec = self.d.wait_audit(start=mark, event="request", port=self.o.echo.port, host="127.0.0.1")
         self.assertEqual((rec["decision"], rec["reason"]), ("deny", "unknown_denied"))
+
+
+class PrivateAndMetadataAddressesTest(EgressdTestCase):
+    """Allowed names behind which are a private (RFC 1918) address, the link-local
+    metadata endpoint 169.254.169.254 and cloud metadata addresses (IPv4 and the AWS
+    IPv6 one): refused by the guard on CONNECT, plain HTTP and SOCKS5, the class named
+    in the refusal and in the access record. No network is needed: nothing is dialled."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = cls.start_class_daemon(make_config(allow=list(harness.GUARDED_NAMES)))
+        cls.ep = cls.d.endpoint(0)
+
+    def assert_guard_record(self, mark: int, name: str, protocol: str) -> None:
+        address, klass, _ = harness.GUARDED_NAMES[name]
+        rec = self.d.wait_audit(start=mark, event="request", host=name, protocol=protocol)
+        self.assertEqual((rec["decision"], rec["reason"], rec.get("address_class"), rec.get("refused_address")),
+                         ("deny", "address_denied", klass, address), rec)
+        self.assertEqual((rec["rule"], rec.get("error_source")), (name, "policy"), rec)
+        self.assertNotIn("upstream", rec, "a refused destination has no upstream")
+
+    def test_connect_refused_with_class(self):
+        for name, (address, klass, words) in harness.GUARDED_NAMES.items():
+            with self.subTest(name=name):
+                mark = self.d.audit_mark()
+                head = refused(self.ep, f"{name}:443")
+                self.assert_blocked(head, name, body_has=[words, address],
+                                    proxy_status_has=["destination_ip_prohibited", klass])
+                self.assert_guard_record(mark, name, "connect")
+
+    def test_plain_http_refused_with_class(self):
+        for name, (address, klass, words) in harness.GUARDED_NAMES.items():
+            with self.subTest(name=name), self.ep.connect() as s:
+                mark = self.d.audit_mark()
+                s.sendall(request_bytes("GET", f"http://{name}/latest/meta-data/", [("Host", name)]))
+                head, _ = read_response(s)
+                self.assert_blocked(head, name, body_has=[words, address],
+                                    proxy_status_has=["destination_ip_prohibited", klass])
+                self.assert_guard_record(mark, name, "http")
+
+    def test_socks5_not_allowed_02(self):
+        for name in harness.GUARDED_NAMES:
+            with self.subTest(name=name):
+                mark = self.d.audit_mark()
+                sock, reply = socks5_open(self.ep, name, 443)
+                sock.close()
+                self.assertEqual(reply.rep, 0x02, reply)
+                self.assert_guard_record(mark, name, "socks5")
 
 
 class ExplicitIpReopensTest(EgressdTestCase):

@@ -14,8 +14,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (EgressdTestCase, basic_auth, curl, make_config, open_connect, read_head,  # noqa: E402
-                     read_response, recv_exact, request_bytes, socks5_greeting)
+from harness import (CONNECT_TIMEOUT_MARGIN_S, CONNECT_TIMEOUT_S, EgressdTestCase, TcpOrigin, basic_auth,  # noqa: E402
+                     curl, make_config, open_connect, read_head, read_response, recv_exact, recv_until_closed,
+                     request_bytes, socks5_greeting)
 
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 WS_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
@@ -130,10 +131,12 @@ class HttpForwardTest(EgressdTestCase):
         with self.ep.connect() as s:
             r1, rest = self.exchange(s, "GET", self.origin_url("/x", host="denied.localhost"))
             self.assert_blocked(r1, "denied.localhost")
-            if r1.get("Connection", "").lower() == "close":
-                return  # the proxy may close after a refusal; nothing more to check here
+            # A bodyless keep-alive request that is refused leaves the connection usable.
+            self.assertNotEqual((r1.get("Connection") or "").lower(), "close",
+                                f"the proxy closed after refusing a bodyless request: {r1.describe()}")
             r2, _ = self.exchange(s, "GET", self.origin_url("/after-deny"), buf=rest)
-            self.assertEqual(r2.status, 200)
+            self.assertEqual(r2.status, 200, r2.describe())
+            self.assertEqual(json.loads(r2.body)["path"], "/after-deny")
 
     def test_deny_rule(self):
         mark = self.d.audit_mark()
@@ -267,7 +270,60 @@ class HttpForwardTest(EgressdTestCase):
             s.sendall(request_bytes("GET", f"http://127.0.0.1:{bh.port}/", [("Host", f"127.0.0.1:{bh.port}")]))
             r, _ = read_response(s, timeout=15)
         self.assertEqual(r.status, 504, r.describe())
-        self.assertLess(time.monotonic() - t0, 2 + 5)
+        elapsed = time.monotonic() - t0
+        self.assertLess(elapsed, CONNECT_TIMEOUT_S + CONNECT_TIMEOUT_MARGIN_S)
+        self.assertGreaterEqual(elapsed, CONNECT_TIMEOUT_S - 0.5, "504 before connect_timeout")
+
+
+TRUNCATED_BODY = next(harness.big_chunks(1000))
+
+
+def _truncating_origin(sock: socket.socket, server) -> None:
+    """Reads one request head, promises 100000 bytes, sends 1000 and closes."""
+    server.connections += 1
+    data = bytearray()
+    for _ in range(1000):
+        if b"\r\n\r\n" in data:
+            break
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+    server.received.put(bytes(data))
+    sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + TRUNCATED_BODY)
+
+
+class HttpUpstreamClosesEarlyTest(EgressdTestCase):
+    """An origin that closes in the middle of a body whose head is already forwarded:
+    the client gets what came and then a closed connection, never a second response."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.origin = TcpOrigin(_truncating_origin)
+        cls.addClassCleanup(cls.origin.close)
+        cls.d = cls.start_class_daemon(make_config(allow=[f"127.0.0.1:{cls.origin.port}"]))
+        cls.ep = cls.d.endpoint(0)
+
+    def test_truncated_body_then_close_without_502(self):
+        d, port = self.d, self.origin.port
+        mark = d.audit_mark()
+        with self.ep.connect() as s:
+            target = f"127.0.0.1:{port}"
+            s.sendall(request_bytes("GET", f"http://{target}/truncated", [("Host", target)]))
+            data, how = recv_until_closed(s, timeout=10)
+        self.assertNotIn(b"HTTP/1.1 502", data, f"a 502 was appended to a response already under way: {data[:300]!r}")
+        self.assertNotIn(b"502 Bad Gateway", data)
+        head_end = data.find(b"\r\n\r\n")
+        self.assertGreater(head_end, 0, f"no response head: {data[:300]!r}")
+        head = harness.parse_head(data[:head_end])
+        self.assertEqual(head.status, 200, head.describe())
+        self.assertEqual(head.get("Content-Length"), "100000", head.describe())
+        self.assertEqual(data[head_end + 4:], TRUNCATED_BODY, "the partial body did not come through as sent")
+        self.assertIn(how, ("eof", "reset"))
+        rec = d.wait_audit(start=mark, event="request", port=port)
+        self.assertEqual((rec["protocol"], rec["decision"], rec["status"], rec.get("error_source")),
+                         ("http", "allow", 200, "upstream"), rec)
+        self.assertEqual(len(d.audit_records(mark, event="request", port=port)), 1)
 
 
 class HttpAuthTest(EgressdTestCase):

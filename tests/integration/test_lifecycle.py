@@ -17,8 +17,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (Deadline, EgressdTestCase, HarnessError, make_config, open_connect, read_head,  # noqa: E402
-                     recv_until_closed, socks5_open, to_yaml, wait_closed, wait_until)
+from harness import (Deadline, EgressdTestCase, HarnessError, make_config, open_connect,  # noqa: E402
+                     recv_until_closed, socks5_open, to_yaml, tunnel_opens, wait_closed, wait_until)
 
 
 def setUpModule():
@@ -27,22 +27,6 @@ def setUpModule():
 
 def tearDownModule():
     harness.close_origins()
-
-
-def new_connection_served(ep: harness.Endpoint, target: str) -> bool:
-    """Whether a new client gets a tunnel now: False when the connection is refused, or
-    accepted but closed or left unanswered for a second."""
-    try:
-        sock = ep.connect(1.0)
-    except OSError:
-        return False
-    with sock:
-        try:
-            sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-            head, _ = read_head(sock, 1.0)
-        except (OSError, HarnessError):
-            return False
-        return head.status == 200
 
 
 class ListenersTest(EgressdTestCase):
@@ -119,7 +103,7 @@ class ReloadTest(EgressdTestCase):
         o = self.o
         d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.http.port}"]))
         ep = d.endpoint(0)
-        self.assertFalse(new_connection_served(ep, o.echo.hostport))
+        self.assertFalse(tunnel_opens(ep, o.echo.hostport))
         self.reload(d, make_config(allow=[f"127.0.0.1:{o.http.port}", f"127.0.0.1:{o.echo.port}"]))
         self.connect_echo_ok(ep, o.echo.hostport)
         self.assertEqual(ep, d.endpoint(0))
@@ -141,7 +125,7 @@ class ReloadTest(EgressdTestCase):
                 self.assertTrue(d.alive())
                 self.connect_echo_ok(ep, o.echo.hostport)
         self.reload(d, make_config(allow=[]))
-        self.assertFalse(new_connection_served(ep, o.echo.hostport))
+        self.assertFalse(tunnel_opens(ep, o.echo.hostport))
 
     def test_reload_under_traffic(self):
         o = self.o
@@ -203,15 +187,19 @@ class ShutdownTest(EgressdTestCase):
 
         t0 = time.monotonic()
         d.send_signal(signal.SIGTERM)
-        wait_until(lambda: not new_connection_served(ep, o.echo.hostport), drain - 2,
+        wait_until(lambda: not tunnel_opens(ep, o.echo.hostport), drain - 2,
                    "new connections to be refused after SIGTERM")
         self.assertTrue(d.alive(), "egressd exited at once instead of draining the open tunnel")
         self.assert_echo(sock)  # the open tunnel keeps working while draining
 
         rc = d.wait_exit(drain + 5)
+        elapsed = time.monotonic() - t0
         self.assertIsNotNone(rc, f"egressd still running {drain + 5}s after SIGTERM (drain_timeout {drain}s)")
         self.assertEqual(rc, 0, d.log_tail())
-        self.assertLessEqual(time.monotonic() - t0, drain + 5)
+        self.assertLessEqual(elapsed, drain + 5)  # the 250 ms deadline sweep is well inside this
+        self.assertGreaterEqual(elapsed, drain - 1,
+                                f"egressd exited {elapsed:.2f}s after SIGTERM with a tunnel open; "
+                                f"drain_timeout is {drain}s")
         wait_closed(sock, 5)  # closed at the drain deadline
         d.stdout.wait_closed(5)
         self.assertTrue(d.audit_records(event="tunnel_closed", port=o.echo.port),
@@ -225,7 +213,7 @@ class ShutdownTest(EgressdTestCase):
         self.addCleanup(sock.close)
         self.assertEqual(head.status, 200)
         d.send_signal(signal.SIGTERM)
-        wait_until(lambda: not new_connection_served(ep, o.echo.hostport), 10,
+        wait_until(lambda: not tunnel_opens(ep, o.echo.hostport), 10,
                    "new connections to be refused after SIGTERM")
         self.assert_echo(sock, rest)
         sock.shutdown(socket.SHUT_WR)
@@ -339,10 +327,6 @@ class CliTest(EgressdTestCase):
         self.assertEqual(self.check(cfg, "github.com:443")["decision"], "allow")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (all its threads)."""
     with open(f"/proc/{pid}/stat") as f:
@@ -381,7 +365,11 @@ class BusyPollTest(EgressdTestCase):
 
     def test_busy_poll_out_of_range_is_a_config_error(self):
         d = self.start_daemon(make_config(busy_poll_us=100001), wait_ready=False)
-        self.assertNotEqual(d.wait_exit(10.0), 0)
+        rc = d.wait_exit(10.0)
+        self.assertIsNotNone(rc, "egressd kept running with busy_poll_us out of range")
+        self.assertNotEqual(rc, 0)
+        d.stderr.wait_closed(5.0)
+        self.assertIn("busy_poll_us", d.stderr.tail(40), "the error does not name busy_poll_us")
 
 
 class AdminEndpointTest(EgressdTestCase):
@@ -416,3 +404,7 @@ class AdminEndpointTest(EgressdTestCase):
         self.assertIn("draining", body)
         sock.close()
         self.assertEqual(d.wait_exit(10.0), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -28,10 +28,7 @@ def tearDownModule():
 
 
 class ToolsTest(unittest.TestCase):
-    def test_tools_present(self):
-        for t in ("curl", "socat", "nc", "openssl"):
-            self.assertTrue(harness.require_tool(t))
-
+    # That the tools are present is setUpModule's check (harness.setup_module).
     def test_missing_tool_fails_loudly(self):
         with self.assertRaises(HarnessError) as cm:
             harness.require_tool("no-such-tool-egressd-test")
@@ -162,6 +159,7 @@ class TcpOriginsTest(unittest.TestCase):
         with s:
             data, how = recv_until_closed(s)
             self.assertEqual(data, b"")
+            self.assertEqual(how, "reset", "the reset origin closed with a FIN instead of a RST")
 
     def test_refused(self):
         o = harness.origins().refused
@@ -208,6 +206,7 @@ class HelpersTest(unittest.TestCase):
 # A stand-in for egressd that honours the logging contract the harness relies on: it binds
 # the configured listeners, logs "listening" and "ready" on stderr, writes an access
 # record on stdout per accepted connection, "reloaded" on SIGHUP, exits 0 on SIGTERM.
+# With "emit-garbage" in its config it also writes a line that is not JSON on stdout.
 FAKE_DAEMON = textwrap.dedent(r'''
     #!PYTHON
     import json, os, re, selectors, signal, socket, sys
@@ -246,6 +245,7 @@ FAKE_DAEMON = textwrap.dedent(r'''
                 c, _ = key.fileobj.accept(); c.close()
                 print(json.dumps({"event": "request", "host": "h", "port": 1, "protocol": "connect",
                                   "decision": "allow", "reason": "allowed_by_rule", "rule": "h"}), flush=True)
+                if "emit-garbage" in text: print("request h:1 allow", flush=True)
 ''').replace("#!PYTHON", "#!" + sys.executable, 1).lstrip()
 
 
@@ -281,6 +281,18 @@ class DaemonPlumbingTest(harness.EgressdTestCase):
         d.wait_log("reloaded", start=mark)
         d.stop(timeout=5)
         self.assertFalse(d.alive())
+
+    def test_stdout_line_that_is_not_json_fails(self):
+        d = self.start_daemon(make_config(marker="emit-garbage"))
+        mark = d.audit_mark()
+        self.assertTrue(d.endpoint(0).accepts())
+        d.wait_audit(start=mark, port=1)
+        harness.wait_until(lambda: d.stdout.malformed_lines(), 5, "the line that is not JSON")
+        with self.assertRaises(HarnessError) as cm:
+            d.stop(timeout=5)
+        self.assertIn("not JSON", str(cm.exception))
+        self.assertIn("request h:1 allow", str(cm.exception))
+        d.close()  # reported once: the cleanup does not fail the test again
 
     def test_startup_failure_is_reported(self):
         with self.assertRaises(HarnessError) as cm:

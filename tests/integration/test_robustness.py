@@ -13,9 +13,9 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import (HEAD_TIMEOUT_S, Deadline, EgressdTestCase, HarnessError, is_closed_now,  # noqa: E402
-                     make_config, open_connect, read_response, recv_until_closed, request_bytes, socks5_greeting,
-                     wait_closed, wait_until)
+from harness import (HEAD_TIMEOUT_S, IO_TIMEOUT, Deadline, EgressdTestCase, HarnessError,  # noqa: E402
+                     is_closed_now, make_config, open_connect, read_response, recv_until_closed, request_bytes,
+                     rst_close, socks5_greeting, tunnel_opens, wait_closed, wait_until)
 
 MARGIN = 3.0  # seconds allowed beyond a configured timeout
 
@@ -26,11 +26,6 @@ def setUpModule():
 
 def tearDownModule():
     harness.close_origins()
-
-
-def rst_close(sock: socket.socket) -> None:
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, (1).to_bytes(4, "little") + (0).to_bytes(4, "little"))
-    sock.close()
 
 
 class RobustnessTest(EgressdTestCase):
@@ -79,13 +74,18 @@ class RobustnessTest(EgressdTestCase):
         self.assertEqual(len(closed_at), len(slow),
                          f"{len(slow) - len(closed_at)} slow heads still open after {HEAD_TIMEOUT_S + MARGIN}s")
         self.assertLessEqual(max(closed_at.values()), HEAD_TIMEOUT_S + MARGIN)
+        self.assertGreaterEqual(min(closed_at.values()), HEAD_TIMEOUT_S - 0.5, "a slow head closed before head_timeout")
         self.assertEqual(len(served), 1)
         self.assertLess(served[0], HEAD_TIMEOUT_S, "a normal client waited behind the slow ones")
         self.assert_still_serving()
 
     def test_silent_connection_closed_within_head_timeout(self):
         with self.ep.connect() as s:
-            wait_closed(s, HEAD_TIMEOUT_S + MARGIN)
+            t0 = time.monotonic()
+            wait_closed(s, HEAD_TIMEOUT_S + MARGIN)  # MARGIN covers the 250 ms deadline sweep
+            elapsed = time.monotonic() - t0
+        self.assertGreaterEqual(elapsed, HEAD_TIMEOUT_S - 0.5,
+                                f"closed {elapsed:.2f}s after connecting; head_timeout is {HEAD_TIMEOUT_S:g}s")
 
     def test_stalled_socks5_handshake_closed(self):
         for prefix in (b"\x05", socks5_greeting((0,)) + b"\x05\x01\x00"):
@@ -246,10 +246,6 @@ class IdleTimeoutTest(EgressdTestCase):
                 self.assert_echo(sock)
 
 
-if __name__ == "__main__":
-    unittest.main()
-
-
 class ConnectionLimitTest(EgressdTestCase):
     """limits.max_connections: connections beyond it are closed at once and logged;
     those already open keep working, and a freed slot is usable again."""
@@ -273,17 +269,7 @@ class ConnectionLimitTest(EgressdTestCase):
         for sock, rest in held:  # the open tunnels are untouched
             self.assert_echo(sock, rest)
         held[0][0].close()
-        wait_until(lambda: echo_tunnel_opens(ep, o.echo.hostport), 5.0, "a freed slot to be usable")
-
-
-def echo_tunnel_opens(ep, target) -> bool:
-    """Whether a CONNECT to `target` gets 200 now (for waiting on recovery)."""
-    try:
-        sock, head, rest = open_connect(ep, target)
-    except (OSError, HarnessError):
-        return False
-    with sock:
-        return head.status == 200
+        wait_until(lambda: tunnel_opens(ep, o.echo.hostport, timeout=IO_TIMEOUT), 5.0, "a freed slot to be usable")
 
 
 class DescriptorExhaustionTest(EgressdTestCase):
@@ -311,4 +297,8 @@ class DescriptorExhaustionTest(EgressdTestCase):
         for c in clients:
             c.close()
         self.assertTrue(d.alive(), d.log_tail())
-        wait_until(lambda: echo_tunnel_opens(ep, o.echo.hostport), 10.0, "egressd to serve again")
+        wait_until(lambda: tunnel_opens(ep, o.echo.hostport, timeout=IO_TIMEOUT), 10.0, "egressd to serve again")
+
+
+if __name__ == "__main__":
+    unittest.main()
