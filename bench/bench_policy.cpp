@@ -62,7 +62,12 @@ int main(int argc, char** argv) {
     }
     const snapshot& s = *compiled.policy;
 
-    // Hosts: half match a rule somewhere in the table, half match nothing.
+    // Hosts: subdomains of the name of a random rule k, alternately two labels deep
+    // ("deep.a.") and one label deep ("nomatch."). Both kinds match when rule k is a
+    // *. or **. wildcard (k % 6 == 1 or 2: about a third of the lookups, allowed) and
+    // match no rule otherwise (denied as unknown): the "nomatch." prefix does not
+    // make a miss. The addresses 10.X.3.4 below are in a rule's /24 when X % 3 == 2 and
+    // that rule exists (rule X * 256 + 3 < N): none at N = 10, about a third at 100,000.
     std::vector<host_result> hosts;
     std::mt19937 rng(42);
     for (int i = 0; i < 1024; ++i) {

@@ -53,7 +53,6 @@ struct Conn {
   uint32_t out_len = 0, out_off = 0;
   uint32_t ilen = 0;
   uint64_t t_start = 0;  // connection start (setup) or request start (rtt, http)
-  uint64_t t_conn = 0;
   char ib[kInBuf];
 };
 
@@ -86,6 +85,7 @@ int live = 0;
 int held = 0;            // idle: tunnels in Phase::hold
 int pending_starts = 0;  // connections to start after the current batch of events
 std::vector<Conn*> again;  // bulk: not drained when their read budget ran out (edge-triggered)
+std::vector<Conn*> again_turn;  // the previous `again`, being handled (kept to reuse its storage)
 constexpr int kBulkReadsPerTurn = 8;
 uint32_t src_ip_next = 0;
 
@@ -140,6 +140,7 @@ void begin_measuring() {
   measuring = true;
   cpu_proxy0 = group_cpu_seconds(opt.cpu_pgid);
   cpu_self0 = self_cpu_seconds();
+  t_measure = bench::now_ns();  // the window starts after the /proc scan
 }
 
 void record_latency(uint64_t ns) {
@@ -177,12 +178,22 @@ void set_out(Conn* c, const std::string& s) {
 
 void drive(Conn* c, uint32_t ev = 0);
 
+// Where the scenario keeps a fixed number of connections busy, one that ended or
+// could not start has a successor, started after the current batch of events (so
+// that a failing peer cannot recurse) and only while the run lasts (its deadline).
+void queue_successor() {
+  if (!running) return;
+  if (opt.scenario == Scenario::setup || opt.scenario == Scenario::http || opt.scenario == Scenario::rtt)
+    ++pending_starts;
+}
+
 Conn* start_conn() {
   const sockaddr_storage& dst = (opt.mode == Mode::direct) ? opt.target : opt.proxy;
   socklen_t dlen = (opt.mode == Mode::direct) ? opt.target_len : opt.proxy_len;
   int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     note_error(std::string("socket: ") + std::strerror(errno));
+    queue_successor();
     return nullptr;
   }
   if (opt.source_ips > 0 && dst.ss_family == AF_INET) {
@@ -199,6 +210,7 @@ Conn* start_conn() {
   if (r != 0 && errno != EINPROGRESS) {
     note_error(std::string("connect: ") + std::strerror(errno));
     close(fd);
+    queue_successor();
     return nullptr;
   }
   Conn* c = alloc_conn();
@@ -208,11 +220,8 @@ Conn* start_conn() {
   c->hs_step = 0;
   c->close_after = false;
   c->served = 0;
-  c->t_start = c->t_conn = bench::now_ns();
-  epoll_event e{};
-  e.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-  e.data.ptr = c;
-  if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0) bench::die("epoll_ctl");
+  c->t_start = bench::now_ns();
+  bench::epoll_add(ep, fd, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
   switch (opt.mode) {
     case Mode::connect:
       c->phase = Phase::hs_write;
@@ -230,21 +239,18 @@ Conn* start_conn() {
   return c;
 }
 
-// Called when a connection is no longer needed or failed; its successor (where the
-// scenario keeps a fixed number of connections busy) starts after the current batch
-// of events, so that a failing peer cannot recurse.
+// Called when a connection is no longer needed or failed.
 void replace(Conn* c) {
   close_conn(c);
-  if (!running) return;
-  if (opt.scenario == Scenario::setup || opt.scenario == Scenario::http || opt.scenario == Scenario::rtt)
-    ++pending_starts;
+  queue_successor();
 }
 
+// Starts the successors queued so far; those that the starts queue in turn (a
+// connection failing at once) wait for the next batch.
 void start_pending() {
-  while (pending_starts > 0 && running) {
-    --pending_starts;
-    start_conn();
-  }
+  int n = pending_starts;
+  pending_starts = 0;
+  while (n-- > 0 && running) start_conn();
 }
 
 void fail(Conn* c, const char* why) {
@@ -258,6 +264,24 @@ void fail(Conn* c, const char* why) {
 }
 
 void begin_run(Conn* c, uint32_t extra);
+
+// A protocol error: the reason, with the start of what was received (control
+// characters blanked).
+void fail_with_head(Conn* c, const char* why) {
+  errno = 0;
+  std::string head(c->ib, std::min<uint32_t>(c->ilen, 60));
+  for (auto& ch : head)
+    if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
+  fail(c, (std::string(why) + ": " + head).c_str());
+}
+
+// rtt, http: the next request on this connection.
+void start_request(Conn* c, uint64_t now) {
+  c->phase = Phase::run_write;
+  c->ilen = 0;
+  c->t_start = now;
+  set_out(c, opt.scenario == Scenario::rtt ? s_echo64 : s_http_req);
+}
 
 // Parses a complete handshake reply in c->ib; returns false on a protocol error.
 // Sets `done` when the tunnel is open (extra bytes kept at the start of ib).
@@ -325,10 +349,7 @@ void op_done(Conn* c, uint64_t now) {
         replace(c);
         return;
       }
-      c->phase = Phase::run_write;
-      c->ilen = 0;
-      c->t_start = now;
-      set_out(c, opt.scenario == Scenario::rtt ? s_echo64 : s_http_req);
+      start_request(c, now);
       drive(c);
       return;
     case Scenario::bulk:
@@ -351,9 +372,7 @@ void begin_run(Conn* c, uint32_t extra) {
       return;
     case Scenario::rtt:
     case Scenario::http:
-      c->phase = Phase::run_write;
-      c->t_start = bench::now_ns();
-      set_out(c, opt.scenario == Scenario::rtt ? s_echo64 : s_http_req);
+      start_request(c, bench::now_ns());
       return;
   }
 }
@@ -438,21 +457,9 @@ void drive(Conn* c, uint32_t ev) {
         }
         c->ilen += uint32_t(n);
         bool done = false, need_write = false;
-        if (!handshake_progress(c, done, need_write)) {
-          errno = 0;
-          std::string head(c->ib, std::min<uint32_t>(c->ilen, 60));
-          for (auto& ch : head)
-            if (ch == '\r' || ch == '\n' || static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-          return fail(c, ("handshake refused: " + head).c_str());
-        }
-        if (need_write) {
-          c->phase = Phase::hs_write;
-          continue;
-        }
-        if (done) {
-          begin_run(c, c->ilen);
-          continue;
-        }
+        if (!handshake_progress(c, done, need_write)) return fail_with_head(c, "handshake refused");
+        if (need_write) c->phase = Phase::hs_write;
+        else if (done) begin_run(c, c->ilen);
         continue;
       }
       case Phase::run_read: {
@@ -476,13 +483,7 @@ void drive(Conn* c, uint32_t ev) {
         int complete;
         if (opt.scenario == Scenario::http) {
           complete = http_response_complete(c);
-          if (complete < 0) {
-            errno = 0;
-            std::string head(c->ib, std::min<uint32_t>(c->ilen, 60));
-            for (auto& ch : head)
-              if (static_cast<unsigned char>(ch) < 0x20) ch = ' ';
-            return fail(c, ("bad http response: " + head).c_str());
-          }
+          if (complete < 0) return fail_with_head(c, "bad http response");
         } else {
           uint32_t want = opt.scenario == Scenario::idle ? 1 : 64;
           complete = c->ilen >= want ? 1 : 0;
@@ -559,10 +560,10 @@ void event_loop_until(uint64_t until, bool watch_stdin) {
       drive(static_cast<Conn*>(events[i].data.ptr), events[i].events);
     }
     if (!again.empty()) {
-      std::vector<Conn*> turn;
-      turn.swap(again);
-      for (Conn* c : turn)
+      again_turn.swap(again);
+      for (Conn* c : again_turn)
         if (c->phase == Phase::bulk) drive(c, EPOLLRDHUP);  // read on to EAGAIN
+      again_turn.clear();
     }
     start_pending();
   }
@@ -744,8 +745,8 @@ int main(int argc, char** argv) {
   for (int i = 0; i < n_conns; ++i) start_conn();
   event_loop_until(t_end, false);
   uint64_t t_stop = bench::now_ns();
+  double cpu_self = self_cpu_seconds() - cpu_self0;  // before the /proc scan, as at the start
   double cpu_proxy = opt.cpu_pgid > 0 ? group_cpu_seconds(opt.cpu_pgid) - cpu_proxy0 : -1;
-  double cpu_self = self_cpu_seconds() - cpu_self0;
   running = false;
   int in_flight = live;
   double window = double(t_stop - t_measure) / 1e9;

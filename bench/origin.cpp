@@ -11,14 +11,9 @@
 // one JSON line on stdout: {"echo":P,"source":P,"sink":P,"http":P}.
 // It runs until SIGINT/SIGTERM or --max-seconds (default 3600) elapse.
 
-#include <signal.h>
-#include <sys/epoll.h>
-
 #include <algorithm>
 #include <cctype>
-#include <atomic>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "net_util.hpp"
@@ -32,30 +27,40 @@ struct Conn {
   Kind kind = Kind::echo;
   Kind service = Kind::echo;  // for listeners: what accepted sockets serve
   bool close_after_write = false;
+  bool dead = false;    // closed; deleted once nothing refers to it
+  bool queued = false;  // in Worker::ready
+  uint32_t again_ev = 0;  // the events to handle again from Worker::ready
   std::string in;    // http: partial request heads
   std::string pend;  // echo/http: bytes not yet written
 };
 
-std::atomic<bool> g_stop{false};
 std::string g_http_response;
 constexpr size_t kSourceChunk = 64 * 1024;
+// System calls of one kind (reads, or sends) a connection makes per event; the rest
+// of its work waits in Worker::ready until every other ready connection had its turn.
+constexpr int kCallsPerTurn = 8;
 
 struct Worker {
   int ep = -1;
-  std::vector<Conn*> listeners;
   std::vector<char> buf = std::vector<char>(kSourceChunk);
   std::vector<char> source_buf = std::vector<char>(kSourceChunk, 'x');
-
-  void add(Conn* c, uint32_t ev) {
-    epoll_event e{};
-    e.events = ev;
-    e.data.ptr = c;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &e) != 0) bench::die("epoll_ctl");
-  }
+  // Edge-triggered: a connection that stopped at its budget gets no new event for the
+  // data already there, so it is handled again after the batch, from this list.
+  std::vector<Conn*> ready, turn;
+  std::vector<Conn*> graveyard;
 
   void close_conn(Conn* c) {
     close(c->fd);
-    delete c;
+    c->dead = true;
+    graveyard.push_back(c);
+  }
+
+  void requeue(Conn* c, uint32_t ev) {
+    c->again_ev |= ev;
+    if (!c->queued) {
+      c->queued = true;
+      ready.push_back(c);
+    }
   }
 
   // Writes c->pend; returns false on a fatal error, sets `blocked` if EAGAIN.
@@ -78,30 +83,28 @@ struct Worker {
   }
 
   void on_accept(Conn* l) {
-    for (;;) {
-      int fd = accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;  // EAGAIN, or EMFILE (level of the listener: retried on next accept)
-      }
+    for (int i = 0; i < bench::kAcceptsPerEvent; ++i) {
+      int fd = bench::accept_nb(l->fd);
+      if (fd < 0) return;  // EAGAIN, or EMFILE (level of the listener: retried on next accept)
       bench::set_nodelay(fd);
       auto* c = new Conn;
       c->fd = fd;
       c->kind = l->service;
-      add(c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+      bench::epoll_add(ep, fd, c, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
       if (c->kind == Kind::source) on_source(c, EPOLLOUT);
     }
   }
 
   // Edge-triggered: a short read means the socket is drained, unless the peer's FIN
   // came with this edge (then read on to the EOF, which will not raise another one).
-  static bool hup(uint32_t ev) { return ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR); }
+  static constexpr uint32_t kHupEvents = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+  static bool hup(uint32_t ev) { return ev & kHupEvents; }
 
   void on_echo(Conn* c, uint32_t ev) {
     bool blocked = false;
     if (!flush(c, blocked)) return close_conn(c);
     if (blocked) return;
-    for (;;) {
+    for (int i = 0; i < kCallsPerTurn; ++i) {
       ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
       if (n == 0) return close_conn(c);
       if (n < 0) {
@@ -118,21 +121,29 @@ struct Worker {
       }
       if (size_t(n) < buf.size() && !hup(ev)) return;  // drained
     }
+    requeue(c, EPOLLIN | (ev & kHupEvents));
+  }
+
+  // Reads and discards (source: only the peer's EOF is expected; sink: everything).
+  enum class Drain { again, closed, budget };
+  Drain drain(Conn* c) {
+    for (int i = 0; i < kCallsPerTurn; ++i) {
+      ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
+      if (n > 0) continue;
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) return Drain::again;
+      return Drain::closed;  // EOF or error
+    }
+    return Drain::budget;
   }
 
   void on_source(Conn* c, uint32_t ev) {
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
-      for (;;) {
-        ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
-        if (n == 0) return close_conn(c);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN) break;
-          return close_conn(c);
-        }
-      }
+    if (ev & (EPOLLIN | kHupEvents)) {
+      Drain d = drain(c);
+      if (d == Drain::closed) return close_conn(c);
+      if (d == Drain::budget) requeue(c, EPOLLIN);
     }
-    for (;;) {
+    for (int i = 0; i < kCallsPerTurn; ++i) {
       ssize_t n = send(c->fd, source_buf.data(), source_buf.size(), MSG_NOSIGNAL);
       if (n < 0) {
         if (errno == EINTR) continue;
@@ -140,18 +151,13 @@ struct Worker {
         return close_conn(c);
       }
     }
+    requeue(c, EPOLLOUT);
   }
 
   void on_sink(Conn* c) {
-    for (;;) {
-      ssize_t n = recv(c->fd, buf.data(), buf.size(), 0);
-      if (n == 0) return close_conn(c);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN) return;
-        return close_conn(c);
-      }
-    }
+    Drain d = drain(c);
+    if (d == Drain::closed) return close_conn(c);
+    if (d == Drain::budget) requeue(c, EPOLLIN);
   }
 
   static bool has_token_ci(std::string_view head, std::string_view needle) {
@@ -201,30 +207,44 @@ struct Worker {
     }
   }
 
-  void run() {
-    std::vector<epoll_event> events(512);
-    while (!g_stop.load(std::memory_order_relaxed)) {
-      int n = epoll_wait(ep, events.data(), int(events.size()), 200);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        bench::die("epoll_wait");
-      }
-      for (int i = 0; i < n; ++i) {
-        auto* c = static_cast<Conn*>(events[i].data.ptr);
-        uint32_t ev = events[i].events;
-        switch (c->kind) {
-          case Kind::listener: on_accept(c); break;
-          case Kind::echo: on_echo(c, ev); break;
-          case Kind::source: on_source(c, ev); break;
-          case Kind::sink: on_sink(c); break;
-          case Kind::http: on_http(c, ev); break;
-        }
-      }
+  void dispatch(Conn* c, uint32_t ev) {
+    switch (c->kind) {
+      case Kind::listener: on_accept(c); break;
+      case Kind::echo: on_echo(c, ev); break;
+      case Kind::source: on_source(c, ev); break;
+      case Kind::sink: on_sink(c); break;
+      case Kind::http: on_http(c, ev); break;
     }
   }
-};
 
-void on_signal(int) { g_stop.store(true); }
+  // After each batch of events: one more turn for the connections left in `ready`,
+  // then the connections closed meanwhile are freed (those still listed in `ready`
+  // on the next turn).
+  bool after_batch() {
+    turn.swap(ready);
+    for (Conn* c : turn) {
+      c->queued = false;
+      if (c->dead) continue;
+      uint32_t ev = c->again_ev;
+      c->again_ev = 0;
+      dispatch(c, ev);
+    }
+    turn.clear();
+    size_t keep = 0;
+    for (Conn* c : graveyard) {
+      if (c->queued) graveyard[keep++] = c;
+      else delete c;
+    }
+    graveyard.resize(keep);
+    return !ready.empty();
+  }
+
+  void run() {
+    bench::run_loop(
+        ep, bench::g_stop, [this](void* p, uint32_t ev) { dispatch(static_cast<Conn*>(p), ev); },
+        [this] { return after_batch(); });
+  }
+};
 
 }  // namespace
 
@@ -255,11 +275,7 @@ int main(int argc, char** argv) {
     } else bench::usage_error("unknown option " + a);
   }
   bench::raise_nofile();
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa{};
-  sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  bench::install_stop_signals();
 
   g_http_response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
                     std::to_string(body_bytes) + "\r\n\r\n" + std::string(size_t(body_bytes), 'b');
@@ -274,24 +290,18 @@ int main(int argc, char** argv) {
       sockaddr_storage addr{};
       socklen_t len = 0;
       std::string ep = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(ports[s]);
-      if (!bench::parse_endpoint(ep, addr, len)) bench::usage_error("bad host " + host);
+      if (!bench::parse_endpoint(ep, addr, len)) bench::usage_error("bad --host or port: " + ep);
       auto* l = new Conn;
       l->kind = Kind::listener;
       l->service = services[s];
       l->fd = bench::listen_on(addr, len, threads > 1);
       ports[s] = bench::local_port(l->fd);  // the next threads bind the same port
-      w.add(l, EPOLLIN);                   // level-triggered: accept backs off on EMFILE
-      w.listeners.push_back(l);
+      bench::epoll_add(w.ep, l->fd, l, EPOLLIN);  // level-triggered: accept backs off on EMFILE
     }
   }
   std::printf("{\"echo\":%d,\"source\":%d,\"sink\":%d,\"http\":%d}\n", ports[0], ports[1], ports[2], ports[3]);
   std::fflush(stdout);
 
-  std::vector<std::thread> ts;
-  for (auto& w : workers) ts.emplace_back([&w] { w.run(); });
-  uint64_t end = bench::now_ns() + uint64_t(max_seconds * 1e9);
-  while (!g_stop.load() && bench::now_ns() < end) usleep(100 * 1000);
-  g_stop.store(true);
-  for (auto& t : ts) t.join();
+  bench::run_workers(workers, max_seconds);
   return 0;
 }

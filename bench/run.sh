@@ -200,15 +200,21 @@ done
 # ---------------------------------------------------------------- origin and relay
 RESULTS=$TMP/results.jsonl
 : >"$RESULTS"
-start origin "$ORIGIN" --max-seconds 3600
+# The helpers that run through the whole benchmark stop by themselves after LIFETIME
+# seconds (a safety net: the EXIT trap stops them): an hour for start-up and the idle
+# tests, plus, for each of BENCH_REPEAT rounds, up to 160 measurements each given its
+# full timeout (SECONDS_PER + 40 s, see measure).
+LIFETIME=$(awk -v r="$REPEAT" -v s="$SECONDS_PER" 'BEGIN { printf "%d", 3600 + r * 160 * (s + 40) }')
+start origin "$ORIGIN" --max-seconds "$LIFETIME"
 ORIGIN_PGID=$LAST_PID
 wait_for "$TMP/origin.out" '^\{' 10 || { echo "run.sh: bench_origin did not start" >&2; cat "$TMP/origin.err" >&2; exit 1; }
 read -r ECHO_P SOURCE_P SINK_P HTTP_P < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["echo"], d["source"], d["sink"], d["http"])' "$TMP/origin.out")
 log "origin: echo $ECHO_P source $SOURCE_P sink $SINK_P http $HTTP_P"
+# One relay thread per CPU, as egressd runs one worker per core (workers: 0).
 start relay "$RELAY" --map "127.0.0.1:0=127.0.0.1:$ECHO_P" --map "127.0.0.1:0=127.0.0.1:$SOURCE_P" \
-  --map "127.0.0.1:0=127.0.0.1:$HTTP_P" --pipe-size 262144 --max-seconds 3600
+  --map "127.0.0.1:0=127.0.0.1:$HTTP_P" --pipe-size 262144 --threads "$(nproc)" --max-seconds "$LIFETIME"
 RELAY_PGID=$LAST_PID
-wait_for "$TMP/relay.out" '^\{' 10 || { echo "run.sh: bench_splice_relay did not start" >&2; exit 1; }
+wait_for "$TMP/relay.out" '^\{' 10 || { echo "run.sh: bench_splice_relay did not start" >&2; cat "$TMP/relay.err" >&2; exit 1; }
 read -r RELAY_ECHO RELAY_SOURCE RELAY_HTTP < <(python3 -c 'import json,sys; print(*json.loads(open(sys.argv[1]).readline())["ports"])' "$TMP/relay.out")
 
 # ---------------------------------------------------------------- measuring
@@ -252,7 +258,8 @@ idle_suite() {
     timeout 150 "$LOAD" --mode "$mode" --proxy "$proxy" --target "127.0.0.1:$ECHO_P" --scenario idle \
       --tunnels "$k" --establish-seconds 60 --hold-seconds 60 --label "$peer" <"$fifo" >"$out" 2>&1 &
     lpid=$!
-    exec 7>"$fifo"
+    # read-write: the open does not wait for bench_load to open its end (it may never)
+    exec 7<>"$fifo"
     if ! wait_for "$out" '^READY' 75; then
       exec 7>&-; wait "$lpid" 2>/dev/null || true
       record_note "idle$k" "$peer" "bench_load did not get ready"
@@ -388,7 +395,7 @@ EOF
       SP=$port
       ;;
     srt)
-      start "$NAME" node "$BENCH_DIR/srt_proxy.mjs" --pkg "$SRT_PKG" --allow 127.0.0.1 --max-seconds 1800; PG=$LAST_PID
+      start "$NAME" node "$BENCH_DIR/srt_proxy.mjs" --pkg "$SRT_PKG" --allow 127.0.0.1 --max-seconds "$LIFETIME"; PG=$LAST_PID
       wait_for "$TMP/$NAME.out" '^\{' 20 || return 1
       read -r CP SP < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["http"], d["socks"])' "$TMP/$NAME.out")
       ;;
@@ -539,6 +546,8 @@ if want scaling; then
 fi
 
 # ---------------------------------------------------------------- the table
+# bench_splice_relay complains on stderr (once) if it could not size its pipes.
+[[ -s $TMP/relay.err ]] && NOTES+=("bench_splice_relay: $(head -c 300 "$TMP/relay.err" | tr '\n' ' ')")
 printf '%s\n' "${NOTES[@]}" >"$TMP/notes.txt"
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -705,7 +714,8 @@ md += ["", "## Results", "",
        "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; idle = growth",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
-       "`relay` is bench_splice_relay (splice(2) through 256 KiB pipes as egressd uses, one thread, fixed target, no protocol).",
+       "`relay` is bench_splice_relay (splice(2) through 256 KiB pipes as egressd uses, one thread per CPU as egressd has",
+       "one worker per core, fixed target, no protocol).",
        "proxy CPU = user + system CPU time of the proxy's processes during the measured window, per operation",
        "(per MiB for bulk) and in cores; it depends much less on the machine's background load than the rates do.",
        "All proxies run at once and each scenario measures them one after another, so that figures in one",

@@ -10,21 +10,20 @@
 // Prints one JSON line with the bound listening ports in --map order: {"ports":[P,...]}.
 // EOF on one side becomes shutdown(SHUT_WR) on the other; an error closes both.
 
-#include <signal.h>
-#include <sys/epoll.h>
-
 #include <atomic>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "net_util.hpp"
 
 namespace {
 
-std::atomic<bool> g_stop{false};
 int g_pipe_size = 0;
+std::atomic<bool> g_pipe_size_warned{false};
 constexpr size_t kChunk = 1 << 20;  // upper bound per splice; the pipe size limits it
+// splice calls per direction and event; the rest of a tunnel's work waits in
+// Worker::ready until every other ready tunnel had its turn.
+constexpr int kSplicesPerTurn = 16;
 
 struct Tunnel;
 
@@ -45,6 +44,7 @@ struct Tunnel {
   int cfd = -1, ufd = -1;
   bool connected = false;
   bool dead = false;
+  bool queued = false;  // in Worker::ready
   Handle hc{Handle::client}, hu{Handle::upstream};
   Dir cu, uc;  // client->upstream, upstream->client
 };
@@ -59,22 +59,19 @@ std::vector<Map> g_maps;
 
 struct Worker {
   int ep = -1;
-  std::vector<Handle*> listeners;
+  // Edge-triggered: a tunnel that stopped at its budget gets no new event for the
+  // bytes already waiting, so it is pumped again after the batch, from this list.
+  std::vector<Tunnel*> ready, turn;
   std::vector<Tunnel*> graveyard;
-
-  void add(int fd, Handle* h, uint32_t ev) {
-    epoll_event e{};
-    e.events = ev;
-    e.data.ptr = h;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0) bench::die("epoll_ctl");
-  }
 
   static bool make_pipe(Dir& d) {
     int p[2];
     if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return false;
     d.pipe_r = p[0];
     d.pipe_w = p[1];
-    if (g_pipe_size > 0) fcntl(p[1], F_SETPIPE_SZ, g_pipe_size);
+    if (g_pipe_size > 0 && fcntl(p[1], F_SETPIPE_SZ, g_pipe_size) < 0 && !g_pipe_size_warned.exchange(true))
+      std::fprintf(stderr, "bench_splice_relay: F_SETPIPE_SZ %d failed (%s); pipes keep the default size\n",
+                   g_pipe_size, std::strerror(errno));
     return true;
   }
 
@@ -87,12 +84,9 @@ struct Worker {
   }
 
   void on_accept(Handle* l) {
-    for (;;) {
-      int cfd = accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (cfd < 0) {
-        if (errno == EINTR || errno == ECONNABORTED) continue;
-        return;
-      }
+    for (int i = 0; i < bench::kAcceptsPerEvent; ++i) {
+      int cfd = bench::accept_nb(l->fd);
+      if (cfd < 0) return;
       const Map& m = g_maps[size_t(l->map_index)];
       auto* t = new Tunnel;
       t->cfd = cfd;
@@ -110,14 +104,17 @@ struct Worker {
         kill(t);
         continue;
       }
-      add(cfd, &t->hc, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
-      add(t->ufd, &t->hu, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+      bench::epoll_add(ep, cfd, &t->hc, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+      bench::epoll_add(ep, t->ufd, &t->hu, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
     }
   }
 
-  // Moves src -> pipe -> dst until EAGAIN; false on error.
-  static bool pump(int src, int dst, Dir& d) {
-    for (;;) {
+  enum class Pump { again, budget, error };
+
+  // Moves src -> pipe -> dst until EAGAIN (again), EOF, an error, or the budget of
+  // kSplicesPerTurn calls is spent (budget: there may be more to move).
+  static Pump pump(int src, int dst, Dir& d) {
+    for (int i = 0; i < kSplicesPerTurn; ++i) {
       if (d.pend > 0) {
         ssize_t n = splice(d.pipe_r, nullptr, dst, nullptr, d.pend, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
@@ -125,10 +122,10 @@ struct Worker {
           continue;
         }
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0 && errno == EAGAIN) return true;
-        return false;
+        if (n < 0 && errno == EAGAIN) return Pump::again;
+        return Pump::error;
       }
-      if (d.eof) return true;
+      if (d.eof) return Pump::again;
       ssize_t n = splice(src, nullptr, d.pipe_w, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         d.pend += size_t(n);
@@ -137,11 +134,24 @@ struct Worker {
       if (n == 0) {
         d.eof = true;
         shutdown(dst, SHUT_WR);
-        return true;
+        return Pump::again;
       }
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) return true;
-      return false;
+      if (errno == EAGAIN) return Pump::again;
+      return Pump::error;
+    }
+    return Pump::budget;
+  }
+
+  void pump_both(Tunnel* t) {
+    Pump a = pump(t->cfd, t->ufd, t->cu);
+    if (a == Pump::error) return kill(t);
+    Pump b = pump(t->ufd, t->cfd, t->uc);
+    if (b == Pump::error) return kill(t);
+    if (t->cu.eof && t->uc.eof && t->cu.pend == 0 && t->uc.pend == 0) return kill(t);
+    if ((a == Pump::budget || b == Pump::budget) && !t->queued) {
+      t->queued = true;
+      ready.push_back(t);
     }
   }
 
@@ -157,30 +167,38 @@ struct Worker {
       // EPOLLOUT may come before the handshake completes only with an error.
       t->connected = true;
     }
-    if (!pump(t->cfd, t->ufd, t->cu) || !pump(t->ufd, t->cfd, t->uc)) return kill(t);
-    if (t->cu.eof && t->uc.eof && t->cu.pend == 0 && t->uc.pend == 0) kill(t);
+    pump_both(t);
+  }
+
+  // After each batch of events: one more turn for the tunnels left in `ready`, then
+  // the tunnels closed meanwhile are freed (those still listed in `ready` next turn).
+  bool after_batch() {
+    turn.swap(ready);
+    for (Tunnel* t : turn) {
+      t->queued = false;
+      if (!t->dead) pump_both(t);
+    }
+    turn.clear();
+    size_t keep = 0;
+    for (Tunnel* t : graveyard) {
+      if (t->queued) graveyard[keep++] = t;
+      else delete t;
+    }
+    graveyard.resize(keep);
+    return !ready.empty();
   }
 
   void run() {
-    std::vector<epoll_event> events(512);
-    while (!g_stop.load(std::memory_order_relaxed)) {
-      int n = epoll_wait(ep, events.data(), int(events.size()), 200);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        bench::die("epoll_wait");
-      }
-      for (int i = 0; i < n; ++i) {
-        auto* h = static_cast<Handle*>(events[i].data.ptr);
-        if (h->type == Handle::listener) on_accept(h);
-        else on_tunnel(h);
-      }
-      for (Tunnel* t : graveyard) delete t;
-      graveyard.clear();
-    }
+    bench::run_loop(
+        ep, bench::g_stop,
+        [this](void* p, uint32_t) {
+          auto* h = static_cast<Handle*>(p);
+          if (h->type == Handle::listener) on_accept(h);
+          else on_tunnel(h);
+        },
+        [this] { return after_batch(); });
   }
 };
-
-void on_signal(int) { g_stop.store(true); }
 
 }  // namespace
 
@@ -212,11 +230,7 @@ int main(int argc, char** argv) {
   }
   if (g_maps.empty()) bench::usage_error("at least one --map LISTEN=TARGET");
   bench::raise_nofile();
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa{};
-  sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  bench::install_stop_signals();
 
   std::vector<Worker> workers(static_cast<size_t>(threads));
   std::vector<int> ports(g_maps.size());
@@ -233,8 +247,7 @@ int main(int argc, char** argv) {
         reinterpret_cast<sockaddr_in6&>(g_maps[m].listen).sin6_port = htons(uint16_t(ports[m]));
       else
         reinterpret_cast<sockaddr_in&>(g_maps[m].listen).sin_port = htons(uint16_t(ports[m]));
-      w.add(l->fd, l, EPOLLIN);
-      w.listeners.push_back(l);
+      bench::epoll_add(w.ep, l->fd, l, EPOLLIN);  // level-triggered: accept backs off on EMFILE
     }
   }
   std::printf("{\"ports\":[");
@@ -242,11 +255,6 @@ int main(int argc, char** argv) {
   std::printf("]}\n");
   std::fflush(stdout);
 
-  std::vector<std::thread> ts;
-  for (auto& w : workers) ts.emplace_back([&w] { w.run(); });
-  uint64_t end = bench::now_ns() + uint64_t(max_seconds * 1e9);
-  while (!g_stop.load() && bench::now_ns() < end) usleep(100 * 1000);
-  g_stop.store(true);
-  for (auto& t : ts) t.join();
+  bench::run_workers(workers, max_seconds);
   return 0;
 }
