@@ -47,12 +47,6 @@ std::optional<rule_id> snapshot::range_index::find(const ip_address& a, std::uin
 
 // ---- matching ---------------------------------------------------------------------
 
-std::optional<rule_id> snapshot::match(list_kind list, const canonical_host& host, std::uint16_t port) const noexcept {
-  if (host.is_ip()) return match(list, host, nullptr, port);
-  const host_key key = make_host_key(host.text);
-  return match(list, host, &key, port);
-}
-
 std::optional<rule_id> snapshot::match(list_kind list, const canonical_host& host, const host_key* key,
                                        std::uint16_t port) const noexcept {
   const list_index& idx = index(list);
@@ -61,8 +55,7 @@ std::optional<rule_id> snapshot::match(list_kind list, const canonical_host& hos
     if (auto r = idx.addresses.find(*host.address, port)) return r;
     return first_fitting(idx.any, port);
   }
-  if (key)
-    if (auto r = idx.names.match(*key, port)) return r;
+  if (auto r = idx.names.match(*key, port)) return r;
   return first_fitting(idx.any, port);
 }
 

@@ -85,10 +85,9 @@ class snapshot {
   grammar syntax() const noexcept { return syntax_; }
   bool allow_private() const noexcept { return allow_private_; }
 
-  /// The first rule of `list` that matches the host and port, or nullopt.
-  std::optional<rule_id> match(list_kind list, const canonical_host& host, std::uint16_t port) const noexcept;
-  /// The same with the name's suffix hashes computed by the caller (decide() shares
-  /// them between the deny and allow lists).
+  /// The first rule of `list` that matches the host and port, or nullopt. `key` holds
+  /// the name's suffix hashes (make_host_key), computed once by decide() for both
+  /// lists; null for an IP literal.
   std::optional<rule_id> match(list_kind list, const canonical_host& host, const host_key* key,
                                std::uint16_t port) const noexcept;
 

@@ -7,7 +7,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
-#include <functional>
 #include <memory>
 #include <string>
 #include <vector>

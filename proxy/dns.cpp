@@ -126,11 +126,6 @@ std::size_t dns_cache::size() const {
   return entries_.size();
 }
 
-void dns_cache::clear() {
-  const std::lock_guard lock(mutex_);
-  entries_.clear();
-}
-
 // ---- resolver ---------------------------------------------------------------------
 
 namespace {

@@ -146,9 +146,6 @@ class dns_cache {
   /// Number of entries held, expired ones included.
   std::size_t size() const;
 
-  /// Drops every entry.
-  void clear();
-
  private:
   struct name_hash {
     using is_transparent = void;

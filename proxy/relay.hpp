@@ -44,8 +44,6 @@ class pipe_pool {
   /// Close a pipe that may still hold data.
   static void discard(pipe_fds p) noexcept;
 
-  std::size_t idle() const noexcept { return idle_.size(); }
-
  private:
   std::vector<pipe_fds> idle_;
   std::size_t max_idle_;

@@ -2,8 +2,6 @@
 
 #include <boost/asio/post.hpp>
 
-#include <vector>
-
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 
@@ -34,7 +32,6 @@ void worker::attach(worker_task* t) noexcept {
   t->next_ = tasks_;
   if (tasks_ != nullptr) tasks_->prev_ = t;
   tasks_ = t;
-  ++task_count_;
   if (!sweeping_) {
     sweeping_ = true;
     sweep();
@@ -50,7 +47,6 @@ void worker::detach(worker_task* t) noexcept {
     return;  // not attached
   if (t->next_ != nullptr) t->next_->prev_ = t->prev_;
   t->prev_ = t->next_ = nullptr;
-  --task_count_;
 }
 
 void worker::sweep() {

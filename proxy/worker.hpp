@@ -54,13 +54,11 @@ class worker {
   runtime& shared() noexcept { return rt_; }
   resolver& dns() noexcept { return *dns_; }
   pipe_pool& pipes() noexcept { return pipes_; }
-  unsigned index() const noexcept { return index_; }
 
   /// Sessions and tunnels attach while alive (worker thread only). Attaching starts
   /// the sweep if it is not running.
   void attach(worker_task* t) noexcept;
   void detach(worker_task* t) noexcept;
-  std::size_t live_tasks() const noexcept { return task_count_; }
 
   /// Aborts every attached task (posted to the worker thread; any thread may call).
   void abort_all();
@@ -82,7 +80,6 @@ class worker {
   std::unique_ptr<resolver> dns_;
   pipe_pool pipes_;
   worker_task* tasks_ = nullptr;  // head of the intrusive list
-  std::size_t task_count_ = 0;
   boost::asio::steady_timer sweep_timer_{io_};
   bool sweeping_ = false;
   std::array<char, 65536> scratch_{};
