@@ -82,10 +82,17 @@ std::string_view to_string(close_cause c) noexcept {
 namespace {
 
 class tunnel final : public worker_task, public std::enable_shared_from_this<tunnel> {
+  using socket = asio::generic::stream_protocol::socket;
+
  public:
   tunnel(worker& w, asio::generic::stream_protocol::socket c, asio::ip::tcp::socket u, std::chrono::milliseconds idle,
          std::function<void(const relay_result&)> on_close)
       : w_(w), client_(std::move(c)), upstream_(std::move(u)), idle_(idle), on_close_(std::move(on_close)) {
+    up_.from_client = true;
+    up_.source = &client_;
+    up_.dest = &upstream_;
+    down_.source = &upstream_;
+    down_.dest = &client_;
     w_.shared().active_connections.fetch_add(1, std::memory_order_relaxed);
   }
 
@@ -126,7 +133,9 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
  private:
   // One direction of the tunnel.
   struct pump {
-    bool from_client = true;
+    bool from_client = false;
+    socket* source = nullptr;
+    socket* dest = nullptr;
     std::uint64_t bytes = 0;
     pipe_pool::pipe_fds pipe;      // leased while it holds data
     std::size_t in_pipe = 0;       // bytes in the pipe not yet written
@@ -136,17 +145,10 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
     bool done = false;
   };
 
-  static pump make_pump(bool from_client) {
-    pump p;
-    p.from_client = from_client;
-    return p;
-  }
+  static int source_fd(const pump& p) { return p.source->native_handle(); }
+  static int dest_fd(const pump& p) { return p.dest->native_handle(); }
 
-  int source_fd(const pump& p) { return p.from_client ? client_.native_handle() : upstream_.native_handle(); }
-  int dest_fd(const pump& p) { return p.from_client ? upstream_.native_handle() : client_.native_handle(); }
-
-  template <class Socket>
-  void wait(Socket& s, asio::socket_base::wait_type type, pump& p) {
+  void wait(socket& s, asio::socket_base::wait_type type, pump& p) {
     s.async_wait(type, [self = shared_from_this(), &p](const boost::system::error_code& ec) {
       if (self->closed_) return;
       if (ec) {
@@ -156,18 +158,8 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
       self->run(p);
     });
   }
-  void wait_source(pump& p) {
-    if (p.from_client)
-      wait(client_, asio::socket_base::wait_read, p);
-    else
-      wait(upstream_, asio::socket_base::wait_read, p);
-  }
-  void wait_dest(pump& p) {
-    if (p.from_client)
-      wait(upstream_, asio::socket_base::wait_write, p);
-    else
-      wait(client_, asio::socket_base::wait_write, p);
-  }
+  void wait_source(pump& p) { wait(*p.source, asio::socket_base::wait_read, p); }
+  void wait_dest(pump& p) { wait(*p.dest, asio::socket_base::wait_write, p); }
 
   void fail(pump& p) { close(p.from_client ? close_cause::client_reset : close_cause::upstream_reset); }
   void fail_dest(pump& p) { close(p.from_client ? close_cause::upstream_reset : close_cause::client_reset); }
@@ -220,10 +212,7 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
       return;
     }
     boost::system::error_code ignored;
-    if (p.from_client)
-      upstream_.shutdown(asio::socket_base::shutdown_send, ignored);
-    else
-      client_.shutdown(asio::socket_base::shutdown_send, ignored);
+    p.dest->shutdown(asio::socket_base::shutdown_send, ignored);
   }
 
   void run(pump& p) {
@@ -278,6 +267,7 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
           }
         }
       }
+      const int read_errno = errno;  // before release() below can make a syscall
       if (n > 0) {
         p.bytes += static_cast<std::size_t>(n);
         moved += static_cast<std::size_t>(n);
@@ -290,8 +280,8 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
         source_eof(p);
         return;
       }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
+      if (read_errno == EINTR) continue;
+      if (read_errno == EAGAIN) {
         wait_source(p);
         return;
       }
@@ -310,13 +300,13 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
   }
 
   worker& w_;
-  asio::generic::stream_protocol::socket client_;
-  asio::ip::tcp::socket upstream_;
+  socket client_;
+  socket upstream_;  // converted from the dialled tcp::socket: one type for both ends
   std::chrono::milliseconds idle_;
   std::function<void(const relay_result&)> on_close_;
   steady_clock::time_point last_activity_ = steady_clock::now();
-  pump up_ = make_pump(true);
-  pump down_ = make_pump(false);
+  pump up_;    // client -> upstream
+  pump down_;  // upstream -> client
   close_cause cause_ = close_cause::both_eof;
   bool closed_ = false;
   bool first_eof_seen_ = false;
