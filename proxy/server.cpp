@@ -343,10 +343,8 @@ int server::run() {
                 .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
   s.control.run();
 
-  // Sessions were cancelled (or finished); let each worker run out of work.
-  for (auto& w : s.workers) {
-    w->abort_all();
-  }
+  // finish() aborted whatever was still open; give the aborted sessions a moment to
+  // unwind, then stop the loops (stop_and_join runs what is left on this thread).
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   while (s.rt.active_connections.load() > 0 && std::chrono::steady_clock::now() < give_up)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

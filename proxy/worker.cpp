@@ -105,6 +105,8 @@ void worker::run_loop() {
 
 void worker::stop_and_join() {
   if (!thread_.joinable()) return;
+  // A loop that still runs shuts the resolver and the sweep down itself and runs out
+  // of work; one the server has stopped (io().stop()) runs this posted handler below.
   boost::asio::post(io_, [this] {
     if (dns_) dns_->shutdown();
     sweep_timer_.cancel();
