@@ -400,6 +400,7 @@ asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_
   hl.max_headers = limits.max_headers;
   hl.max_line_bytes = std::min<std::size_t>(limits.max_head_bytes, 8192);
   bool waiting_for_first_byte = idle_until_first_byte && s.in.empty();
+  std::size_t line_start = 0;  // where the line still being received starts in s.in
   for (;;) {
     auto result = proto::parse_http_head(s.in, hl);
     if (auto* failure = std::get_if<proto::parse_failure>(&result)) {
@@ -410,17 +411,28 @@ asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_
       co_return std::nullopt;
     }
     if (auto* done = std::get_if<proto::parsed<proto::http_request>>(&result)) co_return std::move(*done);
-    if (waiting_for_first_byte && !s.in.empty()) {  // the head has started: it has head_timeout to finish
-      waiting_for_first_byte = false;
-      deadline = steady::now() + limits.head_timeout;
+    // A head can only complete, or fail anew, once a line ends or grows too long: read
+    // until then, so a head trickled in byte by byte is parsed O(lines) times, not
+    // O(bytes) times.
+    for (;;) {
+      if (waiting_for_first_byte && !s.in.empty()) {  // the head has started: it has head_timeout to finish
+        waiting_for_first_byte = false;
+        deadline = steady::now() + limits.head_timeout;
+      }
+      const std::size_t old = s.in.size();
+      const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
+      if (st != read_status::ok) {
+        if (st == read_status::timeout && !waiting_for_first_byte)
+          co_await send_refusal(
+              s, plain_refusal(408, "http_request_error", "egressd: the request head did not arrive in time"));
+        co_return std::nullopt;
+      }
+      if (const auto nl = std::string_view(s.in).substr(old).rfind('\n'); nl != std::string_view::npos) {
+        line_start = old + nl + 1;
+        break;
+      }
+      if (s.in.size() - line_start > hl.max_line_bytes || s.in.size() > limits.max_head_bytes) break;
     }
-    const auto st = co_await read_more(s, deadline, limits.max_head_bytes + 1);
-    if (st == read_status::ok) continue;
-    if (st == read_status::timeout && !waiting_for_first_byte) {
-      co_await send_refusal(
-          s, plain_refusal(408, "http_request_error", "egressd: the request head did not arrive in time"));
-    }
-    co_return std::nullopt;
   }
 }
 

@@ -112,6 +112,27 @@ class RobustnessTest(EgressdTestCase):
                 self.assertEqual(r.status, 431, r.describe())
         self.assert_still_serving()
 
+    def test_head_in_single_bytes_is_served(self):
+        """A head that arrives a byte per segment is still read to its end."""
+        target = self.o.echo.hostport
+        with self.ep.connect() as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for b in request_bytes("CONNECT", target, [("Host", target)]):
+                s.send(bytes([b]))
+            head, rest = harness.read_head(s, IO_TIMEOUT)
+            self.assertEqual(head.status, 200, head.describe())
+            self.assert_echo(s, rest)
+
+    def test_overlong_line_refused_without_its_end(self):
+        """A request line longer than any allowed, with no line end yet, is refused at
+        once (431), not after head_timeout."""
+        with self.ep.connect() as s:
+            t0 = time.monotonic()
+            s.sendall(b"GET http://" + b"a" * 5000)  # max_head_bytes: 4096
+            r, _ = read_response(s)
+            self.assertEqual(r.status, 431, r.describe())
+            self.assertLess(time.monotonic() - t0, HEAD_TIMEOUT_S / 2)
+
     def test_malformed_requests_400(self):
         echo, web = self.o.echo.hostport.encode(), self.o.http.hostport.encode()
         cases = {
