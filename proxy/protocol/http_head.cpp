@@ -127,6 +127,9 @@ error parse_authority(std::string_view authority, bool port_required, http_reque
     const auto close = authority.find(']');
     if (close == std::string_view::npos) return parse_errc::bad_target;
     host = authority.substr(1, close - 1);
+    // Brackets hold an IPv6 literal (RFC 3986 §3.2.2), which always has a ':'; a name
+    // or IPv4 address in brackets is malformed, not a name to decide on.
+    if (host.find(':') == std::string_view::npos) return parse_errc::bad_target;
     // ':' is legitimate inside the brackets.
     if (std::any_of(host.begin(), host.end(),
                     [](char c) { return c != ':' && !is_plain_host_byte(c); })) {

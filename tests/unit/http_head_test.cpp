@@ -618,6 +618,8 @@ TEST_CASE("bad_target: CONNECT needs host:port", "[unit][http_head]") {
       "[::1]]:443",
       "[[::1]:443",
       "::1:443",                 // IPv6 without brackets
+      "[example.com]:443",       // brackets around a name or an IPv4 address
+      "[127.0.0.1]:443",
       "exa mple.com:443",        // whitespace
       "exa/mple.com:443",
       "exa[mple.com:443",
