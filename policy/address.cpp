@@ -87,6 +87,16 @@ std::string ip_address::to_string() const {
     }
     return out;
   }
+  // RFC 5952 §5: IPv4-mapped addresses in mixed notation.
+  if (std::all_of(bytes.begin(), bytes.begin() + 10, [](std::uint8_t b) { return b == 0; }) && bytes[10] == 0xFF &&
+      bytes[11] == 0xFF) {
+    out = "::ffff:";
+    for (std::size_t i = 12; i < 16; ++i) {
+      if (i > 12) out += '.';
+      out += std::to_string(bytes[i]);
+    }
+    return out;
+  }
   std::array<unsigned, 8> groups{};
   for (std::size_t i = 0; i < 8; ++i) groups[i] = (unsigned{bytes[2 * i]} << 8) | bytes[2 * i + 1];
   // RFC 5952 §4.2: compress the longest run of two or more zero groups, the first on a tie.

@@ -13,6 +13,8 @@
 
 #include "proxy/protocol/socks5.hpp"
 
+#include "policy/address.hpp"
+
 #include <algorithm>
 #include <ostream>
 #include <utility>
@@ -31,7 +33,6 @@ std::uint8_t octet(std::string_view bytes, std::size_t i) noexcept {
   return static_cast<std::uint8_t>(bytes[i]);
 }
 
-void append_decimal(std::string& out, unsigned value) { out += std::to_string(value); }
 
 // Printable ASCII as is, anything else as \xHH: a domain may hold any octet.
 void print_escaped(std::ostream& os, std::string_view s) {
@@ -44,15 +45,6 @@ void print_escaped(std::ostream& os, std::string_view s) {
       os << "\\x" << hex[u >> 4] << hex[u & 0xF];
     }
   }
-}
-
-std::string format_ipv4(std::string_view four) {
-  std::string out;
-  for (std::size_t i = 0; i < 4; ++i) {
-    if (i) out += '.';
-    append_decimal(out, octet(four, i));
-  }
-  return out;
 }
 
 }  // namespace
@@ -140,12 +132,17 @@ parse_result<socks5_request> parse_socks5_request(std::string_view bytes) {
   r.address_type = static_cast<socks5_address_type>(atyp);
   const auto address = bytes.substr(address_at, address_len);
   switch (r.address_type) {
-    case socks5_address_type::ipv4: r.host = format_ipv4(address); break;
+    case socks5_address_type::ipv4: {
+      std::uint32_t v4 = 0;
+      for (std::size_t i = 0; i < 4; ++i) v4 = (v4 << 8) | octet(address, i);
+      r.host = policy::ip_address::from_v4(v4).to_string();
+      break;
+    }
     case socks5_address_type::domain: r.host.assign(address); break;  // raw, see header
     case socks5_address_type::ipv6: {
       std::array<std::uint8_t, 16> a{};
       for (std::size_t i = 0; i < 16; ++i) a[i] = octet(address, i);
-      r.host = format_ipv6(a);
+      r.host = policy::ip_address::from_v6(a).to_string();
       break;
     }
   }
@@ -205,58 +202,6 @@ socks5_reply_code socks5_reply_for(parse_errc e) noexcept {
     case parse_errc::bad_address_type: return socks5_reply_code::address_type_not_supported;
     default: return socks5_reply_code::general_failure;
   }
-}
-
-std::string format_ipv6(const std::array<std::uint8_t, 16>& a) {
-  // RFC 5952 §5: IPv4-mapped addresses in mixed notation.
-  if (std::all_of(a.begin(), a.begin() + 10, [](std::uint8_t b) { return b == 0; }) &&
-      a[10] == 0xFF && a[11] == 0xFF) {
-    std::string out = "::ffff:";
-    for (std::size_t i = 12; i < 16; ++i) {
-      if (i > 12) out += '.';
-      append_decimal(out, a[i]);
-    }
-    return out;
-  }
-  std::array<unsigned, 8> groups{};
-  for (std::size_t i = 0; i < 8; ++i) groups[i] = (unsigned{a[2 * i]} << 8) | a[2 * i + 1];
-  // §4.2.2/§4.2.3: compress the longest run of zero groups, the first if tied, and
-  // never a single group.
-  std::size_t best_at = 8;
-  std::size_t best_len = 1;
-  for (std::size_t i = 0; i < 8;) {
-    if (groups[i] != 0) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < 8 && groups[j] == 0) ++j;
-    if (j - i > best_len) {
-      best_at = i;
-      best_len = j - i;
-    }
-    i = j;
-  }
-  static constexpr char hex[] = "0123456789abcdef";  // §4.3: lower case
-  std::string out;
-  for (std::size_t i = 0; i < 8; ++i) {
-    if (i == best_at) {
-      out += "::";
-      i += best_len - 1;
-      continue;
-    }
-    if (!out.empty() && out.back() != ':') out += ':';
-    // §4.1: no leading zeros.
-    bool started = false;
-    for (int shift = 12; shift >= 0; shift -= 4) {
-      const unsigned nibble = (groups[i] >> shift) & 0xF;
-      if (nibble != 0 || started || shift == 0) {
-        out += hex[nibble];
-        started = true;
-      }
-    }
-  }
-  return out;
 }
 
 std::ostream& operator<<(std::ostream& os, const socks5_greeting& g) {

@@ -106,11 +106,6 @@ std::array<std::uint8_t, 22> socks5_reply(socks5_reply_code code,
 /// otherwise (RFC 1928 §6).
 socks5_reply_code socks5_reply_for(parse_errc e) noexcept;
 
-/// RFC 5952 text of an IPv6 address: lower-case hex, no leading zeros, the longest
-/// (first on a tie) run of two or more zero groups as "::", and `::ffff:a.b.c.d`
-/// for IPv4-mapped addresses (§5). No brackets.
-std::string format_ipv6(const std::array<std::uint8_t, 16>& address);
-
 std::ostream& operator<<(std::ostream& os, const socks5_greeting& g);
 /// Prints the username; the password never.
 std::ostream& operator<<(std::ostream& os, const socks5_credentials& c);

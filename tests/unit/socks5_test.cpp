@@ -286,36 +286,6 @@ TEST_CASE("reply codes for parse failures", "[unit][socks5]") {
   CHECK(socks5_reply_for(parse_errc::bad_version) == socks5_reply_code::general_failure);
 }
 
-TEST_CASE("format_ipv6 follows RFC 5952", "[unit][socks5]") {
-  struct row {
-    std::array<std::uint16_t, 8> groups;
-    std::string_view text;
-  };
-  const auto r = GENERATE(values<row>({
-      {{0, 0, 0, 0, 0, 0, 0, 0}, "::"},
-      {{0, 0, 0, 0, 0, 0, 0, 1}, "::1"},
-      {{1, 0, 0, 0, 0, 0, 0, 0}, "1::"},
-      {{0x2001, 0xdb8, 0, 0, 0, 0, 0, 1}, "2001:db8::1"},
-      {{0x2001, 0xdb8, 0, 0, 1, 0, 0, 1}, "2001:db8::1:0:0:1"},      // §4.2.3: first of a tie
-      {{0x2001, 0, 0, 1, 0, 0, 0, 1}, "2001:0:0:1::1"},              // §4.2.3: the longest
-      {{0x2001, 0xdb8, 0, 1, 1, 1, 1, 1}, "2001:db8:0:1:1:1:1:1"},  // §4.2.2: not one group
-      {{0x2001, 0xDB8, 0xABCD, 0x12, 0, 0, 0xF00, 0xFFFF}, "2001:db8:abcd:12::f00:ffff"},
-      {{0xfe80, 0, 0, 0, 0x1ff, 0xfe23, 0x4567, 0x890a}, "fe80::1ff:fe23:4567:890a"},
-      {{0, 0, 0, 0, 0, 0xffff, 0xc000, 0x0201}, "::ffff:192.0.2.1"},  // §5: IPv4-mapped
-      {{0, 0, 0, 0, 0, 0, 0xc000, 0x0201}, "::c000:201"},
-      {{0x64, 0xff9b, 0, 0, 0, 0, 0xc000, 0x0201}, "64:ff9b::c000:201"},
-      {{1, 2, 3, 4, 5, 6, 7, 8}, "1:2:3:4:5:6:7:8"},
-      {{1, 0, 0, 2, 0, 0, 0, 3}, "1:0:0:2::3"},
-      {{0, 0, 1, 0, 0, 0, 0, 0}, "0:0:1::"},
-  }));
-  std::array<std::uint8_t, 16> a{};
-  for (std::size_t i = 0; i < 8; ++i) {
-    a[2 * i] = static_cast<std::uint8_t>(r.groups[i] >> 8);
-    a[2 * i + 1] = static_cast<std::uint8_t>(r.groups[i] & 0xFF);
-  }
-  CHECK(format_ipv6(a) == r.text);
-}
-
 // ---------------------------------------------------------------- scripted exchanges
 
 namespace {
