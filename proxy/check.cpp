@@ -1,14 +1,15 @@
 #include "proxy/check.hpp"
 
-#include <netdb.h>
-#include <netinet/in.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include <charconv>
-#include <cstring>
 
 #include "policy/guard.hpp"
 #include "policy/host.hpp"
 #include "proxy/log.hpp"
+#include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 
 namespace egressd::proxy {
@@ -20,6 +21,18 @@ std::optional<std::uint16_t> parse_port(std::string_view s) {
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc{} || p != s.data() + s.size() || v == 0 || v > 65535) return std::nullopt;
   return static_cast<std::uint16_t>(v);
+}
+
+// One lookup with the daemon's resolver, on a loop of its own.
+std::pair<boost::system::error_code, dns_answer> resolve_once(const std::string& name, const dns_options& options) {
+  boost::asio::io_context io;
+  dns_cache cache;
+  resolver res(io.get_executor(), cache, options);
+  std::pair<boost::system::error_code, dns_answer> out;
+  boost::asio::co_spawn(
+      io, [&]() -> boost::asio::awaitable<void> { out = co_await res.resolve(name); }, boost::asio::detached);
+  io.run();
+  return out;
 }
 }  // namespace
 
@@ -52,7 +65,8 @@ std::optional<check_target> parse_check_target(std::string_view text) {
   return t;
 }
 
-check_report check_destination(const policy::snapshot& policy, const check_target& target, bool resolve) {
+check_report check_destination(const policy::snapshot& policy, const check_target& target,
+                               const dns_options* resolve) {
   check_report r;
   auto host = policy::canonicalize_host(target.host);
   r.host = host.ok() ? host.host->text : target.host;
@@ -74,25 +88,11 @@ check_report check_destination(const policy::snapshot& policy, const check_targe
     if (host.host->is_ip()) {
       addresses.push_back(*host.host->address);
     } else {
-      addrinfo hints{};
-      hints.ai_socktype = SOCK_STREAM;
-      addrinfo* res = nullptr;
-      const int rc = ::getaddrinfo(host.host->text.c_str(), nullptr, &hints, &res);
-      if (rc != 0) {
-        r.resolve_error = ::gai_strerror(rc);
-      } else {
-        for (addrinfo* a = res; a; a = a->ai_next) {
-          if (a->ai_family == AF_INET) {
-            addresses.push_back(policy::ip_address::from_v4(
-                ntohl(reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr.s_addr)));
-          } else if (a->ai_family == AF_INET6) {
-            std::array<std::uint8_t, 16> b;
-            std::memcpy(b.data(), reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr.s6_addr, 16);
-            addresses.push_back(policy::ip_address::from_v6(b));
-          }
-        }
-        ::freeaddrinfo(res);
-      }
+      auto [ec, answer] = resolve_once(host.host->text, *resolve);
+      if (ec)
+        r.resolve_error = ec.message();
+      else
+        for (const auto& a : answer.addresses) addresses.push_back(to_policy(a));
     }
     for (const auto& a : addresses) {
       auto v = policy::classify(policy, *host.host, a, target.port, locals);

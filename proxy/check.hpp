@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policy/snapshot.hpp"
+#include "proxy/dns.hpp"
 
 namespace egressd::proxy {
 
@@ -35,7 +36,11 @@ struct check_report {
   std::string resolve_error;
 };
 
-check_report check_destination(const policy::snapshot& policy, const check_target& target, bool resolve);
+/// Decides `target` as the daemon would; with `resolve`, also resolves the name with
+/// the daemon's own resolver (same servers, hosts file, no search domains) and judges
+/// every address as the guard would.
+check_report check_destination(const policy::snapshot& policy, const check_target& target,
+                               const dns_options* resolve);
 
 /// `{"host":...,"port":...,"decision":...,"rule":...|null,"reason":...}` (+ "addresses" with --resolve)
 std::string to_json(const check_report& r);

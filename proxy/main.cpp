@@ -13,6 +13,7 @@
 #include "policy/presets.hpp"
 #include "proxy/check.hpp"
 #include "proxy/log.hpp"
+#include "proxy/runtime.hpp"
 #include "proxy/server.hpp"
 #include "proxy/startup.hpp"
 
@@ -138,7 +139,8 @@ int cmd_check(const arguments& a) {
   }
   auto target = egressd::proxy::parse_check_target(a.positional[0]);
   if (!target) return usage_error("'" + a.positional[0] + "' is not HOST[:PORT] with a port of 1-65535");
-  auto report = egressd::proxy::check_destination(*loaded.policy, *target, a.resolve);
+  const auto dns = egressd::proxy::dns_options_for(loaded.config->dns);
+  auto report = egressd::proxy::check_destination(*loaded.policy, *target, a.resolve ? &dns : nullptr);
   std::cout << (a.json ? egressd::proxy::to_json(report) : egressd::proxy::to_text(report)) << "\n";
   return 0;
 }

@@ -10,6 +10,16 @@ namespace egressd::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+policy::ip_address to_policy(const asio::ip::address& a) {
+  if (a.is_v4()) return policy::ip_address::from_v4(a.to_v4().to_uint());
+  return policy::ip_address::from_v6(a.to_v6().to_bytes());
+}
+
+asio::ip::address to_asio(const policy::ip_address& a) {
+  if (a.is_v4()) return asio::ip::address_v4(a.v4());
+  return asio::ip::address_v6(a.bytes);
+}
+
 std::optional<tcp::endpoint> ip_endpoint(const asio::generic::stream_protocol::endpoint& ep) {
   const int family = ep.data()->sa_family;
   if (family != AF_INET && family != AF_INET6) return std::nullopt;

@@ -1,5 +1,5 @@
 #pragma once
-// Socket addresses as the daemon writes and binds them: one text form for every log
+// Socket addresses as the daemon converts, writes and binds them: one text form for every log
 // and record ("127.0.0.1:3128", "[::1]:3128", "unix"), and one way to turn a configured
 // host:port into an address to bind, shared by the listeners and the admin endpoint.
 
@@ -11,8 +11,13 @@
 #include <string>
 
 #include "config/endpoint.hpp"
+#include "policy/address.hpp"
 
 namespace egressd::proxy {
+
+/// An address as the policy core sees it, and back.
+policy::ip_address to_policy(const boost::asio::ip::address& a);
+boost::asio::ip::address to_asio(const policy::ip_address& a);
 
 /// The IP endpoint of a generic one (an accepted peer, a bound listener); nullopt for
 /// a Unix socket.

@@ -7,6 +7,16 @@
 
 namespace egressd::proxy {
 
+dns_options dns_options_for(const config::dns_config& dns) {
+  dns_options o;
+  o.servers = dns.servers;
+  o.timeout = dns.timeout;
+  o.max_ttl = dns.max_ttl;
+  o.negative_ttl = dns.negative_ttl;
+  o.hosts_file = dns.hosts_file;
+  return o;
+}
+
 std::vector<policy::ip_address> interface_addresses() {
   std::vector<policy::ip_address> out;
   ifaddrs* list = nullptr;

@@ -26,6 +26,10 @@ struct runtime {
   std::atomic<bool> draining{false};
 };
 
+/// The resolver's options as the `dns:` section sets them (the daemon's workers and
+/// `check --resolve` resolve alike).
+dns_options dns_options_for(const config::dns_config& dns);
+
 /// This host's interface addresses (getifaddrs), for the guard's own_address class.
 std::vector<policy::ip_address> interface_addresses();
 

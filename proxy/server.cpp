@@ -86,16 +86,6 @@ struct server::impl {
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
   }
 
-  dns_options dns_opts(const config::config& cfg) {
-    dns_options o;
-    o.servers = cfg.dns.servers;
-    o.timeout = cfg.dns.timeout;
-    o.max_ttl = cfg.dns.max_ttl;
-    o.negative_ttl = cfg.dns.negative_ttl;
-    o.hosts_file = cfg.dns.hosts_file;
-    return o;
-  }
-
   void bind_listener(const config::listener_config& lc) {
     auto bl = std::make_unique<bound_listener>();
     bl->info = {lc.address.to_string(), lc.http, lc.socks5};
@@ -306,7 +296,7 @@ int server::run() {
   auto cfg = s.rt.config.load();
   unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   try {
-    for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, s.dns_opts(*cfg)));
+    for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns)));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (cfg->admin) {
       std::vector<worker*> ws;

@@ -141,16 +141,6 @@ dial_error classify_connect_error(const boost::system::error_code& ec) {
   return dial_error::unreachable;
 }
 
-policy::ip_address to_policy(const asio::ip::address& a) {
-  if (a.is_v4()) return policy::ip_address::from_v4(a.to_v4().to_uint());
-  return policy::ip_address::from_v6(a.to_v6().to_bytes());
-}
-
-asio::ip::address to_asio(const policy::ip_address& a) {
-  if (a.is_v4()) return asio::ip::address_v4(a.v4());
-  return asio::ip::address_v6(a.bytes);
-}
-
 // The confirmation hook's place in the path (DESIGN.md §2.5). Until a hook client is
 // configured, an `ask` is a denial with its own reason.
 policy::decision confirm(const session&, const destination& d) {

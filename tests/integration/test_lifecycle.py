@@ -285,8 +285,8 @@ class CliTest(EgressdTestCase):
         r = self.cli("check-config", "--config", self.write("syntax.yaml", "version: 1\nlisteners: [\n"))
         self.assertNotEqual(r.returncode, 0)
 
-    def check(self, config: str, target: str) -> dict:
-        r = self.cli("check", "--config", config, target, "--json")
+    def check(self, config: str, target: str, *extra: str) -> dict:
+        r = self.cli("check", "--config", config, target, "--json", *extra)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # a deny is an answer, not an error
         text = r.stdout.decode().strip()
         try:
@@ -295,6 +295,20 @@ class CliTest(EgressdTestCase):
             out = json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
         self.assertLessEqual({"host", "port", "decision", "rule", "reason"}, set(out), out)
         return out
+
+    def test_check_resolve_uses_the_daemons_resolver(self):
+        """--resolve resolves as the daemon does: the hosts file it is given (CARES_HOSTS,
+        which getaddrinfo ignores) and the configured servers, and judges each address."""
+        cfg = self.write("resolve.yaml", 'version: 1\nlisteners: [{address: "127.0.0.1:0"}]\n'
+                         'policy: {allow: ["loopy.test", "private.test", "nosuch.test"]}\n'
+                         'dns: {servers: ["127.0.0.1:9"], timeout: 500ms}\n')
+        out = self.check(cfg, "loopy.test:443", "--resolve")
+        self.assertEqual(out["addresses"], [{"address": "127.0.0.1", "verdict": "loopback"}], out)
+        out = self.check(cfg, "private.test:443", "--resolve")
+        self.assertEqual(out["addresses"], [{"address": "10.1.2.3", "verdict": "private_network"}], out)
+        out = self.check(cfg, "nosuch.test:443", "--resolve")  # not in the file; no server answers
+        self.assertEqual(out["addresses"], [], out)
+        self.assertTrue(out.get("resolve_error"), out)
 
     def test_check_json(self):
         cfg = self.write("policy.yaml", self.POLICY)
