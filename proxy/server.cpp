@@ -82,6 +82,7 @@ struct server::impl {
 
   impl(config_source s, loaded_config initial) : source(std::move(s)) {
     rt.config.store(initial.config);
+    rt.max_connections.store(initial.config->limits.max_connections);
     rt.policy.store(initial.policy);
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
   }
@@ -155,7 +156,7 @@ struct server::impl {
         continue;
       }
       backoff = std::chrono::milliseconds(10);
-      const auto max = rt.config.load()->limits.max_connections;
+      const auto max = rt.max_connections.load(std::memory_order_relaxed);
       if (rt.active_connections.load(std::memory_order_relaxed) >= max) {
         boost::system::error_code ignored;
         peer.close(ignored);
@@ -218,6 +219,7 @@ struct server::impl {
       log_event(log_level::warn, "log changes take effect after a restart");
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
     rt.config.store(next.config);
+    rt.max_connections.store(next.config->limits.max_connections);
     rt.policy.store(next.policy);
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
