@@ -179,6 +179,45 @@ void run_loop(int ep, const std::atomic<bool>& stop, OnEvent&& on_event, AfterBa
   }
 }
 
+// Edge-triggered epoll reports no new event for bytes already waiting, so a connection
+// that stopped at its per-event budget waits in `ready` and is handled again after the
+// batch. A closed one waits in `graveyard` until nothing queued points at it. T has
+// `bool queued` and `bool dead`, and is owned (new/delete) by the worker.
+template <class T>
+struct turn_queue {
+  std::vector<T*> ready, turn, graveyard;
+
+  void requeue(T* c) {
+    if (c->queued) return;
+    c->queued = true;
+    ready.push_back(c);
+  }
+  void bury(T* c) {
+    c->dead = true;
+    graveyard.push_back(c);
+  }
+  // One more turn for each connection left in `ready` (handle(c) for the live ones),
+  // then frees the buried ones no longer queued. True while work is left over.
+  template <class Handle>
+  bool run(Handle&& handle) {
+    turn.swap(ready);
+    for (T* c : turn) {
+      c->queued = false;
+      if (!c->dead) handle(c);
+    }
+    turn.clear();
+    size_t keep = 0;
+    for (T* c : graveyard) {
+      if (c->queued)
+        graveyard[keep++] = c;
+      else
+        delete c;
+    }
+    graveyard.resize(keep);
+    return !ready.empty();
+  }
+};
+
 // Runs w.run() of each worker on its own thread until g_stop or `max_seconds` pass.
 template <class Worker>
 void run_workers(std::vector<Worker>& workers, double max_seconds) {

@@ -28,8 +28,8 @@ struct Conn {
   Kind service = Kind::echo;  // for listeners: what accepted sockets serve
   bool close_after_write = false;
   bool dead = false;    // closed; deleted once nothing refers to it
-  bool queued = false;  // in Worker::ready
-  uint32_t again_ev = 0;  // the events to handle again from Worker::ready
+  bool queued = false;  // in Worker::queue
+  uint32_t again_ev = 0;  // the events to handle again from Worker::queue
   std::string in;    // http: partial request heads
   std::string pend;  // echo/http: bytes not yet written
 };
@@ -37,7 +37,7 @@ struct Conn {
 std::string g_http_response;
 constexpr size_t kSourceChunk = 64 * 1024;
 // System calls of one kind (reads, or sends) a connection makes per event; the rest
-// of its work waits in Worker::ready until every other ready connection had its turn.
+// of its work waits in Worker::queue until every other ready connection had its turn.
 constexpr int kCallsPerTurn = 8;
 
 struct Worker {
@@ -45,22 +45,17 @@ struct Worker {
   std::vector<char> buf = std::vector<char>(kSourceChunk);
   std::vector<char> source_buf = std::vector<char>(kSourceChunk, 'x');
   // Edge-triggered: a connection that stopped at its budget gets no new event for the
-  // data already there, so it is handled again after the batch, from this list.
-  std::vector<Conn*> ready, turn;
-  std::vector<Conn*> graveyard;
+  // data already there, so it is handled again after the batch, from this queue.
+  bench::turn_queue<Conn> queue;
 
   void close_conn(Conn* c) {
     close(c->fd);
-    c->dead = true;
-    graveyard.push_back(c);
+    queue.bury(c);
   }
 
   void requeue(Conn* c, uint32_t ev) {
     c->again_ev |= ev;
-    if (!c->queued) {
-      c->queued = true;
-      ready.push_back(c);
-    }
+    queue.requeue(c);
   }
 
   // Writes c->pend; returns false on a fatal error, sets `blocked` if EAGAIN.
@@ -217,26 +212,14 @@ struct Worker {
     }
   }
 
-  // After each batch of events: one more turn for the connections left in `ready`,
-  // then the connections closed meanwhile are freed (those still listed in `ready`
-  // on the next turn).
+  // After each batch of events: the connections left in the queue get another turn
+  // with the events they still owe.
   bool after_batch() {
-    turn.swap(ready);
-    for (Conn* c : turn) {
-      c->queued = false;
-      if (c->dead) continue;
-      uint32_t ev = c->again_ev;
+    return queue.run([this](Conn* c) {
+      const uint32_t ev = c->again_ev;
       c->again_ev = 0;
       dispatch(c, ev);
-    }
-    turn.clear();
-    size_t keep = 0;
-    for (Conn* c : graveyard) {
-      if (c->queued) graveyard[keep++] = c;
-      else delete c;
-    }
-    graveyard.resize(keep);
-    return !ready.empty();
+    });
   }
 
   void run() {

@@ -22,7 +22,7 @@ int g_pipe_size = 0;
 std::atomic<bool> g_pipe_size_warned{false};
 constexpr size_t kChunk = 1 << 20;  // upper bound per splice; the pipe size limits it
 // splice calls per direction and event; the rest of a tunnel's work waits in
-// Worker::ready until every other ready tunnel had its turn.
+// Worker::queue until every other ready tunnel had its turn.
 constexpr int kSplicesPerTurn = 16;
 
 struct Tunnel;
@@ -44,7 +44,7 @@ struct Tunnel {
   int cfd = -1, ufd = -1;
   bool connected = false;
   bool dead = false;
-  bool queued = false;  // in Worker::ready
+  bool queued = false;  // in Worker::queue
   Handle hc{Handle::client}, hu{Handle::upstream};
   Dir cu, uc;  // client->upstream, upstream->client
 };
@@ -60,9 +60,8 @@ std::vector<Map> g_maps;
 struct Worker {
   int ep = -1;
   // Edge-triggered: a tunnel that stopped at its budget gets no new event for the
-  // bytes already waiting, so it is pumped again after the batch, from this list.
-  std::vector<Tunnel*> ready, turn;
-  std::vector<Tunnel*> graveyard;
+  // bytes already waiting, so it is pumped again after the batch, from this queue.
+  bench::turn_queue<Tunnel> queue;
 
   static bool make_pipe(Dir& d) {
     int p[2];
@@ -77,10 +76,9 @@ struct Worker {
 
   void kill(Tunnel* t) {
     if (t->dead) return;
-    t->dead = true;
     for (int fd : {t->cfd, t->ufd, t->cu.pipe_r, t->cu.pipe_w, t->uc.pipe_r, t->uc.pipe_w})
       if (fd >= 0) close(fd);
-    graveyard.push_back(t);
+    queue.bury(t);
   }
 
   void on_accept(Handle* l) {
@@ -149,10 +147,7 @@ struct Worker {
     Pump b = pump(t->ufd, t->cfd, t->uc);
     if (b == Pump::error) return kill(t);
     if (t->cu.eof && t->uc.eof && t->cu.pend == 0 && t->uc.pend == 0) return kill(t);
-    if ((a == Pump::budget || b == Pump::budget) && !t->queued) {
-      t->queued = true;
-      ready.push_back(t);
-    }
+    if (a == Pump::budget || b == Pump::budget) queue.requeue(t);
   }
 
   void on_tunnel(Handle* h) {
@@ -170,24 +165,6 @@ struct Worker {
     pump_both(t);
   }
 
-  // After each batch of events: one more turn for the tunnels left in `ready`, then
-  // the tunnels closed meanwhile are freed (those still listed in `ready` next turn).
-  bool after_batch() {
-    turn.swap(ready);
-    for (Tunnel* t : turn) {
-      t->queued = false;
-      if (!t->dead) pump_both(t);
-    }
-    turn.clear();
-    size_t keep = 0;
-    for (Tunnel* t : graveyard) {
-      if (t->queued) graveyard[keep++] = t;
-      else delete t;
-    }
-    graveyard.resize(keep);
-    return !ready.empty();
-  }
-
   void run() {
     bench::run_loop(
         ep, bench::g_stop,
@@ -196,7 +173,7 @@ struct Worker {
           if (h->type == Handle::listener) on_accept(h);
           else on_tunnel(h);
         },
-        [this] { return after_batch(); });
+        [this] { return queue.run([this](Tunnel* t) { pump_both(t); }); });
   }
 };
 
