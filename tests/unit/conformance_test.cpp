@@ -1,5 +1,5 @@
 // Table-driven tests over the recorded answers of sandbox-runtime 0.0.78
-// (../shared/conformance/srt-*.json). The rules are implemented in policy/; this file
+// (tests/data/conformance/srt-*.json, a copy of the recorded set). The rules are implemented in policy/; this file
 // only reads the recorded cases and compares, so new cases of the same kinds are
 // checked without code changes. Every deliberate difference is named here and in
 // README.md ("Differences from sandbox-runtime").
