@@ -15,7 +15,10 @@
 #   BENCH_IDLE     idle-tunnel counts (default "1000 9000"; scaled to the fd limit)
 #   BENCH_REPEAT   runs per measurement, the median is kept (default 1)
 #   BUILD_DIR      build directory (default build-bench)
-#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,squid,tinyproxy,
+#   EGRESSD_BASE   another egressd binary (say, the previous commit's) run beside this tree's
+#                  as peer `egressd-base`, so a change is compared with what it replaces in
+#                  one run; `--only` names it as egressd-base
+#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
 #
 # Everything is bounded: each bench_load run has its own deadline (and a `timeout`
@@ -38,7 +41,7 @@ while [[ $# -gt 0 ]]; do
     --no-idle) IDLE=0 ;;
     --only) ONLY=$2; shift ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -179,6 +182,8 @@ EGRESSD=$BUILD/proxy/egressd
 LOAD=$BUILD/bench/bench_load
 ORIGIN=$BUILD/bench/bench_origin
 RELAY=$BUILD/bench/bench_splice_relay
+EGRESSD_BASE=${EGRESSD_BASE:-}
+if [[ -n $EGRESSD_BASE && ! -x $EGRESSD_BASE ]]; then echo "run.sh: EGRESSD_BASE=$EGRESSD_BASE is not executable" >&2; exit 2; fi
 
 # ---------------------------------------------------------------- file descriptors
 HARD=$(ulimit -Hn)
@@ -288,6 +293,7 @@ idle_suite() {
 VERSIONS=$TMP/versions.txt
 : >"$VERSIONS"
 version() { echo "$1: $2" >>"$VERSIONS"; }
+[[ -z $EGRESSD_BASE ]] || version "egressd-base" "$("$EGRESSD_BASE" version 2>&1 | head -1) ($EGRESSD_BASE, the baseline given as EGRESSD_BASE)"
 version "egressd" "$("$EGRESSD" version 2>&1 | head -1) (this tree, $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ', with uncommitted changes'))"
 
 # peer_start PEER [WORKERS]: starts one proxy on free loopback port(s) and waits until
@@ -302,7 +308,7 @@ peer_start() {
   d=$TMP/$NAME; mkdir -p "$d"; chmod 777 "$d"
   CP=""; SP=""; PG=""; LOGS="$TMP/$NAME.err"
   case $peer in
-    egressd|egressd-bp)
+    egressd|egressd-bp|egressd-base)
       cat >"$d/egressd.yaml" <<EOF
 version: 1
 listeners: [ { address: "127.0.0.1:0" } ]
@@ -312,7 +318,7 @@ limits: { max_connections: 20000, idle_timeout: 10m }
 workers: $workers
 busy_poll_us: $([[ $peer == egressd-bp ]] && echo 50 || echo 0)
 EOF
-      start "$NAME" "$EGRESSD" run --config "$d/egressd.yaml"; PG=$LAST_PID
+      start "$NAME" "$([[ $peer == egressd-base ]] && echo "$EGRESSD_BASE" || echo "$EGRESSD")" run --config "$d/egressd.yaml"; PG=$LAST_PID
       wait_for "$TMP/$NAME.err" '"msg":"ready"' 20 || return 1
       port=$(sed -n 's/.*"msg":"listening".*"address":"127\.0\.0\.1:\([0-9]*\)".*/\1/p' "$TMP/$NAME.err" | head -1)
       CP=$port; SP=$port
@@ -408,6 +414,7 @@ DANTED=$(command -v danted || { [[ -x /usr/sbin/danted ]] && echo /usr/sbin/dant
 peer_available() {
   case $1 in
     egressd|egressd-bp) [[ -x $EGRESSD ]] ;;
+    egressd-base) [[ -n $EGRESSD_BASE ]] ;;
     squid) command -v squid >/dev/null ;;
     tinyproxy) command -v tinyproxy >/dev/null ;;
     microsocks) command -v microsocks >/dev/null ;;
@@ -447,8 +454,9 @@ ENTRIES=()
 declare -A P_PG P_NAME P_LOGS
 want direct && ENTRIES+=("direct direct - -")
 want relay && ENTRIES+=("relay relay - $RELAY_PGID")
-for peer in egressd egressd-bp squid tinyproxy microsocks dante srt; do
+for peer in egressd egressd-bp egressd-base squid tinyproxy microsocks dante srt; do
   want "$peer" || continue
+  [[ $peer != egressd-base || -n $EGRESSD_BASE ]] || continue
   if ! peer_available "$peer"; then
     record_note all "$peer" "not run: not installed"
     continue
@@ -620,7 +628,7 @@ def cpu(r, key):
         mib = r.get("bytes", 0) / 1048576
         return f"{c / mib * 1e6:,.0f} µs/MiB ({cores:.2f} cores)" if mib else f"({cores:.2f} cores)"
     return f"{c / r['ops'] * 1e6:,.0f} µs/op ({cores:.2f} cores)" if r.get("ops") else f"({cores:.2f} cores)"
-order = ["direct", "relay", "egressd", "egressd-bp", "squid", "tinyproxy", "microsocks", "dante", "srt"]
+order = ["direct", "relay", "egressd", "egressd-bp", "egressd-base", "squid", "tinyproxy", "microsocks", "dante", "srt"]
 for key, title, unit in SCEN:
     base_d = find(key, "direct"); base_r = find(key, "relay")
     dv = base_d.get("value") if base_d and "value" in base_d else None
@@ -691,6 +699,14 @@ for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
 e = p50("rtt", "egressd-bp", "connect"); d = p50("rtt", "direct")
 if e is not None and d:
     keys.append(f"- p50 round trip, CONNECT, `busy_poll_us: 50`: egressd {e:.0f} µs vs direct {d:.0f} µs = **{ratio(e, d)}**")
+for row, label in (("setup1", "setup, 1 client"), ("setup64", "setup, 64 clients"), ("bulk1", "bulk, 1 stream"), ("rtt", "p50 round trip"), ("http", "HTTP keep-alive")):
+    for mode in (("connect", "socks5") if row != "http" else ("http",)):
+        if row == "rtt":
+            e, b = p50(row, "egressd", mode), p50(row, "egressd-base", mode)
+        else:
+            e, b = val(row, "egressd", mode), val(row, "egressd-base", mode)
+        if e is not None and b:
+            keys.append(f"- {label} ({mode}), this tree against the baseline binary (EGRESSD_BASE): **{ratio(e, b)}**")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
