@@ -1,7 +1,8 @@
 // Flow of a session (README.md, "Life of a session"):
 //  1. Sniff: read the first bytes under the head deadline. 0x05 is SOCKS5 (RFC 1928),
-//     anything else is HTTP, as far as the listener serves each protocol. A client that
-//     closes before its first byte is normal and leaves no record.
+//     0x04 SOCKS4 (refused with 0x5B), anything else is HTTP, as far as the listener
+//     serves each protocol. A client that closes before its first byte is normal and
+//     leaves no record.
 //  2. HTTP: parse the head (proxy/protocol, pure); 431/400 on failure; 407 when proxy
 //     auth is configured and the credentials are wrong. CONNECT opens a tunnel;
 //     absolute-form goes to serve_plain_http (http_forward.cpp).
@@ -11,7 +12,9 @@
 //     deadline.
 //  4. Reply (200 Connection Established / SOCKS 00), send the bytes the client pipelined
 //     behind its request upstream first, free the head buffer, relay (relay.cpp).
-//  5. Exactly one access record per decision and one per closed tunnel.
+//  5. account(): each request's typed context (request_context) becomes exactly one
+//     access record on every exit, the early ones too (400, 407, 408, 431, a failed
+//     SOCKS5 authentication, SOCKS4); a tunnel's closing record is pre-rendered from it.
 
 #include "proxy/session.hpp"
 
