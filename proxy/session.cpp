@@ -373,7 +373,8 @@ std::string rule_location(const policy::rule_info& rule) {
   return out;
 }
 
-// An allow entry naming one address and port (RFC 3986 §3.2.2 brackets for IPv6).
+// HOST:PORT, with RFC 3986 §3.2.2 brackets for an IPv6 address: an allow entry naming
+// one address and port, and the target `egressd check` takes.
 std::string address_entry(std::string_view address, std::uint16_t port) {
   std::string out;
   if (address.find(':') != std::string_view::npos) {
@@ -405,7 +406,7 @@ refusal refusal_for(const session& s, const destination& d) {
   const bool explained = f.source == error_source::policy || f.source == error_source::client;
   if (explained) r.reason = policy::to_string(d.decision.reason);
   if (explained && d.decision.rule != policy::no_rule) r.rule = s.policy->rule(d.decision.rule).text;
-  const std::string target = d.display_host() + ":" + std::to_string(d.port);
+  const std::string target = address_entry(d.display_host(), d.port);  // [v6]:port, as `egressd check` reads it
   const auto place = [&] { return place_of(*s.cfg); };
   switch (d.error) {
     case dial_error::invalid_host: r.details = "refused " + d.raw_host + ": not a valid host"; break;

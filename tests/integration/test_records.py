@@ -41,7 +41,7 @@ class RecordsTest(EgressdTestCase):
         o = harness.origins()
         cls.d = cls.start_class_daemon(make_config(
             allow=[f"127.0.0.1:{o.refused.port}", f"127.0.0.1:{o.http.port}", f"localhost:{o.echo.port}",
-                   "loopy.test", "private.test"],
+                   "loopy.test", "loopy6.test", "private.test"],
             deny=["denied.localhost"]))
         cls.ep = cls.d.endpoint(0)
 
@@ -182,6 +182,11 @@ class RecordsTest(EgressdTestCase):
             f"add 'unlisted.localhost' to policy.allow in {path}",
             f"egressd check --config {path} unlisted.localhost:8443"])
         self.assertIn(f"policy.allow in {path}", head.get("Proxy-Status"))
+        # An IPv6 literal is written as an allow entry and a check target take it.
+        sock, head, _ = open_connect(self.ep, "[fd00::7]:8443")
+        sock.close()
+        self.assert_blocked(head, "[fd00::7]:8443", body_has=[
+            f"add '[fd00::7]:8443' to policy.allow in {path}", f"egressd check --config {path} [fd00::7]:8443"])
 
     def test_refusal_names_the_deny_rule_and_its_line(self):
         path = self.d.config_path
@@ -202,6 +207,9 @@ class RecordsTest(EgressdTestCase):
         sock.close()
         self.assert_blocked(head, "private.test", body_has=[
             "add '10.1.2.3:443' to policy.allow, or set policy.guard.allow_private: true, in " + path])
+        sock, head, _ = open_connect(self.ep, "loopy6.test:443")
+        sock.close()
+        self.assert_blocked(head, "loopy6.test", body_has=[f"add '[::1]:443' to policy.allow in {path}"])
         # The advice is true: with the entry it names, the tunnel opens.
         d2 = self.start_daemon(make_config(allow=["loopy.test", f"127.0.0.1:{port}"]))
         self.connect_echo_ok(d2.endpoint(0), f"loopy.test:{port}")
