@@ -915,12 +915,20 @@ boost::asio::awaitable<void> run_session(worker& w, const listener_info& listene
   const auto first = co_await read_more(s, deadline, s.cfg->limits.max_head_bytes + 1);
   if (first != read_status::ok || s.in.empty()) co_return;  // closed (or silent) before a byte: no record
   const auto version = static_cast<unsigned char>(s.in[0]);
-  if (version == 0x05) {
-    if (listener.socks5) co_await serve_socks5(s, deadline);
+  if (version == 0x05 && listener.socks5) {
+    co_await serve_socks5(s, deadline);
   } else if (version == 0x04 && listener.socks5) {
     co_await refuse_socks4(s);
-  } else if (listener.http) {
+  } else if (version != 0x05 && listener.http) {
     co_await serve_http(s, deadline);
+  } else {
+    // A protocol this listener does not serve (`protocols` narrows it): closed, and
+    // accounted for like any other refusal.
+    request_context ctx(version == 0x05 ? access_protocol::socks5 : access_protocol::http, s.started);
+    ctx.outcome = request_outcome::unsupported_protocol;
+    ctx.source = error_source::client;
+    ctx.error = "protocol_not_served";
+    account(s, ctx);
   }
 }
 

@@ -173,6 +173,19 @@ class RecordsTest(EgressdTestCase):
                          ("deny", "unsupported_protocol", "client", "127.0.0.1", port), rec)
         self.d.wait_log("socks4 refused: this proxy speaks SOCKS5 and HTTP", start=0)
 
+    def test_protocol_not_served_is_accounted(self):
+        cfg = make_config()
+        cfg["listeners"] = [{"address": "127.0.0.1:0", "protocols": ["http"]}]
+        d = self.start_daemon(cfg)
+        mark = d.audit_mark()
+        with d.endpoint(0).connect() as s:
+            s.sendall(socks5_greeting((0,)))
+            data, _ = recv_until_closed(s)
+        self.assertEqual(data, b"")
+        rec = d.wait_audit(start=mark, event="request")
+        self.assertEqual((rec["protocol"], rec["decision"], rec["reason"], rec["error"], rec["error_source"]),
+                         ("socks5", "deny", "unsupported_protocol", "protocol_not_served", "client"), rec)
+
     # --- #13.11: refusals say what would allow the destination -----------------------
     def test_refusal_names_the_allow_key_and_the_check_command(self):
         path = self.d.config_path
