@@ -39,31 +39,32 @@ bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
 }
 }  // namespace
 
-bool check_credentials(const config::auth_config& auth, std::string_view user, std::string_view password) noexcept {
-  bool ok = false;
+const config::user_credentials* check_credentials(const config::auth_config& auth, std::string_view user,
+                                                  std::string_view password) noexcept {
+  const config::user_credentials* found = nullptr;
   for (const auto& u : auth.users) {
     const bool match = equal_constant_time(user, u.username) & equal_constant_time(password, u.password);
-    ok = ok || match;
+    if (match && !found) found = &u;
   }
-  return ok;
+  return found;
 }
 
-bool check_basic_authorization(const config::auth_config& auth, std::string_view value) {
+const config::user_credentials* check_basic_authorization(const config::auth_config& auth, std::string_view value) {
   // RFC 9110 §11.1: the scheme is case-insensitive.
   constexpr std::string_view scheme = "basic ";
-  if (value.size() <= scheme.size()) return false;
+  if (value.size() <= scheme.size()) return nullptr;
   for (std::size_t i = 0; i < scheme.size(); ++i) {
     char c = value[i];
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != scheme[i]) return false;
+    if (c != scheme[i]) return nullptr;
   }
   std::string_view token = value.substr(scheme.size());
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   while (!token.empty() && token.back() == ' ') token.remove_suffix(1);
   auto decoded = base64_decode(token);
-  if (!decoded) return false;
+  if (!decoded) return nullptr;
   auto colon = decoded->find(':');
-  if (colon == std::string::npos) return false;
+  if (colon == std::string::npos) return nullptr;
   return check_credentials(auth, std::string_view(*decoded).substr(0, colon),
                            std::string_view(*decoded).substr(colon + 1));
 }

@@ -74,6 +74,8 @@ struct exchange_result {
   bool upgraded = false;
   int status = 0;
   std::string upstream_leftover;  // bytes after a 101 head
+  std::uint64_t bytes_up = 0;     // request body bytes sent upstream (access record)
+  std::uint64_t bytes_down = 0;   // response bytes sent to the client (access record)
 };
 
 // Client -> upstream: the request body, as framed by the rewritten head.
@@ -90,6 +92,7 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
       if (n > 0) {
         auto [wec, w] = co_await asio::async_write(s.upstream, asio::buffer(s.in.data(), n), nothrow);
         if (wec) co_return;
+        ex.bytes_up += n;
         s.in.erase(0, n);
         continue;
       }
@@ -135,6 +138,7 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       if (n > 0 && parser->is_header_done() && parser->status() >= 200) ex.status = parser->status();
       if (n > 0) {
         if (!co_await write_client(s, std::string_view(buf.data(), n))) co_return;
+        ex.bytes_down += n;
         buf.erase(0, n);
       }
       if (parser->is_done()) {
@@ -187,6 +191,10 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     s.in.erase(0, consumed);
     // Each request is decided against the policy current when its head arrived.
     if (!first_request) s.policy = s.w.shared().policy.load();
+    // The request's context: its record is written by account() on every exit below.
+    request_context ctx(access_protocol::http, first_request ? s.started : steady::now());
+    ctx.method = req.method;
+    ctx.path = record_path(req.origin_form);
 
     // Decide this request on its own; reuse the upstream only for the same host and
     // port, still allowed (its address was judged by the guard when it was opened).
@@ -202,9 +210,11 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       current.reset();
       if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
     }
+    ctx.dest = &d;
     if (!d.connected()) {
       const refusal r = refusal_for(s, d);
-      record_request(s, d, "http", r.status);
+      ctx.status = d.error == dial_error::aborted ? 0 : r.status;
+      account(s, ctx);
       if (d.error == dial_error::aborted) co_return;
       // Keep the client connection when nothing of this request is left to skip.
       const bool keep = req.keep_alive && req.body == proto::body_framing::none && !s.w.shared().draining;
@@ -216,14 +226,20 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       beast::error_code pec;
       request_parser.put(asio::buffer(head), pec);
       if (pec) {  // our parser accepted the head, Beast's framing does not: refuse it
-        record_request(s, d, "http", 400);
+        ctx.status = 400;
+        ctx.source = error_source::client;
+        ctx.error = "unsupported_framing";
+        account(s, ctx);
         co_await send_refusal(s, plain_refusal(400, "http_request_error",
                                                "egressd: bad request: the message framing is not supported"));
         co_return;
       }
       auto [wec, wn] = co_await asio::async_write(s.upstream, asio::buffer(head), nothrow);
       if (wec) {
-        record_request(s, d, "http", 502, "request_not_sent");
+        ctx.status = 502;
+        ctx.source = error_source::upstream;
+        ctx.error = "request_not_sent";
+        account(s, ctx);
         co_await send_refusal(s, plain_refusal(502, "destination_unavailable",
                                                "egressd: " + d.display_host() +
                                                    " closed the connection before the request was sent"));
@@ -236,23 +252,31 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       } else {
         co_await (send_request_body(s, request_parser, ex) && relay_response(s, req.method == "HEAD", ex));
       }
+      ctx.has_bytes = true;
+      ctx.bytes_up = ex.bytes_up;
+      ctx.bytes_down = ex.bytes_down;
       if (ex.upgraded) {
-        record_request(s, d, "http", ex.status);
+        ctx.status = ex.status;
+        account(s, ctx);
         if (!ex.upstream_leftover.empty() && !co_await write_client(s, ex.upstream_leftover)) co_return;
-        co_await tunnel(s, d, "http", 0);
+        co_await tunnel(s, ctx, 0);
         co_return;
       }
       if (!ex.response_complete) {
         // Upstream failed before a complete response: 502 if no final head was sent
         // yet; otherwise the client sees the response cut short and the connection close.
-        record_request(s, d, "http", ex.status ? ex.status : 502, "response_incomplete");
+        ctx.status = ex.status ? ex.status : 502;
+        ctx.source = error_source::upstream;
+        ctx.error = "response_incomplete";
+        account(s, ctx);
         if (ex.status == 0)
           co_await send_refusal(s, plain_refusal(502, "http_response_incomplete",
                                                  "egressd: " + d.display_host() +
                                                      " closed the connection without a complete response"));
         co_return;
       }
-      record_request(s, d, "http", ex.status);
+      ctx.status = ex.status;
+      account(s, ctx);
       if (!ex.request_complete || !req.keep_alive || s.w.shared().draining) co_return;
       if (!ex.response_keep_alive) {
         boost::system::error_code ignored;
@@ -268,11 +292,19 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     consumed = head->consumed;
     if (req.kind == proto::request_kind::connect) {
       // CONNECT after plain requests on one connection: refuse rather than mix modes.
+      request_context refused(access_protocol::connect);
+      refused.host = req.host;
+      refused.port = req.port;
+      refused.outcome = request_outcome::bad_request;
+      refused.source = error_source::client;
+      refused.error = "connect_after_plain_http";
+      refused.status = 400;
+      account(s, refused);
       co_await send_refusal(s, plain_refusal(400, "http_request_error",
                                              "egressd: CONNECT must be the first request on a connection"));
       co_return;
     }
-    if (!co_await check_proxy_auth(s, req)) co_return;
+    if (!co_await check_proxy_auth(s, req, access_protocol::http)) co_return;
   }
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -46,6 +47,43 @@ enum class dial_error : std::uint8_t {
 };
 std::string_view to_string(dial_error e) noexcept;
 
+/// The protocol a request came in, named in access records exactly as here.
+enum class access_protocol : std::uint8_t {
+  connect,  ///< HTTP CONNECT (a tunnel)
+  http,     ///< plain HTTP (absolute-form), one record per exchange
+  socks5,   ///< RFC 1928
+  socks4,   ///< SOCKS4/4a: refused (egressd speaks SOCKS5 only)
+};
+/// Who made a request fail (STYLE.md §6), named in access records exactly as here.
+enum class error_source : std::uint8_t {
+  none,      ///< nothing failed
+  client,    ///< a malformed or unauthenticated request, a head that did not arrive
+  policy,    ///< the policy or the address guard refused the destination
+  upstream,  ///< the destination failed: no such name, refused, unreachable, timeout
+  proxy,     ///< egressd itself (shutting down)
+};
+/// Who gave the decision. `rule` covers the `unknown: deny` default too; remembered
+/// and hook answers will get their own values.
+enum class answered_by : std::uint8_t {
+  rule,         ///< a configured rule or the `unknown` default
+  report_only,  ///< `unknown: allow` let an unknown destination through
+};
+/// How a request ended before (or instead of) a policy decision. The record's
+/// `reason` is this name for every value but `decided`, where it is the policy's
+/// decision_reason. Request outcomes, not policy reasons: a closed set of their own.
+enum class request_outcome : std::uint8_t {
+  decided,               ///< the policy decided; its reason stands
+  auth_failed,           ///< proxy authentication missing or wrong (407, RFC 1929 status 01)
+  bad_request,           ///< a malformed or oversized head (400, 431), or one cut short
+  head_timeout,          ///< the head did not arrive within limits.head_timeout (408)
+  unsupported_protocol,  ///< SOCKS4 (refused with 0x5B), or a protocol the listener does not serve
+  unsupported_command,   ///< SOCKS5 BIND or UDP ASSOCIATE (07)
+};
+std::string_view to_string(access_protocol p) noexcept;
+std::string_view to_string(error_source e) noexcept;
+std::string_view to_string(answered_by a) noexcept;
+std::string_view to_string(request_outcome o) noexcept;
+
 /// The state of one client connection. Its deadlines are kept by the worker's sweep:
 /// when `client_deadline` passes, the pending client operation is cancelled and
 /// `client_timed_out` set (likewise for the upstream), so a wait under a deadline is a
@@ -82,6 +120,8 @@ struct session final : worker_task {
   std::uint64_t id;
   std::string peer;
   std::shared_ptr<const config::config> cfg;
+  /// The authenticated user (a view into *cfg), empty when none.
+  std::string_view user;
   std::shared_ptr<const policy::snapshot> policy;
   std::string in;  ///< bytes from the client not consumed yet
   bool aborted = false;
@@ -128,13 +168,41 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
 /// of it for limits.idle_timeout.
 asio::awaitable<bool> write_client(session& s, std::string_view data);
 
-/// The access record for one decision (and its outcome), emitted exactly once. For a
-/// destination that was dialled, `upstream_error` names how the exchange with it failed
-/// afterwards (empty: it did not).
-void record_request(const session& s, const destination& d, std::string_view protocol, int status,
-                    std::string_view upstream_error = {});
-/// The access record of a closed tunnel.
-void record_tunnel(const session& s, const destination& d, std::string_view protocol, const relay_result& r);
+/// The typed context of one request (a CONNECT or SOCKS session's decision, one
+/// plain-HTTP exchange, or an early refusal): everything its access record says, in
+/// values and views, so filling it allocates nothing. account() turns it into the
+/// record; the tunnel's closing record is pre-rendered from it.
+struct request_context {
+  explicit request_context(access_protocol p, steady::time_point start = steady::now()) noexcept
+      : protocol(p), started(start) {}
+
+  access_protocol protocol;
+  steady::time_point started;             ///< when the request (its head) began
+  const destination* dest = nullptr;      ///< the destination decided, if one was
+  std::string_view host;                  ///< without `dest`: the host the client named, if known
+  std::uint16_t port = 0;                 ///< with `host`
+  request_outcome outcome = request_outcome::decided;
+  /// What failed and who caused it; without them a refused `dest` supplies both.
+  error_source source = error_source::none;
+  std::string_view error;                 ///< a closed name (dial_error, parse_errc, ...)
+  int status = 0;                         ///< the HTTP status sent; 0: none (SOCKS, or no answer)
+  std::optional<protocol::socks5_reply_code> socks_reply;  ///< the SOCKS5 reply sent, if any
+  std::string_view method;                ///< plain HTTP
+  std::string_view path;                  ///< plain HTTP: the path without query or fragment
+  bool has_bytes = false;                 ///< plain HTTP: bytes_up/bytes_down are meaningful
+  std::uint64_t bytes_up = 0;             ///< request body bytes sent upstream
+  std::uint64_t bytes_down = 0;           ///< response bytes (head and body) sent to the client
+};
+
+/// Ends a request: writes its access record (and, later, updates its metrics). Every
+/// request ends in exactly one call, on every exit. Costs nothing when audit is off.
+void account(const session& s, const request_context& ctx);
+/// The record of a closed tunnel: the request's fields and the relay's outcome.
+void account_tunnel(const session& s, const request_context& ctx, const relay_result& r);
+
+/// The path of an origin-form request-target without its query and fragment (what
+/// records carry: a query may hold tokens).
+std::string_view record_path(std::string_view origin_form) noexcept;
 
 /// The HTTP refusal for a destination that could not be used.
 refusal refusal_for(const session& s, const destination& d);
@@ -145,20 +213,22 @@ protocol::socks5_reply_code socks_code_for(const destination& d) noexcept;
 asio::awaitable<void> send_refusal(session& s, const refusal& r);
 
 /// Reads until a whole request head is in s.in and parses it. Answers 400/431 for a bad
-/// head and 408 when it does not arrive by `deadline`, and then returns nullopt (the
-/// session ends). With `idle_until_first_byte` (between keep-alive requests) the
+/// head and 408 when it does not arrive by `deadline`, accounts for it, and then
+/// returns nullopt (the session ends). With `idle_until_first_byte` (between keep-alive requests) the
 /// deadline covers only the wait for the head's first byte, and the head then has
 /// limits.head_timeout to complete; a connection idle past it closes silently.
 asio::awaitable<std::optional<protocol::parsed<protocol::http_request>>> read_request_head(
     session& s, steady::time_point deadline, bool idle_until_first_byte);
 
-/// True when proxy auth is off or `req` carries valid credentials; otherwise answers
-/// 407 with a challenge and returns false.
-asio::awaitable<bool> check_proxy_auth(session& s, const protocol::http_request& req);
+/// True when proxy auth is off or `req` carries valid credentials (s.user is then
+/// set); otherwise answers 407 with a challenge, accounts for it as `protocol`, and
+/// returns false.
+asio::awaitable<bool> check_proxy_auth(session& s, const protocol::http_request& req, access_protocol protocol);
 
 /// The tunnel after a success reply: s.in[consumed, end) goes upstream first, the
-/// head buffer is freed, then relay() until both sides are done; one tunnel record.
-asio::awaitable<void> tunnel(session& s, const destination& d, std::string_view protocol, std::size_t consumed);
+/// head buffer is freed, then relay() until both sides are done; one tunnel record,
+/// from `ctx` (whose request record was written already).
+asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t consumed);
 
 /// Plain HTTP forwarding for an absolute-form request and every one after it on the
 /// same client connection. The head of `first` occupies s.in[0, consumed).
