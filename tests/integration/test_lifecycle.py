@@ -121,7 +121,7 @@ class ReloadTest(EgressdTestCase):
         }
         for what, text in bad_files.items():
             with self.subTest(what):
-                self.reload(d, text, expect="reload failed")
+                self.reload(d, text, expect="reload failed; the previous configuration stays in force")
                 self.assertTrue(d.alive())
                 self.connect_echo_ok(ep, o.echo.hostport)
         self.reload(d, make_config(allow=[]))
