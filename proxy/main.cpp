@@ -66,7 +66,9 @@ std::string command_help(const std::string& command) {
   std::size_t end = text.find("\n  egressd ", start + 1);
   const std::size_t options = text.find("\nOptions:");
   if (end == std::string::npos || end > options) end = options;
-  std::string out = "Usage:" + text.substr(start, end - start) + "\n" + text.substr(options);
+  std::string out = "Usage:" + text.substr(start, end - start) + "\n";
+  if (command == "version") return out;
+  out += text.substr(options);
   if (command != "run") out.erase(out.find("\nSignals:"));
   return out;
 }
@@ -170,7 +172,7 @@ std::optional<arguments> parse_arguments(int argc, char** argv, int& exit_code) 
   if (a.command == "run" || a.command == "check-config") {
     if (!a.positional.empty()) {
       exit_code = usage_error("unexpected argument '" + a.positional[0] + "' for " + a.command +
-                              file_hint(a.positional[0]));
+                              (a.source ? std::string() : file_hint(a.positional[0])));
       return std::nullopt;
     }
     if (!flags.empty()) {
