@@ -32,7 +32,8 @@ Usage:
       Serve. With neither option, run on the embedded default config. With
       both, the settings file's policy is layered onto the YAML config.
   egressd check-config [--config FILE] [--settings FILE]
-      Load, validate and compile; print every problem; exit 1 on error.
+      Load, validate and compile (one file or both, as `run` would); print
+      every problem; exit 1 on error.
   egressd check (--config FILE | --settings FILE) HOST[:PORT] [--json] [--resolve]
       Print the decision for a destination: canonical host, port, decision
       (allow, deny, or ask when the hook would be asked), rule and reason.
