@@ -4,6 +4,9 @@
 // read -> check_config(): every cross-field rule, in one function -> load_result.
 // The walk never stops at the first problem: a bad field keeps its default and the
 // walk goes on, so one run of `egressd check-config` shows everything.
+// Settings files: text -> config/json.hpp (strict JSON, as JSON.parse reads it) ->
+// settings_data (lists, strictAllowlist, ports) -> onto the embedded default, or
+// layered onto a YAML config -> the same check_config().
 // yaml-cpp types never leave this file (STYLE.md §5).
 
 #include "config/load.hpp"

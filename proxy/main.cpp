@@ -123,7 +123,7 @@ std::optional<arguments> parse_arguments(int argc, char** argv, int& exit_code) 
         exit_code = usage_error(option + " given twice");
         return false;
       }
-      if (value.empty()) {
+      if (value.empty() || value.rfind("--", 0) == 0) {  // `--config --settings x`: no file given
         exit_code = usage_error(option + " needs a file");
         return false;
       }
