@@ -685,9 +685,13 @@ void read_auth(yaml_reader& r, const field& f, config& c) {
 
 // A key of the schema whose feature this build does not have: an error rather than
 // a setting that is accepted and silently does nothing.
-void not_yet_supported(yaml_reader& r, const field& f, std::string_view feature, std::string hint) {
+void not_yet_supported(yaml_reader& r, const YAML::Node& root, const field& f, std::string_view feature,
+                       std::string hint) {
   const std::string key = f.path.substr(f.path.rfind('.') + 1);
-  r.diag().error(f.at, f.path,
+  mark at = f.at;  // the key's own place: a block mapping's value starts on the next line
+  for (auto it = root.begin(); it != root.end(); ++it)
+    if (it->first.IsScalar() && it->first.Scalar() == key) at = mark_of(it->first.Mark());
+  r.diag().error(at, f.path,
                  quote(key) + " (" + std::string(feature) + ") is not yet supported by this version of egressd",
                  std::move(hint));
 }
@@ -718,12 +722,12 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
       if (features::hook)
         read_hook(r, v, c);
       else
-        not_yet_supported(r, v, "the confirmation hook", "remove it; unknown destinations are denied (no_hook)");
+        not_yet_supported(r, root, v, "the confirmation hook", "remove it; unknown destinations are denied (no_hook)");
     } else if (key == "decisions_file") {
       if (features::hook)
         assign(c.decisions_file, r.string(v));
       else
-        not_yet_supported(r, v, "remembering hook answers", "remove it");
+        not_yet_supported(r, root, v, "remembering hook answers", "remove it");
     } else if (key == "limits") {
       read_limits(r, v, c);
     } else if (key == "dns") {
@@ -734,7 +738,7 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
           assign_count(c.metrics.max_domains, r.integer(m, 1, max_size));
         });
       else
-        not_yet_supported(r, v, "Prometheus metrics", "remove it");
+        not_yet_supported(r, root, v, "Prometheus metrics", "remove it");
     } else if (key == "log") {
       read_log(r, v, c);
     } else if (key == "auth") {

@@ -409,7 +409,7 @@ TEST_CASE("keys of features not built yet are errors, not silently ignored", "[u
   // does not happen.
   const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
   CHECK_FALSE(r.ok());
-  CHECK_THAT(expect_error(r, "hook", 7).message, Catch::Contains("is not yet supported by this version of egressd"));
+  CHECK_THAT(expect_error(r, "hook", 6).message, Catch::Contains("is not yet supported by this version of egressd"));
   CHECK(count(r, cfg::severity::error) == 1);
 
   const std::string head(minimal_head);
@@ -443,7 +443,7 @@ TEST_CASE("invalid: every problem reported in one pass", "[unit][config]") {
   CHECK(expect_error(r, "policy.guard.allow_privat", 8).hint == "did you mean `allow_private`?");
   expect_error(r, "limits.idle_timeout", 10);
   expect_error(r, "limits.max_head_bytes", 11);
-  expect_error(r, "metrics", 13);  // not yet supported
+  expect_error(r, "metrics", 12);  // not yet supported, at the key
   CHECK_THAT(expect_error(r, "auth.users[1].username", 17).message, Catch::Contains("duplicate username"));
   CHECK(count(r, cfg::severity::error) == 6);
   const cfg::problem* w = at_path(r, "policy.unknown");
