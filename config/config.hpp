@@ -147,8 +147,12 @@ struct config {
   /// on machines where waking a sleeping CPU is slow (virtual machines); at most
   /// 100000. Read at startup.
   unsigned busy_poll_us = 0;
-  /// Where this came from: "embedded default", or the file path given.
+  /// Where this came from, for messages: "embedded default", the file path given, or
+  /// "YAML + SETTINGS" when a settings file is layered onto a YAML config.
   std::string source;
+  /// The files given (--config, --settings); empty when not given.
+  std::string yaml_file;
+  std::string settings_file;
 };
 
 }  // namespace egressd::config

@@ -112,8 +112,16 @@ endpoint_result parse_endpoint(std::string_view text) {
       return failure("`" + std::string(text) + "` has no port", "write " + std::string(text) + ":3128");
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
-    if (host.find(':') != std::string_view::npos)
-      return failure("IPv6 address `" + std::string(text) + "` needs brackets", "write [::1]:3128");
+    if (host.find(':') != std::string_view::npos) {
+      // Keep the user's own address and port in the hint: `::1:23128` most likely
+      // meant [::1]:23128; text that is one IPv6 address with no port gets the default.
+      std::string hint = "write [::1]:3128";
+      if (canonical_ip(host, AF_INET6) && parse_port(port_text))
+        hint = "write [" + std::string(host) + "]:" + std::string(port_text);
+      else if (canonical_ip(text, AF_INET6))
+        hint = "write [" + std::string(text) + "]:3128";
+      return failure("IPv6 address `" + std::string(text) + "` needs brackets", hint);
+    }
   }
 
   const auto port = parse_port(port_text);

@@ -4,14 +4,21 @@
 // read -> check_config(): every cross-field rule, in one function -> load_result.
 // The walk never stops at the first problem: a bad field keeps its default and the
 // walk goes on, so one run of `egressd check-config` shows everything.
+// Settings files: text -> config/json.hpp (strict JSON, as JSON.parse reads it) ->
+// settings_data (lists, strictAllowlist, ports) -> onto the embedded default, or
+// layered onto a YAML config -> the same check_config().
 // yaml-cpp types never leave this file (STYLE.md §5).
 
 #include "config/load.hpp"
 
+#include "config/json.hpp"
 #include "policy/address.hpp"
 
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sstream>
 
@@ -58,6 +65,11 @@ class diagnostics {
     problems_.push_back(
         problem{level, file_, std::move(path), at.line, at.column, std::move(message), std::move(hint)});
   }
+  // A problem in another file (a layered settings file, a rule entry's own file).
+  void add(problem p) {
+    if (p.file.empty()) p.file = file_;
+    problems_.push_back(std::move(p));
+  }
   void error(mark at, std::string path, std::string message, std::string hint = {}) {
     report(severity::error, at, std::move(path), std::move(message), std::move(hint));
   }
@@ -88,13 +100,14 @@ class diagnostics {
 struct origin {
   std::string shown_path;
   mark at;
+  std::string file;  // empty: the file being loaded; else a layered settings file
 };
 
 class origins {
  public:
-  void note(const std::string& path, mark at) { by_path_[path] = origin{path, at}; }
-  void note_as(const std::string& path, std::string shown_path, mark at) {
-    by_path_[path] = origin{std::move(shown_path), at};
+  void note(const std::string& path, mark at) { by_path_[path] = origin{path, at, {}}; }
+  void note_as(const std::string& path, std::string shown_path, mark at, std::string file = {}) {
+    by_path_[path] = origin{std::move(shown_path), at, std::move(file)};
   }
   bool has(const std::string& path) const { return by_path_.count(path) != 0; }
   // The origin of `path`, else of its closest noted ancestor (shown as `path`).
@@ -104,9 +117,9 @@ class origins {
     while (!parent.empty()) {
       const std::size_t cut = parent.find_last_of(".[");
       parent.resize(cut == std::string::npos ? 0 : cut);
-      if (auto it = by_path_.find(parent); it != by_path_.end()) return origin{path, it->second.at};
+      if (auto it = by_path_.find(parent); it != by_path_.end()) return origin{path, it->second.at, it->second.file};
     }
-    return origin{path, {}};
+    return origin{path, {}, {}};
   }
 
   // The YAML path of config.listeners[i] and config.auth.users[i] (entries whose
@@ -179,6 +192,13 @@ bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_va
 // ---------------------------------------------------------------------------
 // The schema: known keys per mapping. A key known in another section gets the
 // hint "belongs under ..." when it is no typo of a key of its own section.
+
+// Features whose keys are in the schema but whose code is not built yet: their keys
+// are errors ("not yet supported") until the flag is turned on with the feature.
+namespace features {
+constexpr bool hook = false;     // hook:, decisions_file: (DESIGN.md §2.5)
+constexpr bool metrics = false;  // metrics: (DESIGN.md §2.6)
+}  // namespace features
 
 namespace keys {
 constexpr std::array<std::string_view, 13> top = {"version", "listeners", "admin", "policy", "hook",
@@ -663,6 +683,19 @@ void read_auth(yaml_reader& r, const field& f, config& c) {
   });
 }
 
+// A key of the schema whose feature this build does not have: an error rather than
+// a setting that is accepted and silently does nothing.
+void not_yet_supported(yaml_reader& r, const YAML::Node& root, const field& f, std::string_view feature,
+                       std::string hint) {
+  const std::string key = f.path.substr(f.path.rfind('.') + 1);
+  mark at = f.at;  // the key's own place: a block mapping's value starts on the next line
+  for (auto it = root.begin(); it != root.end(); ++it)
+    if (it->first.IsScalar() && it->first.Scalar() == key) at = mark_of(it->first.Mark());
+  r.diag().error(at, f.path,
+                 quote(key) + " (" + std::string(feature) + ") is not yet supported by this version of egressd",
+                 std::move(hint));
+}
+
 // The walk over a whole egressd YAML document.
 void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
   const field top{root, "", mark_of(root.Mark())};
@@ -686,17 +719,26 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
     } else if (key == "policy") {
       read_policy(r, v, c);
     } else if (key == "hook") {
-      read_hook(r, v, c);
+      if (features::hook)
+        read_hook(r, v, c);
+      else
+        not_yet_supported(r, root, v, "the confirmation hook", "remove it; unknown destinations are denied (no_hook)");
     } else if (key == "decisions_file") {
-      assign(c.decisions_file, r.string(v));
+      if (features::hook)
+        assign(c.decisions_file, r.string(v));
+      else
+        not_yet_supported(r, root, v, "remembering hook answers", "remove it");
     } else if (key == "limits") {
       read_limits(r, v, c);
     } else if (key == "dns") {
       read_dns(r, v, c);
     } else if (key == "metrics") {
-      r.mapping(v, keys::metrics, [&](std::string_view, const field& m) {
-        assign_count(c.metrics.max_domains, r.integer(m, 1, max_size));
-      });
+      if (features::metrics)
+        r.mapping(v, keys::metrics, [&](std::string_view, const field& m) {
+          assign_count(c.metrics.max_domains, r.integer(m, 1, max_size));
+        });
+      else
+        not_yet_supported(r, root, v, "Prometheus metrics", "remove it");
     } else if (key == "log") {
       read_log(r, v, c);
     } else if (key == "auth") {
@@ -749,14 +791,81 @@ bool valid_hook_url(std::string_view url) {
   return std::none_of(url.begin(), url.end(), [](char ch) { return ch == ' ' || ch < 0x21 || ch == 0x7f; });
 }
 
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  const auto ip = policy::parse_ip(host);
+  return ip && ip->is_v4() && ip->bytes[0] == 127;
+}
+
+// Why the audit file cannot be written, or nothing. Checked with access(2) as the
+// daemon's own user, as at start-up.
+std::optional<std::string> audit_path_problem(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) return quote(path) + " is a directory";
+    if (::access(path.c_str(), W_OK) != 0) return "cannot write " + quote(path) + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  if (::stat(dir.c_str(), &st) != 0) return "the directory " + quote(dir) + " does not exist";
+  if (!S_ISDIR(st.st_mode)) return quote(dir) + " is not a directory";
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return "cannot create files in " + quote(dir) + ": " + std::strerror(errno);
+  return std::nullopt;
+}
+
+std::string location_text(const policy::source_location& w) {
+  std::string out = w.file;
+  if (w.line > 0) out += ":" + std::to_string(w.line);
+  if (!w.path.empty()) out += " " + w.path;
+  return out;
+}
+
+// Warnings for entries written twice in one list, and for entries in both lists
+// (deny wins, so the allow entry does nothing). Compared as written, ASCII case
+// folded, as hosts are.
+void check_rule_lists(const policy::rules& rules, diagnostics& diag) {
+  const auto key = [](const std::string& text) {
+    std::string k;
+    for (const char ch : text) k.push_back(lower(ch));
+    return k;
+  };
+  const auto warn = [&](const policy::rule_entry& e, std::string message, std::string hint) {
+    diag.add(problem{severity::warning, e.where.file, e.where.path, e.where.line, e.where.column, std::move(message),
+                     std::move(hint)});
+  };
+  std::map<std::string, const policy::rule_entry*> deny_seen;
+  for (const auto& e : rules.deny) {
+    auto [it, fresh] = deny_seen.emplace(key(e.text), &e);
+    if (!fresh)
+      warn(e, quote(e.text) + " is listed twice in deny, first at " + location_text(it->second->where),
+           "remove one of them");
+  }
+  std::map<std::string, const policy::rule_entry*> allow_seen;
+  for (const auto& e : rules.allow) {
+    auto [it, fresh] = allow_seen.emplace(key(e.text), &e);
+    if (!fresh) {
+      warn(e, quote(e.text) + " is listed twice in allow, first at " + location_text(it->second->where),
+           "remove one of them");
+      continue;
+    }
+    if (auto d = deny_seen.find(key(e.text)); d != deny_seen.end())
+      warn(e, quote(e.text) + " is in both allow and deny (" + location_text(d->second->where) + "): deny wins",
+           "remove it from one of the lists");
+  }
+}
+
 void check_config(const config& c, const origins& where, diagnostics& diag) {
-  const auto error = [&](const std::string& path, std::string message, std::string hint = {}) {
+  const auto report = [&](severity level, const std::string& path, std::string message, std::string hint) {
     const origin o = where.of(path);
-    diag.error(o.at, o.shown_path, std::move(message), std::move(hint));
+    diag.add(problem{level, o.file, o.shown_path, o.at.line, o.at.column, std::move(message), std::move(hint)});
+  };
+  const auto error = [&](const std::string& path, std::string message, std::string hint = {}) {
+    report(severity::error, path, std::move(message), std::move(hint));
   };
   const auto warning = [&](const std::string& path, std::string message, std::string hint = {}) {
-    const origin o = where.of(path);
-    diag.warning(o.at, o.shown_path, std::move(message), std::move(hint));
+    report(severity::warning, path, std::move(message), std::move(hint));
   };
 
   // Listeners: at least one (counting those whose address failed: that error is
@@ -786,6 +895,32 @@ void check_config(const config& c, const origins& where, diagnostics& diag) {
     }
   }
 
+  // Beyond loopback, anyone who reaches the port uses the proxy (or the admin
+  // endpoint) unless something asks who they are.
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+    const endpoint& a = c.listeners[i].address;
+    if (a.kind != endpoint::kind_t::tcp || is_loopback_host(a.host) || !c.auth.users.empty()) continue;
+    warning(where.listener_paths[i] + ".address",
+            "listens on " + a.to_string() + ", beyond loopback, without proxy authentication: anyone who can " +
+                "reach it can use the proxy",
+            "add `auth.users`, or listen on 127.0.0.1:" + std::to_string(a.port));
+  }
+  if (c.admin && !is_loopback_host(c.admin->address.host))
+    warning("admin.address",
+            "the admin endpoint listens on " + c.admin->address.to_string() +
+                ", beyond loopback, and has no authentication",
+            "listen on 127.0.0.1:" + std::to_string(c.admin->address.port) + ", or restrict who can reach it");
+
+  // Audit file: its directory must exist and be writable now; egressd never
+  // creates directories (running as root, it would create them as root).
+  if (c.log.audit != "stdout" && c.log.audit != "stderr" && c.log.audit != "off" && !c.log.audit.empty() &&
+      !diag.has_error_under("log.audit")) {
+    if (auto why = audit_path_problem(c.log.audit))
+      error("log.audit", *why, "create the directory first, or write stdout, stderr or off");
+  }
+
+  check_rule_lists(c.policy, diag);
+
   // Hook: exactly one kind, a usable one.
   if (c.hook) {
     const hook_config& h = *c.hook;
@@ -804,10 +939,11 @@ void check_config(const config& c, const origins& where, diagnostics& diag) {
       error("hook.url", quote(h.url) + " is not an http:// or https:// URL", "write url: http://127.0.0.1:8081/decide");
   }
   if (c.policy.unknown == policy::unknown_mode::ask && !c.hook)
-    warning("policy.unknown", "unknown destinations will be denied until a hook is configured",
-            c.policy.syntax == policy::grammar::srt
-                ? "set \"strictAllowlist\": true to deny them without asking, or use --config with a `hook:`"
-                : "add a `hook:` section, or write `unknown: deny` to say so");
+    warning("policy.unknown",
+            "unknown destinations will be denied (reason no_hook): this version of egressd has no confirmation hook",
+            where.of("policy.unknown").shown_path != "policy.unknown"  // from a settings file
+                ? "set \"strictAllowlist\": true to say so"
+                : "write `unknown: deny` to say so");
   if (c.hook && c.policy.unknown != policy::unknown_mode::ask && !diag.has_error_under("policy.unknown"))
     warning("hook", "the hook is never asked: policy.unknown is not `ask`", "write `unknown: ask` under `policy`");
 
@@ -866,100 +1002,311 @@ std::optional<std::string> read_file(const std::string& path, diagnostics& diag)
 // ---------------------------------------------------------------------------
 // Settings JSON (Claude Code / sandbox-runtime)
 
-// yaml-cpp refuses UTF-16 surrogate escapes, which JSON writers emit for
-// characters beyond the BMP (Python's json.dump writes an emoji as
-// `\ud83d\ude00`), so a settings file with one in an unrelated key would not
-// load. Rewrite each escaped pair as the YAML escape `\UXXXXXXXX` and each lone
-// surrogate as `\ufffd` (JSON.parse keeps it; YAML cannot hold it). Columns after
-// a rewritten pair on the same line shift left by two.
-std::string rewrite_surrogate_escapes(std::string_view text) {
-  const auto hex4 = [&](std::size_t at) -> std::optional<unsigned> {
-    if (at + 4 > text.size()) return std::nullopt;
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(text.data() + at, text.data() + at + 4, value, 16);
-    if (ec != std::errc{} || end != text.data() + at + 4) return std::nullopt;
-    return value;
-  };
-  std::string out;
-  out.reserve(text.size());
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] != '\\' || i + 1 >= text.size()) {
-      out.push_back(text[i]);
-      continue;
-    }
-    if (text[i + 1] != 'u') {  // any other escape, `\\` included: copy both bytes
-      out.append(text.substr(i, 2));
-      ++i;
-      continue;
-    }
-    const auto unit = hex4(i + 2);
-    if (!unit || *unit < 0xD800 || *unit > 0xDFFF) {
-      out.append(text.substr(i, 2));
-      ++i;
-      continue;
-    }
-    if (*unit <= 0xDBFF && i + 12 <= text.size() && text[i + 6] == '\\' && text[i + 7] == 'u') {
-      const auto low = hex4(i + 8);
-      if (low && *low >= 0xDC00 && *low <= 0xDFFF) {
-        const unsigned code = 0x10000 + ((*unit - 0xD800) << 10) + (*low - 0xDC00);
-        std::array<char, 11> buffer{};
-        std::snprintf(buffer.data(), buffer.size(), "\\U%08x", code);
-        out.append(buffer.data());
-        i += 11;
-        continue;
-      }
-    }
-    out.append("\\ufffd");
-    i += 5;
+mark mark_of(const json::value& v) { return {v.line, v.column}; }
+
+std::string describe_json(const json::value& v) {
+  switch (v.kind) {
+    case json::value::kind_t::null: return "null";
+    case json::value::kind_t::boolean: return v.boolean ? "true" : "false";
+    case json::value::kind_t::number: return v.text;
+    case json::value::kind_t::string: return "a string";
+    case json::value::kind_t::array: return "an array";
+    case json::value::kind_t::object: return "an object";
   }
-  return out;
+  return "a value";
 }
+
+// A JSON value with its path and place.
+struct jfield {
+  const json::value* value = nullptr;
+  std::string path;
+  mark at;
+};
 
 // A JSON object's member; the last one when the key repeats (JSON.parse keeps the
 // last, and so does sandbox-runtime), with a warning.
-std::optional<field> member(const field& object, std::string_view key, diagnostics& diag) {
-  std::optional<field> found;
-  for (auto it = object.node.begin(); it != object.node.end(); ++it) {
-    if (!it->first.IsScalar() || it->first.Scalar() != key) continue;
-    const mark key_at = mark_of(it->first.Mark());
+std::optional<jfield> member(const jfield& object, std::string_view key, diagnostics& diag) {
+  std::optional<jfield> found;
+  for (const auto& m : object.value->members) {
+    if (m.key != key) continue;
     const std::string path = child(object.path, key);
-    if (found) diag.warning(key_at, path, "duplicate key " + quote(key) + ": the last one is used, as JSON.parse does");
-    found = field{it->second, path, value_mark(it->second, key_at)};
+    if (found)
+      diag.warning({m.line, m.column}, path, "duplicate key " + quote(key) + ": the last one is used, as JSON.parse does");
+    found = jfield{&m.value, path, mark_of(m.value)};
   }
   return found;
 }
 
-// A JSON string: a quoted scalar (JSON numbers, booleans and null are plain).
-bool is_json_string(const YAML::Node& node) { return node.IsScalar() && is_quoted(node); }
-
-std::string describe_json(const YAML::Node& node) {
-  if (node.IsNull()) return "null";
-  if (node.IsMap()) return "an object";
-  if (node.IsSequence()) return "an array";
-  return is_json_string(node) ? "a string" : node.Scalar();
-}
-
-std::vector<policy::rule_entry> settings_list(const std::optional<field>& list, diagnostics& diag) {
+std::vector<policy::rule_entry> settings_list(const std::optional<jfield>& list, diagnostics& diag) {
   std::vector<policy::rule_entry> out;
   if (!list) return out;
-  if (!list->node.IsSequence()) {
-    diag.error(list->at, list->path, "expected an array of strings, got " + describe_json(list->node),
+  if (!list->value->is_array()) {
+    diag.error(list->at, list->path, "expected an array of strings, got " + describe_json(*list->value),
                "write [\"example.com\", \"*.example.com\"]");
     return out;
   }
   std::size_t index = 0;
-  for (const auto& item : list->node) {
+  for (const auto& item : list->value->items) {
     const std::string path = element(list->path, index++);
-    const mark at = item_mark(item, list->at);
-    if (!is_json_string(item)) {
+    const mark at = mark_of(item);
+    if (!item.is_string()) {
       diag.error(at, path, "expected a string, got " + describe_json(item), "quote it: \"example.com\"");
       continue;
     }
-    out.push_back(policy::rule_entry{item.Scalar(), {diag.file(), path, at.line, at.column}});
+    out.push_back(policy::rule_entry{item.text, {diag.file(), path, at.line, at.column}});
   }
   return out;
 }
 
+namespace settings_keys {
+// What egressd reads from a network section.
+constexpr std::array<std::string_view, 6> read = {"allowedDomains",          "deniedDomains",
+                                                  "deniedResolvedAddresses", "strictAllowlist",
+                                                  "httpProxyPort",           "socksProxyPort"};
+// The rest of sandbox-runtime's network schema: not egressd's business, no warning.
+constexpr std::array<std::string_view, 10> known = {"allowedDomains",     "deniedDomains",
+                                                    "deniedResolvedAddresses", "strictAllowlist",
+                                                    "httpProxyPort",      "socksProxyPort",
+                                                    "allowUnixSockets",   "allowAllUnixSockets",
+                                                    "allowLocalBinding",  "mitmProxy"};
+}  // namespace settings_keys
+
+// What a settings file contributes (DESIGN.md §2.1).
+struct settings_data {
+  std::string file;
+  bool has_network = false;
+  // Whether `allowedDomains` or `deniedDomains` was given: then the lists are the policy.
+  bool has_lists = false;
+  std::string network_path;
+  mark network_at;
+  std::vector<policy::rule_entry> allow;
+  std::vector<policy::rule_entry> deny;
+  std::vector<policy::rule_entry> deny_ranges;
+  std::optional<bool> strict;
+  std::string strict_path;
+  mark strict_at;
+  struct port {
+    std::uint16_t value = 0;
+    std::string path;
+    mark at;
+  };
+  std::optional<port> http_port;
+  std::optional<port> socks_port;
+};
+
+std::optional<settings_data::port> settings_port(const std::optional<jfield>& f, diagnostics& diag) {
+  if (!f) return std::nullopt;
+  const json::value& v = *f->value;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), value);
+  if (v.kind != json::value::kind_t::number || ec != std::errc{} || end != v.text.data() + v.text.size() ||
+      value < 1 || value > 65535) {
+    diag.error(f->at, f->path, "expected a port number from 1 to 65535, got " + describe_json(v), "write 3128");
+    return std::nullopt;
+  }
+  return settings_data::port{static_cast<std::uint16_t>(value), f->path, f->at};
+}
+
+// Whether text that is no JSON reads as an egressd YAML config (for the hint).
+bool looks_like_egressd_yaml(std::string_view text) {
+  try {
+    const YAML::Node root = YAML::Load(std::string(text));
+    if (!root.IsMap()) return false;
+    for (const char* key : {"version", "listeners", "policy"})
+      if (root[key]) return true;
+  } catch (const YAML::Exception&) {
+  }
+  return false;
+}
+
+// The network keys egressd reads, misplaced one level off: an error, because the
+// sandbox does not read them there either.
+void report_misplaced(const jfield& object, std::string_view where_instead, diagnostics& diag) {
+  for (const auto& m : object.value->members) {
+    if (std::find(settings_keys::read.begin(), settings_keys::read.end(), m.key) == settings_keys::read.end()) continue;
+    diag.error({m.line, m.column}, child(object.path, m.key),
+               quote(m.key) + " is not read here, by egressd or by the sandbox",
+               "move it under " + std::string(where_instead));
+  }
+}
+
+// Parses and reads a settings file; nothing when it is no JSON object.
+std::optional<settings_data> read_settings(std::string_view text, diagnostics& diag) {
+  const json::parse_result parsed = json::parse(text);
+  if (!parsed.value) {
+    const json::parse_error& e = parsed.error;
+    if (looks_like_egressd_yaml(text))
+      diag.error({e.line, e.column}, "", "this is not JSON: " + e.message,
+                 "this looks like an egressd YAML config: use --config FILE");
+    else
+      diag.error({e.line, e.column}, "", "this is not JSON: " + e.message, e.hint);
+    return std::nullopt;
+  }
+  const jfield top{&*parsed.value, "", mark_of(*parsed.value)};
+  if (!top.value->is_object()) {
+    diag.error(top.at, "", "expected a JSON object, got " + describe_json(*top.value),
+               "a settings file looks like {\"sandbox\": {\"network\": {\"allowedDomains\": [...]}}}");
+    return std::nullopt;
+  }
+  settings_data s;
+  s.file = diag.file();
+  // Claude Code nests the network settings under `sandbox`; sandbox-runtime's
+  // own settings file has them at the top level. Claude Code's other top-level
+  // keys (permissions, env, hooks, ...) are not ours: no warning for them.
+  report_misplaced(top, "`network` (sandbox-runtime's file) or `sandbox.network` (Claude Code's settings.json)", diag);
+  std::optional<jfield> network = member(top, "network", diag);
+  if (const auto sandbox = member(top, "sandbox", diag); sandbox && !sandbox->value->is_null()) {
+    if (!sandbox->value->is_object()) {
+      diag.error(sandbox->at, sandbox->path, "expected an object, got " + describe_json(*sandbox->value));
+    } else {
+      report_misplaced(*sandbox, "`sandbox.network`", diag);
+      if (auto nested = member(*sandbox, "network", diag)) {
+        if (network)
+          diag.error(nested->at, nested->path, "both `network` and `sandbox.network` are present",
+                     "keep one: egressd cannot tell which one the sandbox uses");
+        network = std::move(nested);
+      }
+    }
+  }
+  if (!network || network->value->is_null()) return s;
+  if (!network->value->is_object()) {
+    diag.error(network->at, network->path, "expected an object, got " + describe_json(*network->value));
+    return s;
+  }
+  s.has_network = true;
+  s.network_path = network->path;
+  s.network_at = network->at;
+  for (const auto& m : network->value->members) {
+    if (std::find(settings_keys::known.begin(), settings_keys::known.end(), m.key) != settings_keys::known.end())
+      continue;
+    const auto guess = closest(m.key, settings_keys::known);
+    diag.warning({m.line, m.column}, child(network->path, m.key),
+                 "unknown key " + quote(m.key) + ": ignored by egressd",
+                 guess ? "did you mean " + quote(*guess) + "?" : "egressd reads " + join(settings_keys::read));
+  }
+  const auto allowed = member(*network, "allowedDomains", diag);
+  const auto denied = member(*network, "deniedDomains", diag);
+  s.has_lists = allowed || denied;
+  s.allow = settings_list(allowed, diag);
+  s.deny = settings_list(denied, diag);
+  s.deny_ranges = settings_list(member(*network, "deniedResolvedAddresses", diag), diag);
+  // sandbox-runtime asks its callback about a domain no list names, unless
+  // strictAllowlist says to refuse it outright.
+  s.strict_path = child(network->path, "strictAllowlist");
+  s.strict_at = network->at;
+  if (const auto flag = member(*network, "strictAllowlist", diag)) {
+    s.strict_at = flag->at;
+    if (flag->value->kind == json::value::kind_t::boolean)
+      s.strict = flag->value->boolean;
+    else
+      diag.error(flag->at, flag->path, "expected true or false, got " + describe_json(*flag->value));
+  }
+  s.http_port = settings_port(member(*network, "httpProxyPort", diag), diag);
+  s.socks_port = settings_port(member(*network, "socksProxyPort", diag), diag);
+  return s;
+}
+
+// The embedded default listeners (127.0.0.1:3128 and :1080) with the settings'
+// ports in place of the defaults: the sandbox sends HTTP to httpProxyPort and SOCKS5
+// to socksProxyPort, on loopback. Each listener still serves both protocols.
+void listeners_from_settings(const settings_data& s, config& c, origins& where) {
+  c.listeners = default_config().listeners;
+  where.listener_paths.clear();
+  for (std::size_t i = 0; i < c.listeners.size(); ++i) where.listener_paths.push_back(element("listeners", i));
+  const auto place = [&](const std::optional<settings_data::port>& port, std::uint16_t default_port) {
+    if (!port) return;
+    for (std::size_t i = 0; i < c.listeners.size(); ++i) {
+      endpoint& a = c.listeners[i].address;
+      if (a.kind != endpoint::kind_t::tcp || a.port != default_port) continue;
+      a = endpoint{endpoint::kind_t::tcp, "127.0.0.1", port->value, {}};
+      where.note_as(element("listeners", i) + ".address", port->path, port->at, s.file);
+      return;
+    }
+  };
+  place(s.http_port, 3128);
+  place(s.socks_port, 1080);
+}
+
+// Settings alone: the embedded default with the settings' policy and ports.
+void apply_settings_alone(const settings_data& s, config& c, origins& where, diagnostics& diag) {
+  c.policy = policy::rules{};
+  c.policy.syntax = policy::grammar::srt;
+  c.policy.allow = s.allow;
+  c.policy.deny = s.deny;
+  c.policy.guard.deny_ranges = s.deny_ranges;
+  if (!s.has_network) {
+    diag.warning({1, 1}, "", "no `sandbox.network` or `network` settings: every destination is unknown",
+                 "add \"allowedDomains\": [...] under sandbox.network");
+    c.policy.unknown = policy::unknown_mode::ask;
+    where.note_as("policy.unknown", "sandbox.network", {1, 1}, s.file);
+  } else {
+    c.policy.unknown = s.strict.value_or(false) ? policy::unknown_mode::deny : policy::unknown_mode::ask;
+    where.note_as("policy.unknown", s.strict_path, s.strict_at, s.file);
+  }
+  where.note("listeners", {});
+  listeners_from_settings(s, c, where);
+  where.user_paths.clear();
+  for (std::size_t i = 0; i < c.auth.users.size(); ++i) where.user_paths.push_back(element("auth.users", i));
+}
+
+// --config and --settings together: the YAML config with the settings' policy
+// layered on top (README "Using it with Claude Code and sandbox-runtime"):
+// allowedDomains/deniedDomains, when either is given, replace policy.allow and
+// policy.deny (and the settings grammar applies); deniedResolvedAddresses adds to
+// policy.guard.deny_ranges; strictAllowlist, when given, sets policy.unknown
+// (true: deny, false: ask). Listeners come from the YAML; only when it has no
+// `listeners` key do the settings' ports replace the default 3128 and 1080.
+void apply_settings_layered(const settings_data& s, config& c, origins& where, diagnostics& diag) {
+  if (!s.has_network) {
+    diag.add(problem{severity::warning, s.file, "", 1, 1,
+                     "no `sandbox.network` or `network` settings: the policy of " + c.source + " stays", {}});
+  }
+  if (s.has_lists) {
+    for (const char* list : {"policy.allow", "policy.deny"}) {
+      const auto& entries = std::string_view(list) == "policy.allow" ? c.policy.allow : c.policy.deny;
+      if (entries.empty()) continue;
+      const origin o = where.of(list);
+      diag.warning(o.at, list,
+                   "replaced by the settings file's " +
+                       std::string(std::string_view(list) == "policy.allow" ? "allowedDomains" : "deniedDomains") +
+                       " (" + s.file + ")",
+                   "keep the allowlist in one of the two files");
+    }
+    c.policy.allow = s.allow;
+    c.policy.deny = s.deny;
+    c.policy.syntax = policy::grammar::srt;
+  }
+  c.policy.guard.deny_ranges.insert(c.policy.guard.deny_ranges.end(), s.deny_ranges.begin(), s.deny_ranges.end());
+  if (s.strict) {
+    c.policy.unknown = *s.strict ? policy::unknown_mode::deny : policy::unknown_mode::ask;
+    where.note_as("policy.unknown", s.strict_path, s.strict_at, s.file);
+  }
+  if (!where.has("listeners")) {
+    listeners_from_settings(s, c, where);
+    where.note("listeners", {});
+    return;
+  }
+  for (const auto* port : {&s.http_port, &s.socks_port}) {
+    if (!*port) continue;
+    const bool served = std::any_of(c.listeners.begin(), c.listeners.end(), [&](const listener_config& l) {
+      return l.address.kind == endpoint::kind_t::tcp && l.address.port == (*port)->value;
+    });
+    if (!served)
+      diag.add(problem{severity::warning, s.file, (*port)->path, (*port)->at.line, (*port)->at.column,
+                       "the sandbox will connect to 127.0.0.1:" + std::to_string((*port)->value) +
+                           ", where no listener of " + c.source + " listens",
+                       "add `- address: 127.0.0.1:" + std::to_string((*port)->value) +
+                           "` to its listeners, or remove `listeners` there to take the ports from the settings"});
+  }
+}
+
+// Whether a YAML document is a settings JSON given to --config.
+bool looks_like_settings(const YAML::Node& root) {
+  if (!root.IsMap() || root["version"]) return false;
+  for (const char* key : {"network", "sandbox", "allowedDomains"})
+    if (root[key]) return true;
+  return false;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -1016,13 +1363,9 @@ std::optional<YAML::Mark> second_document_mark(const std::string& text) {
   return counter.documents() >= 2 ? counter.second() : std::nullopt;
 }
 
-}  // namespace
-
-load_result load_yaml_string(std::string_view text, std::string_view name) {
-  diagnostics diag{std::string(name)};
-  origins where;
-  config c;
-  c.source = std::string(name);
+// Reads egressd YAML into `c`, without the cross-field checks. Whether the
+// document was a mapping (whether check_config has anything to check).
+bool read_yaml_text(std::string_view text, diagnostics& diag, origins& where, config& c) {
   try {
     // YAML::LoadAll can loop forever on some malformed input (yaml-cpp 0.7, found by
     // fuzz_config): load the first document, then count documents with a bounded loop.
@@ -1030,17 +1373,45 @@ load_result load_yaml_string(std::string_view text, std::string_view name) {
     const YAML::Node document = YAML::Load(owned);
     if (document.IsNull()) {
       diag.error({}, "version", "the file is empty", "add `version: 1` and a `listeners:` list");
-    } else {
-      yaml_reader reader{diag, where};
-      read_config(reader, document, c);
-      if (auto second = second_document_mark(owned))
-        diag.error(mark_of(*second), "", "a second YAML document (after `---`)",
-                   "egressd reads one document per file; remove the `---` line");
-      if (document.IsMap()) check_config(c, where, diag);
+      return false;
     }
+    if (looks_like_settings(document)) {
+      diag.error(mark_of(document.Mark()), "", "this is not an egressd config",
+                 "this looks like a settings JSON (Claude Code / sandbox-runtime): use --settings FILE");
+      return false;
+    }
+    yaml_reader reader{diag, where};
+    read_config(reader, document, c);
+    if (auto second = second_document_mark(owned))
+      diag.error(mark_of(*second), "", "a second YAML document (after `---`)",
+                 "egressd reads one document per file; remove the `---` line");
+    return document.IsMap();
   } catch (const YAML::Exception& e) {
-    report_yaml_exception(diag, e);
+    // A settings JSON that YAML cannot read (yaml-cpp refuses the surrogate escapes
+    // JSON writers emit) still gets the hint.
+    const auto parsed = json::parse(text);
+    const auto settings_key = [&](const json::member& m) {
+      return m.key == "network" || m.key == "sandbox" || m.key == "allowedDomains";
+    };
+    if (parsed.value && parsed.value->is_object() &&
+        std::any_of(parsed.value->members.begin(), parsed.value->members.end(), settings_key))
+      diag.error({1, 1}, "", "this is not an egressd config",
+                 "this looks like a settings JSON (Claude Code / sandbox-runtime): use --settings FILE");
+    else
+      report_yaml_exception(diag, e);
+    return false;
   }
+}
+
+}  // namespace
+
+load_result load_yaml_string(std::string_view text, std::string_view name) {
+  diagnostics diag{std::string(name)};
+  origins where;
+  config c;
+  c.source = std::string(name);
+  c.yaml_file = c.source;
+  if (read_yaml_text(text, diag, where, c)) check_config(c, where, diag);
   return finish(std::move(c), diag);
 }
 
@@ -1056,65 +1427,11 @@ load_result load_settings_string(std::string_view text, std::string_view name) {
   origins where;
   config c = default_config();
   c.source = std::string(name);
-  c.policy = policy::rules{};
-  c.policy.syntax = policy::grammar::srt;
-  try {
-    const YAML::Node root = YAML::Load(rewrite_surrogate_escapes(text));
-    const field top{root, "", mark_of(root.Mark())};
-    if (!root.IsMap()) {
-      diag.error(top.at, "", "expected a JSON object, got " + describe_json(root),
-                 "a settings file looks like {\"sandbox\": {\"network\": {\"allowedDomains\": [...]}}}");
-      return finish(std::nullopt, diag);
-    }
-    // Claude Code nests the network settings under `sandbox`; sandbox-runtime's
-    // own settings file has them at the top level.
-    std::optional<field> network = member(top, "network", diag);
-    if (const auto sandbox = member(top, "sandbox", diag); sandbox && !sandbox->node.IsNull()) {
-      if (!sandbox->node.IsMap()) {
-        diag.error(sandbox->at, sandbox->path, "expected an object, got " + describe_json(sandbox->node));
-      } else if (auto nested = member(*sandbox, "network", diag)) {
-        if (network)
-          diag.error(nested->at, nested->path, "both `network` and `sandbox.network` are present",
-                     "keep one: egressd cannot tell which one the sandbox uses");
-        network = std::move(nested);
-      }
-    }
-    std::string unknown_path;  // where `unknown` comes from, for the cross-field warning
-    mark unknown_at = top.at;
-    if (!network || network->node.IsNull()) {
-      diag.warning(top.at, "", "no `sandbox.network` or `network` settings: every destination is unknown",
-                   "add \"allowedDomains\": [...] under sandbox.network");
-      c.policy.unknown = policy::unknown_mode::ask;
-      unknown_path = "sandbox.network";
-    } else if (!network->node.IsMap()) {
-      diag.error(network->at, network->path, "expected an object, got " + describe_json(network->node));
-    } else {
-      c.policy.allow = settings_list(member(*network, "allowedDomains", diag), diag);
-      c.policy.deny = settings_list(member(*network, "deniedDomains", diag), diag);
-      c.policy.guard.deny_ranges = settings_list(member(*network, "deniedResolvedAddresses", diag), diag);
-      // sandbox-runtime asks its callback about a domain no list names, unless
-      // strictAllowlist says to refuse it outright.
-      bool strict = false;
-      unknown_path = child(network->path, "strictAllowlist");
-      unknown_at = network->at;
-      if (const auto flag = member(*network, "strictAllowlist", diag)) {
-        unknown_at = flag->at;
-        const std::string s = flag->node.IsScalar() ? flag->node.Scalar() : std::string();
-        if (flag->node.IsScalar() && !is_quoted(flag->node) && (s == "true" || s == "false"))
-          strict = s == "true";
-        else
-          diag.error(flag->at, flag->path, "expected true or false, got " + describe_json(flag->node));
-      }
-      c.policy.unknown = strict ? policy::unknown_mode::deny : policy::unknown_mode::ask;
-    }
-    where.note_as("policy.unknown", unknown_path, unknown_at);
-    where.note("listeners", {});
-    for (std::size_t i = 0; i < c.listeners.size(); ++i) where.listener_paths.push_back(element("listeners", i));
-    for (std::size_t i = 0; i < c.auth.users.size(); ++i) where.user_paths.push_back(element("auth.users", i));
-    check_config(c, where, diag);
-  } catch (const YAML::Exception& e) {
-    report_yaml_exception(diag, e);
-  }
+  c.settings_file = c.source;
+  const auto settings = read_settings(text, diag);
+  if (!settings) return finish(std::nullopt, diag);
+  apply_settings_alone(*settings, c, where, diag);
+  check_config(c, where, diag);
   return finish(std::move(c), diag);
 }
 
@@ -1123,6 +1440,37 @@ load_result load_settings_file(const std::string& path) {
   const auto text = read_file(path, diag);
   if (!text) return finish(std::nullopt, diag);
   return load_settings_string(*text, path);
+}
+
+load_result load_layered_strings(std::string_view yaml_text, std::string_view yaml_name,
+                                 std::string_view settings_text, std::string_view settings_name) {
+  diagnostics diag{std::string(yaml_name)};
+  diagnostics settings_diag{std::string(settings_name)};
+  origins where;
+  config c;
+  c.source = std::string(yaml_name);
+  const bool yaml_ok = read_yaml_text(yaml_text, diag, where, c);
+  const auto settings = read_settings(settings_text, settings_diag);
+  for (auto& p : settings_diag.problems()) diag.add(std::move(p));
+  if (!yaml_ok || !settings) return finish(std::nullopt, diag);
+  apply_settings_layered(*settings, c, where, diag);
+  check_config(c, where, diag);
+  c.source = std::string(yaml_name) + " + " + std::string(settings_name);
+  c.yaml_file = std::string(yaml_name);
+  c.settings_file = std::string(settings_name);
+  return finish(std::move(c), diag);
+}
+
+load_result load_layered_files(const std::string& yaml_path, const std::string& settings_path) {
+  diagnostics diag{yaml_path};
+  diagnostics settings_diag{settings_path};
+  const auto yaml_text = read_file(yaml_path, diag);
+  const auto settings_text = read_file(settings_path, settings_diag);
+  if (!yaml_text || !settings_text) {
+    for (auto& p : settings_diag.problems()) diag.add(std::move(p));
+    return finish(std::nullopt, diag);
+  }
+  return load_layered_strings(*yaml_text, yaml_path, *settings_text, settings_path);
 }
 
 config default_config() {

@@ -2,8 +2,9 @@
 // Loading the configuration: egressd YAML (DESIGN.md §2.2) or a Claude Code /
 // sandbox-runtime settings JSON (DESIGN.md §2.1), parsed and validated in one
 // pass that reports every problem with its file, path and line.
-// Pure apart from reading the named file: no logging, no globals; never throws
-// for bad input (std::bad_alloc aside).
+// Pure apart from reading the named files and checking, with stat(2)/access(2),
+// that a `log.audit` file can be written: no logging, no globals; never throws for
+// bad input (std::bad_alloc aside).
 
 #include "config/config.hpp"
 
@@ -54,15 +55,33 @@ load_result load_yaml_file(const std::string& path);
 /// Loads egressd YAML from memory; `name` stands for the file in `source` and problems.
 load_result load_yaml_string(std::string_view text, std::string_view name);
 
-/// Reads and loads a Claude Code / sandbox-runtime settings JSON file: its
+/// Reads and loads a Claude Code / sandbox-runtime settings JSON file, parsed as
+/// strict JSON (as JSON.parse reads it: no comments, no trailing commas): its
 /// `network` object (top level, sandbox-runtime's own file) or `sandbox.network`
 /// (Claude Code's settings.json) becomes the policy with sandbox-runtime's grammar
-/// and semantics; every other setting comes from the embedded default config; all
-/// other keys of the file are ignored.
+/// and semantics, and its `httpProxyPort` / `socksProxyPort` replace the default
+/// listeners 127.0.0.1:3128 / 127.0.0.1:1080 (each given one alone); every other
+/// setting comes from the embedded default config. Unknown keys under the network
+/// object are warnings; the network keys one level off are errors; the file's
+/// other keys are ignored.
 load_result load_settings_file(const std::string& path);
 
 /// As load_settings_file, from memory.
 load_result load_settings_string(std::string_view text, std::string_view name);
+
+/// `--config YAML --settings JSON`: the YAML config with the settings' policy layered
+/// on top. `allowedDomains`/`deniedDomains` (when either is given) replace
+/// `policy.allow`/`policy.deny` (a warning says so when those were not empty);
+/// `deniedResolvedAddresses` adds to `policy.guard.deny_ranges`; `strictAllowlist`
+/// (when given) sets `policy.unknown` (true: deny, false: ask). Listeners, admin,
+/// logs and the rest come from the YAML; only a YAML without a `listeners` key takes
+/// them from the settings' ports (as load_settings_file); otherwise a port no YAML
+/// listener serves is a warning. `source` is "YAML + JSON".
+load_result load_layered_files(const std::string& yaml_path, const std::string& settings_path);
+
+/// As load_layered_files, from memory.
+load_result load_layered_strings(std::string_view yaml_text, std::string_view yaml_name,
+                                 std::string_view settings_text, std::string_view settings_name);
 
 /// The embedded default configuration, as YAML (config/default_config.yaml).
 std::string_view default_config_yaml();

@@ -163,7 +163,7 @@ pattern_result parse_name_pattern(std::string_view host, std::uint16_t port, lis
       return error("IPv4 addresses are written as four decimal numbers", "write " + v4.address.to_string());
     if (label_count(text) < 2 && text != "localhost")
       return error("a single-label name is too broad to be a rule", "write the full domain name");
-  } else if (label_count(text) < 2) {
+  } else if (label_count(text) < 2 && list == list_kind::allow) {  // a broad deny (`*.ru`) is legitimate
     return error("a wildcard over a top-level domain is too broad", "name a registrable domain, e.g. *.example.com");
   }
   p.kind = kind;

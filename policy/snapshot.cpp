@@ -131,7 +131,9 @@ compile_result compile(const rules& input, const compile_options& options) {
       case pattern_kind::exact: idx.names.add(p.name, name_index::kind::exact, {new_rule(), p.port}); break;
       case pattern_kind::subdomains:
       case pattern_kind::apex_and_subdomains: {
-        if (c.over_public_suffix(p.name)) {
+        // Only a broad allow is dangerous: denying every name under a public suffix
+        // (`*.ru`, `*.co.uk`) is a legitimate, if blunt, rule.
+        if (list == list_kind::allow && c.over_public_suffix(p.name)) {
           c.problem(false, where, text,
                     "a wildcard directly over the public suffix '" + p.name +
                         "' would cover every domain registered under it",

@@ -5,10 +5,13 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
 #include <charconv>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
 #include <vector>
 
 namespace egressd::proxy {
@@ -157,6 +160,18 @@ std::string render(std::string_view msg, const json_object& fields) {
   return line;
 }
 
+// spdlog's file sink creates missing parent directories (as root, when egressd
+// runs as root); the configuration check already refused a missing directory, and
+// this refuses one that vanished since, rather than create it.
+spdlog::sink_ptr open_audit_file(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw std::runtime_error("log.audit: the directory " + dir + " of " + path + " does not exist");
+  return std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
+}
+
 }  // namespace
 
 void init_logging(const config::log_config& cfg) {
@@ -171,7 +186,7 @@ void init_logging(const config::log_config& cfg) {
   else if (cfg.audit == "stderr")
     audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>(), json);
   else if (cfg.audit != "off" && !cfg.audit.empty())
-    audit_new = make_logger("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(cfg.audit), json);
+    audit_new = make_logger("audit", open_audit_file(cfg.audit), json);
   if (audit_new) audit_new->flush_on(spdlog::level::info);
   ops_new->flush_on(spdlog::level::debug);
   install(ops_logger, std::move(ops_new));

@@ -1,6 +1,6 @@
 // egressd's command line and the only wiring place (STYLE.md §1).
-//   egressd [run] [--config FILE | --settings FILE]
-//   egressd check-config (--config FILE | --settings FILE)
+//   egressd [run] [--config FILE] [--settings FILE]
+//   egressd check-config [--config FILE] [--settings FILE]
 //   egressd check (--config FILE | --settings FILE) HOST[:PORT] [--json] [--resolve]
 //   egressd version | --version | --help
 
@@ -28,10 +28,12 @@ using egressd::proxy::config_source;
 constexpr const char* usage = R"(egressd - an egress-filtering forward proxy (HTTP CONNECT, plain HTTP, SOCKS5)
 
 Usage:
-  egressd [run] [--config FILE | --settings FILE]
-      Serve. With neither option, run on the embedded default config.
-  egressd check-config (--config FILE | --settings FILE)
-      Load, validate and compile; print every problem; exit 1 on error.
+  egressd [run] [--config FILE] [--settings FILE]
+      Serve. With neither option, run on the embedded default config. With
+      both, the settings file's policy is layered onto the YAML config.
+  egressd check-config [--config FILE] [--settings FILE]
+      Load, validate and compile (one file or both, as `run` would); print
+      every problem; exit 1 on error.
   egressd check (--config FILE | --settings FILE) HOST[:PORT] [--json] [--resolve]
       Print the decision for a destination: canonical host, port, decision
       (allow, deny, or ask when the hook would be asked), rule and reason.
@@ -44,11 +46,33 @@ Options:
   --config FILE     egressd YAML configuration (version: 1)
   --settings FILE   Claude Code / sandbox-runtime settings JSON: its
                     network.allowedDomains, deniedDomains, deniedResolvedAddresses
-                    and strictAllowlist become the policy; all else is the default.
-  -h, --help        This text.
+                    and strictAllowlist become the policy, httpProxyPort and
+                    socksProxyPort the listeners; all else is the default (or
+                    the --config file's).
+  -h, --help        This text; after a command, that command's help.
 
 Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT drain and stop.
 )";
+
+// One command's part of `usage`: its "  egressd COMMAND" block, then the options.
+std::string command_help(const std::string& command) {
+  const std::string text = usage;
+  const std::string marker = command == "run" ? "\n  egressd [run]" : "\n  egressd " + command;
+  std::size_t start = text.find(marker);
+  // `check` must not find `check-config`: the name ends at a space or the line's end.
+  while (start != std::string::npos && start + marker.size() < text.size() &&
+         text[start + marker.size()] != ' ' && text[start + marker.size()] != '\n')
+    start = text.find(marker, start + 1);
+  if (start == std::string::npos) return text;
+  std::size_t end = text.find("\n  egressd ", start + 1);
+  const std::size_t options = text.find("\nOptions:");
+  if (end == std::string::npos || end > options) end = options;
+  std::string out = "Usage:" + text.substr(start, end - start) + "\n";
+  if (command == "version") return out;
+  out += text.substr(options);
+  if (command != "run") out.erase(out.find("\nSignals:"));
+  return out;
+}
 
 struct arguments {
   std::string command = "run";
@@ -56,6 +80,8 @@ struct arguments {
   std::vector<std::string> positional;
   bool json = false;
   bool resolve = false;
+  bool help = false;
+  bool explicit_command = false;  ///< the command was named (`egressd run --help`)
 };
 
 int usage_error(const std::string& message) {
@@ -63,45 +89,96 @@ int usage_error(const std::string& message) {
   return 2;
 }
 
+bool known_command(const std::string& c) {
+  return c == "run" || c == "check-config" || c == "check" || c == "version" || c == "help";
+}
+
+// A positional argument that names a file: the option it was probably meant for.
+std::string file_hint(const std::string& arg, const std::string& before = {}) {
+  const bool json = arg.size() > 5 && arg.compare(arg.size() - 5, 5, ".json") == 0;
+  return " (hint: did you mean " + before + (json ? "--settings " : "--config ") + arg + "?)";
+}
+
 std::optional<arguments> parse_arguments(int argc, char** argv, int& exit_code) {
   arguments a;
+  bool& explicit_command = a.explicit_command;
   int i = 1;
-  if (i < argc && argv[i][0] != '-') a.command = argv[i++];
+  if (i < argc && argv[i][0] != '-') {
+    a.command = argv[i++];
+    explicit_command = true;
+    if (!known_command(a.command)) {
+      const bool looks_like_file = a.command.find_first_of("./") != std::string::npos;
+      exit_code = usage_error("unknown command '" + a.command + "'" +
+                              (looks_like_file ? file_hint(a.command, "run ") : std::string()));
+      return std::nullopt;
+    }
+  }
+  std::vector<std::string> flags;  // --json, --resolve as given, for commands that take none
   for (; i < argc; ++i) {
     const std::string arg = argv[i];
-    auto take_file = [&](config_source::kind_t kind) -> bool {
-      if (i + 1 >= argc) {
-        exit_code = usage_error(arg + " needs a file");
+    auto take_file = [&](const std::string& option, std::string value, std::string config_source::*slot_member) {
+      if (!a.source) a.source.emplace();
+      std::string& slot = (*a.source).*slot_member;
+      if (!slot.empty()) {
+        exit_code = usage_error(option + " given twice");
         return false;
       }
-      if (a.source) {
-        exit_code = usage_error("give one of --config and --settings, once");
+      if (value.empty() || value.rfind("--", 0) == 0) {  // `--config --settings x`: no file given
+        exit_code = usage_error(option + " needs a file");
         return false;
       }
-      a.source = config_source{kind, argv[++i]};
+      slot = std::move(value);
       return true;
     };
+    auto next_value = [&]() -> std::string { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    bool ok = true;
     if (arg == "--config") {
-      if (!take_file(config_source::kind_t::yaml)) return std::nullopt;
+      ok = take_file(arg, next_value(), &config_source::yaml);
     } else if (arg == "--settings") {
-      if (!take_file(config_source::kind_t::settings)) return std::nullopt;
+      ok = take_file(arg, next_value(), &config_source::settings);
     } else if (arg.rfind("--config=", 0) == 0) {
-      a.source = config_source{config_source::kind_t::yaml, arg.substr(9)};
+      ok = take_file("--config", arg.substr(9), &config_source::yaml);
     } else if (arg.rfind("--settings=", 0) == 0) {
-      a.source = config_source{config_source::kind_t::settings, arg.substr(11)};
+      ok = take_file("--settings", arg.substr(11), &config_source::settings);
     } else if (arg == "--json") {
       a.json = true;
+      flags.push_back(arg);
     } else if (arg == "--resolve") {
       a.resolve = true;
+      flags.push_back(arg);
     } else if (arg == "-h" || arg == "--help") {
-      a.command = "help";
-    } else if (arg == "--version") {
+      a.help = true;
+    } else if (arg == "--version" && !explicit_command) {
       a.command = "version";
     } else if (!arg.empty() && arg[0] == '-' && arg != "-") {
-      exit_code = usage_error("unknown option " + arg);
+      exit_code = usage_error("unknown option " + arg + (explicit_command ? " for " + a.command : std::string()));
       return std::nullopt;
     } else {
       a.positional.push_back(arg);
+    }
+    if (!ok) return std::nullopt;
+  }
+  if (a.help || a.command == "help" || a.command == "version") {
+    if (a.command == "help" && a.positional.size() == 1 && known_command(a.positional[0])) {
+      a.command = a.positional[0];
+      a.help = true;  // `egressd help run` is `egressd run --help`
+    } else if (!a.help && (!a.positional.empty() || !flags.empty() || a.source)) {
+      exit_code = usage_error(a.command + " takes no arguments");
+      return std::nullopt;
+    }
+    return a;
+  }
+  // Commands that take no HOST and no --json/--resolve: anything more is a mistake
+  // to report, not to ignore (`egressd run min.yaml` would serve the default).
+  if (a.command == "run" || a.command == "check-config") {
+    if (!a.positional.empty()) {
+      exit_code = usage_error("unexpected argument '" + a.positional[0] + "' for " + a.command +
+                              (a.source ? std::string() : file_hint(a.positional[0])));
+      return std::nullopt;
+    }
+    if (!flags.empty()) {
+      exit_code = usage_error(a.command + " does not take " + flags[0]);
+      return std::nullopt;
     }
   }
   return a;
@@ -117,11 +194,11 @@ int cmd_check_config(const arguments& a) {
   auto loaded = egressd::proxy::load_config_source(*a.source);
   print_problems(loaded);
   if (!loaded.ok()) {
-    std::cerr << a.source->path << ": " << loaded.errors.size() << " error(s), " << loaded.warnings.size()
+    std::cerr << a.source->describe() << ": " << loaded.errors.size() << " error(s), " << loaded.warnings.size()
               << " warning(s)\n";
     return 1;
   }
-  std::cout << a.source->path << ": ok (" << loaded.policy->rule_count() << " rules, " << loaded.config->listeners.size()
+  std::cout << a.source->describe() << ": ok (" << loaded.policy->rule_count() << " rules, " << loaded.config->listeners.size()
             << " listeners, " << loaded.warnings.size() << " warnings)\n";
   std::cout << "presets:";
   for (const auto& p : egressd::policy::presets()) std::cout << " @" << p.name;
@@ -154,7 +231,7 @@ int cmd_run(const arguments& a) {
     return 1;
   }
   egressd::proxy::init_logging(loaded.config->log);
-  if (source.kind == config_source::kind_t::embedded) {
+  if (source.embedded()) {
     egressd::proxy::log_event(
         egressd::proxy::log_level::info, "running on the embedded default config",
         egressd::proxy::json_object().add("hint", "pass --config FILE or --settings FILE to use your own policy"));
@@ -175,8 +252,9 @@ int main(int argc, char** argv) {
   auto args = parse_arguments(argc, argv, exit_code);
   if (!args) return exit_code;
   try {
-    if (args->command == "help") {
-      std::cout << usage;
+    if (args->help || args->command == "help") {
+      const bool one = args->explicit_command && args->command != "help";
+      std::cout << (one ? command_help(args->command) : std::string(usage));
       return 0;
     }
     if (args->command == "version") {

@@ -35,6 +35,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "config/diff.hpp"
 #include "proxy/admin.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
@@ -193,30 +194,29 @@ struct server::impl {
   }
 
   void reload() {
+    const std::string from = source.describe();
     auto next = load_config_source(source);
     if (!next.ok()) {
+      // The swap happens only after a whole successful load: nothing of the bad file
+      // is in force (STYLE.md §4).
       json_object f;
-      f.add("source", source.path.empty() ? "embedded default" : source.path)
-          .add("errors", static_cast<std::uint64_t>(next.errors.size()));
+      f.add("source", from).add("errors", static_cast<std::uint64_t>(next.errors.size()));
       if (!next.errors.empty()) f.add("first_error", next.errors.front());
-      log_event(log_level::error, "reload failed", f);
+      log_event(log_level::error, "reload failed; the previous configuration stays in force", f);
       for (const auto& e : next.errors) log_event(log_level::error, "config problem", json_object().add("problem", e));
       return;
     }
     auto old = rt.config.load();
-    const auto listener_names = [](const config::config& c) {
-      std::vector<std::string> v;
-      for (const auto& l : c.listeners) v.push_back(l.address.to_string());
-      return v;
-    };
-    if (listener_names(*old) != listener_names(*next.config))
-      log_event(log_level::warn, "listener changes take effect after a restart");
-    if (old->workers != next.config->workers || old->busy_poll_us != next.config->busy_poll_us)
-      log_event(log_level::warn, "workers and busy_poll_us take effect after a restart");
-    const auto& ol = old->log;
-    const auto& nl = next.config->log;
-    if (ol.format != nl.format || ol.level != nl.level || ol.audit != nl.audit)
-      log_event(log_level::warn, "log changes take effect after a restart");
+    const auto changes = config::describe_changes(*old, *next.config);
+    if (changes.listeners_need_restart())
+      log_event(log_level::warn, "listener changes take effect after a restart",
+                json_object()
+                    .add("added", list_text(changes.listeners_added))
+                    .add("removed", list_text(changes.listeners_removed))
+                    .add("changed", list_text(changes.listeners_changed)));
+    if (!changes.restart_keys.empty())
+      log_event(log_level::warn, "these changes take effect after a restart",
+                json_object().add("keys", list_text(changes.restart_keys)));
     rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
     rt.config.store(next.config);
     rt.max_connections.store(next.config->limits.max_connections);
@@ -224,8 +224,23 @@ struct server::impl {
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
               json_object()
-                  .add("source", source.path.empty() ? "embedded default" : source.path)
-                  .add("rules", static_cast<std::uint64_t>(next.policy->rule_count())));
+                  .add("source", from)
+                  .add("rules", static_cast<std::uint64_t>(next.policy->rule_count()))
+                  .add("rules_added", static_cast<std::uint64_t>(changes.rules_added.size()))
+                  .add("rules_removed", static_cast<std::uint64_t>(changes.rules_removed.size()))
+                  .add("added", list_text(changes.rules_added))
+                  .add("removed", list_text(changes.rules_removed))
+                  .add("applied", list_text(changes.applied_keys)));
+  }
+
+  // Up to ten entries, comma-separated, then how many more: a reload of a large
+  // allowlist stays one readable line.
+  static std::string list_text(const std::vector<std::string>& items) {
+    constexpr std::size_t shown = 10;
+    std::string out;
+    for (std::size_t i = 0; i < items.size() && i < shown; ++i) out += (i ? ", " : "") + items[i];
+    if (items.size() > shown) out += ", and " + std::to_string(items.size() - shown) + " more";
+    return out;
   }
 
   void wait_signal() {
@@ -332,6 +347,7 @@ int server::run() {
                 .add("workers", n)
                 .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
+                .add("audit", cfg->log.audit)
                 .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
   s.control.run();
 

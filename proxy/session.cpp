@@ -309,17 +309,19 @@ namespace {
 // change (DESIGN.md §2.4): the file, the key of its allow list, and the option that
 // names the file to `egressd check`.
 struct allowlist_place {
-  std::string_view file;    ///< empty: the embedded default config
-  std::string key;          ///< policy.allow, sandbox.network.allowedDomains, network.allowedDomains
-  std::string_view option;  ///< --config or --settings
+  std::string_view file;  ///< empty: the embedded default config
+  std::string key;        ///< policy.allow, sandbox.network.allowedDomains, network.allowedDomains
+  std::string options;    ///< what names the config to `egressd check`: "--config FILE", ...
   bool settings = false;
 };
 
 allowlist_place place_of(const config::config& c) {
   allowlist_place p;
+  // In srt grammar the lists came from a settings file (alone, or layered onto YAML).
   p.settings = c.policy.syntax == policy::grammar::srt;
-  if (c.source != "embedded default") p.file = c.source;
-  p.option = p.settings ? "--settings" : "--config";
+  p.file = p.settings ? c.settings_file : c.yaml_file;
+  if (!c.yaml_file.empty()) p.options = "--config " + c.yaml_file;
+  if (!c.settings_file.empty()) p.options += (p.options.empty() ? "" : " ") + ("--settings " + c.settings_file);
   if (!p.settings) {
     p.key = "policy.allow";
     return p;
@@ -357,10 +359,10 @@ std::string add_entry_hint(const allowlist_place& p, std::string_view entry, std
 // "; ask why: egressd check --config FILE HOST:PORT".
 std::string check_hint(const allowlist_place& p, std::string_view target) {
   std::string out = "; ask why: egressd check ";
-  out += p.option;
-  out += ' ';
-  out += p.file.empty() ? std::string_view("FILE") : p.file;
-  out += ' ';
+  if (!p.options.empty()) {
+    out += p.options;
+    out += ' ';
+  }
   out += target;
   return out;
 }

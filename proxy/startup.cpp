@@ -22,14 +22,24 @@ std::string format_compile_problem(const policy::compile_problem& p) {
 
 }  // namespace
 
+std::string config_source::describe() const {
+  if (embedded()) return "embedded default";
+  if (settings.empty()) return yaml;
+  if (yaml.empty()) return settings;
+  return yaml + " + " + settings;
+}
+
 loaded_config load_config_source(const config_source& source) {
   loaded_config out;
   config::load_result r;
-  switch (source.kind) {
-    case config_source::kind_t::embedded: r.value = config::default_config(); break;
-    case config_source::kind_t::yaml: r = config::load_yaml_file(source.path); break;
-    case config_source::kind_t::settings: r = config::load_settings_file(source.path); break;
-  }
+  if (source.embedded())
+    r.value = config::default_config();
+  else if (source.settings.empty())
+    r = config::load_yaml_file(source.yaml);
+  else if (source.yaml.empty())
+    r = config::load_settings_file(source.settings);
+  else
+    r = config::load_layered_files(source.yaml, source.settings);
   for (const auto& p : r.problems)
     (p.level == config::severity::error ? out.errors : out.warnings).push_back(p.to_string());
   if (!r.value || !out.errors.empty()) return out;

@@ -13,10 +13,15 @@
 
 namespace egressd::proxy {
 
+/// What `--config` and `--settings` named; neither: the embedded default. Both: the
+/// YAML with the settings' policy layered on top (config::load_layered_files).
 struct config_source {
-  enum class kind_t : std::uint8_t { embedded, yaml, settings };
-  kind_t kind = kind_t::embedded;
-  std::string path;
+  std::string yaml;      ///< --config FILE; empty when not given
+  std::string settings;  ///< --settings FILE; empty when not given
+
+  bool embedded() const noexcept { return yaml.empty() && settings.empty(); }
+  /// "FILE", "YAML + JSON", or "embedded default", for messages.
+  std::string describe() const;
 };
 
 struct loaded_config {

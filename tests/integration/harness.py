@@ -12,7 +12,7 @@ Contract with the binary (beyond DESIGN.md), what this harness relies on:
   * `egressd run --config FILE` logs JSON objects, one per line, on stderr; once per
     listener `{"msg":"listening","listener":<address as written>,"address":<bound>}`
     (e.g. "127.0.0.1:41234", "[::1]:41234", "unix:/path"), then `{"msg":"ready"}`.
-    SIGHUP logs `{"msg":"reloaded"}` or `{"msg":"reload failed"}`.
+    SIGHUP logs `{"msg":"reloaded"}` or `{"msg":"reload failed; the previous configuration stays in force"}`.
   * `log.audit: stdout`: one JSON object per line on stdout with at least `event`
     ("request" | "tunnel_closed"), `host`, `port`, `protocol`, `decision`, `reason`,
     `rule`, and for closed tunnels `bytes_up`, `bytes_down`. With `log.format: json`

@@ -121,7 +121,7 @@ class ReloadTest(EgressdTestCase):
         }
         for what, text in bad_files.items():
             with self.subTest(what):
-                self.reload(d, text, expect="reload failed")
+                self.reload(d, text, expect="reload failed; the previous configuration stays in force")
                 self.assertTrue(d.alive())
                 self.connect_echo_ok(ep, o.echo.hostport)
         self.reload(d, make_config(allow=[]))
@@ -334,8 +334,8 @@ class CliTest(EgressdTestCase):
                     self.assertEqual(out["rule"], rule, out)
 
     def test_check_json_ask(self):
-        cfg = self.write("ask.yaml", self.POLICY.replace("unknown: deny", "unknown: ask") +
-                         'hook:\n  exec: ["/bin/true"]\n')
+        # No `hook:` (not yet supported): `check` still says what the policy decides.
+        cfg = self.write("ask.yaml", self.POLICY.replace("unknown: deny", "unknown: ask"))
         out = self.check(cfg, "unknown.example.net:443")
         self.assertEqual((out["decision"], out["reason"]), ("ask", "unknown_ask"))
         self.assertEqual(self.check(cfg, "github.com:443")["decision"], "allow")

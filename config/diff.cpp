@@ -1,0 +1,93 @@
+#include "config/diff.hpp"
+
+#include <algorithm>
+#include <map>
+
+namespace egressd::config {
+
+namespace {
+
+std::vector<std::string> rule_texts(const policy::rules& r) {
+  std::vector<std::string> out;
+  for (const auto& e : r.allow) out.push_back("allow " + e.text);
+  for (const auto& e : r.deny) out.push_back("deny " + e.text);
+  for (const auto& e : r.guard.deny_ranges) out.push_back("deny_range " + e.text);
+  return out;
+}
+
+// The entries of `a` not in `b`, as multisets, in `a`'s order.
+std::vector<std::string> minus(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+  std::map<std::string, int> left;
+  for (const auto& s : b) ++left[s];
+  std::vector<std::string> out;
+  for (const auto& s : a) {
+    auto it = left.find(s);
+    if (it != left.end() && it->second > 0)
+      --it->second;
+    else
+      out.push_back(s);
+  }
+  return out;
+}
+
+bool same_limits(const limits_config& a, const limits_config& b) {
+  return a.max_connections == b.max_connections && a.head_timeout == b.head_timeout &&
+         a.connect_timeout == b.connect_timeout && a.idle_timeout == b.idle_timeout &&
+         a.max_head_bytes == b.max_head_bytes && a.max_headers == b.max_headers && a.drain_timeout == b.drain_timeout;
+}
+
+bool same_dns(const dns_config& a, const dns_config& b) {
+  return a.servers == b.servers && a.timeout == b.timeout && a.max_ttl == b.max_ttl &&
+         a.negative_ttl == b.negative_ttl && a.hosts_file == b.hosts_file;
+}
+
+bool same_users(const auth_config& a, const auth_config& b) {
+  return std::equal(a.users.begin(), a.users.end(), b.users.begin(), b.users.end(),
+                    [](const user_credentials& x, const user_credentials& y) {
+                      return x.username == y.username && x.password == y.password;
+                    });
+}
+
+}  // namespace
+
+change_summary describe_changes(const config& before, const config& after) {
+  change_summary out;
+  const auto old_rules = rule_texts(before.policy);
+  const auto new_rules = rule_texts(after.policy);
+  out.rules_added = minus(new_rules, old_rules);
+  out.rules_removed = minus(old_rules, new_rules);
+
+  for (const auto& l : after.listeners) {
+    const auto match = std::find_if(before.listeners.begin(), before.listeners.end(),
+                                    [&](const listener_config& o) { return o.address == l.address; });
+    if (match == before.listeners.end())
+      out.listeners_added.push_back(l.address.to_string());
+    else if (match->http != l.http || match->socks5 != l.socks5)
+      out.listeners_changed.push_back(l.address.to_string());
+  }
+  for (const auto& l : before.listeners) {
+    const bool kept = std::any_of(after.listeners.begin(), after.listeners.end(),
+                                  [&](const listener_config& n) { return n.address == l.address; });
+    if (!kept) out.listeners_removed.push_back(l.address.to_string());
+  }
+
+  // Read once at start-up: the admin server, the workers and their resolvers, the loggers.
+  const auto admin_text = [](const config& c) { return c.admin ? c.admin->address.to_string() : std::string(); };
+  if (admin_text(before) != admin_text(after)) out.restart_keys.push_back("admin.address");
+  if (before.workers != after.workers) out.restart_keys.push_back("workers");
+  if (before.busy_poll_us != after.busy_poll_us) out.restart_keys.push_back("busy_poll_us");
+  if (!same_dns(before.dns, after.dns)) out.restart_keys.push_back("dns");
+  if (before.log.format != after.log.format) out.restart_keys.push_back("log.format");
+  if (before.log.level != after.log.level) out.restart_keys.push_back("log.level");
+  if (before.log.audit != after.log.audit) out.restart_keys.push_back("log.audit");
+
+  // Read by each new session from the swapped snapshot.
+  if (before.policy.unknown != after.policy.unknown) out.applied_keys.push_back("policy.unknown");
+  if (before.policy.guard.allow_private != after.policy.guard.allow_private)
+    out.applied_keys.push_back("policy.guard.allow_private");
+  if (!same_limits(before.limits, after.limits)) out.applied_keys.push_back("limits");
+  if (!same_users(before.auth, after.auth)) out.applied_keys.push_back("auth");
+  return out;
+}
+
+}  // namespace egressd::config
