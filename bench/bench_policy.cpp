@@ -91,7 +91,8 @@ int main(int argc, char** argv) {
     const canonical_host name = *canonicalize_host("svc1.tenant1.example").host;
     for (std::size_t i = 0; i < lookups; ++i) {
       const auto& address = *ips[i & 1023].host->address;
-      sink = sink + static_cast<unsigned>(classify(s, name, decision_reason::allowed_by_rule, address, 443, {}).refused);
+      const auto verdict = classify(s, name, decision_reason::allowed_by_rule, address, 443, {});
+      sink = sink + static_cast<unsigned>(verdict.refused);
     }
     const auto t5 = clock_type::now();
     auto ns = [&](auto a, auto b) {

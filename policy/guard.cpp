@@ -118,7 +118,8 @@ bool is_metadata(const ip_address& a) noexcept {
   if (a.is_v4()) return std::find(metadata_v4.begin(), metadata_v4.end(), a.v4()) != metadata_v4.end();
   // OpenStack's IPv6 metadata address fe80::a9fe:a9fe (169.254.169.254 as the interface id)
   // https://docs.openstack.org/nova/latest/admin/metadata-service.html
-  static constexpr std::array<std::uint8_t, 16> openstack{0xFE, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xA9, 0xFE, 0xA9, 0xFE};
+  static constexpr std::array<std::uint8_t, 16> openstack{0xFE, 0x80, 0,    0,    0,    0,    0,    0,
+                                                          0,    0,    0,    0,    0xA9, 0xFE, 0xA9, 0xFE};
   if (a.bytes == openstack) return true;
   if (!v6_prefix(a, {0xFC}, 7)) return false;
   // AWS IPv6 endpoints in fd00:ec2::/32: IMDS fd00:ec2::254, DNS ::253, Time Sync ::123,
