@@ -257,6 +257,9 @@ ip_address v4_from_bytes(const ip_address& a, std::size_t at) noexcept {
 bool is_mapped(const ip_address& a) noexcept {
   return a.is_v6() && bytes_zero(a, 0, 10) && a.bytes[10] == 0xFF && a.bytes[11] == 0xFF;
 }
+bool is_teredo(const ip_address& a) noexcept {
+  return a.is_v6() && a.bytes[0] == 0x20 && a.bytes[1] == 0x01 && a.bytes[2] == 0x00 && a.bytes[3] == 0x00;
+}
 }  // namespace
 
 ip_address unmap(const ip_address& a) noexcept { return is_mapped(a) ? v4_from_bytes(a, 12) : a; }
@@ -272,9 +275,28 @@ std::optional<ip_address> embedded_ipv4(const ip_address& a) noexcept {
   // 64:ff9b::/96, NAT64 well-known prefix (RFC 6052 §2.1)
   if (a.bytes[0] == 0x00 && a.bytes[1] == 0x64 && a.bytes[2] == 0xFF && a.bytes[3] == 0x9B && bytes_zero(a, 4, 12))
     return v4_from_bytes(a, 12);
+  // 64:ff9b:1::/48, the local-use NAT64 prefix (RFC 8215 §3). RFC 6052 §2.2 places the
+  // IPv4 address by the length of the prefix the network chose inside it, which an
+  // address does not tell; we judge the /96 layout (the last 32 bits), the one NAT64
+  // deployments use, whatever bits 48..95 hold.
+  if (a.bytes[0] == 0x00 && a.bytes[1] == 0x64 && a.bytes[2] == 0xFF && a.bytes[3] == 0x9B && a.bytes[4] == 0x00 &&
+      a.bytes[5] == 0x01)
+    return v4_from_bytes(a, 12);
   // 2002::/16, 6to4 (RFC 3056 §2): the IPv4 address is in bits 16..47
   if (a.bytes[0] == 0x20 && a.bytes[1] == 0x02) return v4_from_bytes(a, 2);
+  // 2001::/32, Teredo (RFC 4380 §4): the client's IPv4 address is the last 32 bits,
+  // each bit inverted (teredo_server() gives the server's, bits 32..63).
+  if (is_teredo(a)) {
+    ip_address client = v4_from_bytes(a, 12);
+    for (std::size_t i = 0; i < 4; ++i) client.bytes[i] = static_cast<std::uint8_t>(~client.bytes[i]);
+    return client;
+  }
   return std::nullopt;
+}
+
+std::optional<ip_address> teredo_server(const ip_address& a) noexcept {
+  if (!is_teredo(a)) return std::nullopt;
+  return v4_from_bytes(a, 4);
 }
 
 ip_address mask(const ip_address& a, std::uint8_t prefix) noexcept {

@@ -57,9 +57,15 @@ ip_address unmap(const ip_address& a) noexcept;
 
 /// The IPv4 address an IPv6 address carries, for the guard: IPv4-mapped (::ffff:0:0/96),
 /// IPv4-translated (::ffff:0:0:0/96), IPv4-compatible (::/96), NAT64 well-known prefix
-/// (64:ff9b::/96, RFC 6052) and 6to4 (2002::/16, RFC 3056). nullopt for IPv4 input and
-/// for IPv6 outside those prefixes.
+/// (64:ff9b::/96, RFC 6052), the local-use NAT64 prefix (64:ff9b:1::/48, RFC 8215; the
+/// last 32 bits, as in its /96 form), 6to4 (2002::/16, RFC 3056) and Teredo (2001::/32,
+/// RFC 4380: the client's address, the last 32 bits inverted). nullopt for IPv4 input
+/// and for IPv6 outside those prefixes.
 std::optional<ip_address> embedded_ipv4(const ip_address& a) noexcept;
+
+/// The Teredo server's IPv4 address (bits 32..63 of 2001::/32, RFC 4380 §4), the second
+/// IPv4 address a Teredo address carries; nullopt outside 2001::/32.
+std::optional<ip_address> teredo_server(const ip_address& a) noexcept;
 
 /// A CIDR range. `base` has its host bits cleared.
 struct address_range {

@@ -46,10 +46,16 @@ struct address_verdict {
   bool allowed() const noexcept { return refused == address_class::none; }
 };
 
-/// Judge one resolved address for `host` (the name that was asked for) and `port`.
+/// Judge one address for `host` (the name or IP literal that was asked for) and `port`.
+/// `why` is the reason decide() (or the hook) allowed the host: deny entries naming
+/// addresses and `guard.deny_ranges` refuse always, IP literals included; an IP literal
+/// allowed by a rule or an answer is otherwise judged by the IP rules alone, and one let
+/// through by report-only mode (`report_only`) by the whole guard; `localhost` may
+/// reach loopback only when it was not merely let through by report-only mode.
 /// `local_addresses` are this host's interface addresses. Thread-safe and pure.
-address_verdict classify(const snapshot& policy, const canonical_host& host, const ip_address& address,
-                         std::uint16_t port, std::span<const ip_address> local_addresses) noexcept;
+address_verdict classify(const snapshot& policy, const canonical_host& host, decision_reason why,
+                         const ip_address& address, std::uint16_t port,
+                         std::span<const ip_address> local_addresses) noexcept;
 
 /// The built-in class of an address alone, ignoring rules (allow_private re-opens
 /// the private classes).

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "policy/guard.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/dns.hpp"
 
@@ -16,17 +17,26 @@ struct check_target {
   std::uint16_t port = 443;
 };
 
-/// HOST, HOST:PORT, [V6], [V6]:PORT, or a bare IPv6 literal (no port). nullopt when
-/// the port is not 1-65535.
-std::optional<check_target> parse_check_target(std::string_view text);
+/// HOST, HOST:PORT, [V6], [V6]:PORT, a bare IPv6 literal (no port), or an http(s) URL
+/// (`https://host/path`, `http://host:8080/x`; the scheme's port, 80 or 443, when none
+/// is given; userinfo dropped). Anything else (a port outside 1-65535, another scheme
+/// such as socks5://) is an error with its reason.
+struct check_target_result {
+  std::optional<check_target> target;
+  std::string error;  ///< why, when !target
+};
+check_target_result parse_check_target(std::string_view text);
 
 struct check_report {
   std::string host;  ///< canonical, or as given when invalid
   std::uint16_t port = 0;
-  policy::decision decision;
-  std::string rule;        ///< empty when none
-  std::string rule_origin; ///< "file:line", "@preset (file:line)"
-  std::string detail;      ///< why the host is invalid, when it is
+  policy::decision policy_decision;  ///< what decide() said (rule and reason)
+  policy::decision decision;         ///< the final answer: the proxy's, after the guard
+  std::string rule;                  ///< empty when none
+  std::string rule_origin;           ///< "file:line path", "@preset (file:line path)"
+  std::string rule_file, rule_path, rule_preset;
+  int rule_line = 0;
+  std::string detail;  ///< why the host is invalid, when it is
   struct address_line {
     std::string address;
     std::string verdict;  ///< "allow" or the refused class
@@ -34,15 +44,26 @@ struct check_report {
   std::vector<address_line> addresses;  ///< with --resolve
   bool resolved = false;
   std::string resolve_error;
+  policy::address_class refused_class = policy::address_class::none;  ///< when the guard refused
+  std::string refused_address;
 };
 
-/// Decides `target` as the daemon would; with `resolve`, also resolves the name with
-/// the daemon's own resolver (same servers, hosts file, no search domains) and judges
-/// every address as the guard would.
+/// The exit status of `egressd check`: 0 allow, 1 deny, 3 ask.
+int exit_status(const check_report& r) noexcept;
+
+/// Decides `target` as the daemon would and gives its final answer: an IP literal is
+/// judged by the address guard as the proxy judges it; with `resolve`, a name is resolved
+/// with the daemon's own resolver (same servers, hosts file, no search domains) and every
+/// address judged, so an allowed name whose every address is refused is a deny with
+/// reason address_denied (or resolve_failed), as the proxy answers.
 check_report check_destination(const policy::snapshot& policy, const check_target& target,
                                const dns_options* resolve);
 
-/// `{"host":...,"port":...,"decision":...,"rule":...|null,"reason":...}` (+ "addresses" with --resolve)
+/// One object: {"host","port","decision","reason","rule" (text or null),"rule_file",
+/// "rule_line","rule_path","preset" (null when none), and when the guard or the resolver
+/// changed the policy's answer "policy_decision","policy_reason" (+ "address_class",
+/// "refused_address"); with --resolve "addresses":[{"address","verdict"}] and
+/// "resolve_error" when the lookup failed}.
 std::string to_json(const check_report& r);
 std::string to_text(const check_report& r);
 

@@ -1,7 +1,7 @@
 // egressd's command line and the only wiring place (STYLE.md §1).
 //   egressd [run] [--config FILE] [--settings FILE]
 //   egressd check-config [--config FILE] [--settings FILE]
-//   egressd check (--config FILE | --settings FILE) HOST[:PORT] [--json] [--resolve]
+//   egressd check [--config FILE] [--settings FILE] (HOST[:PORT] | URL) [--json] [--resolve]
 //   egressd version | --version | --help
 
 #include <csignal>
@@ -34,11 +34,18 @@ Usage:
   egressd check-config [--config FILE] [--settings FILE]
       Load, validate and compile (one file or both, as `run` would); print
       every problem; exit 1 on error.
-  egressd check (--config FILE | --settings FILE) HOST[:PORT] [--json] [--resolve]
-      Print the decision for a destination: canonical host, port, decision
-      (allow, deny, or ask when the hook would be asked), rule and reason.
-      PORT defaults to 443. IPv6 literals: [::1]:443. --resolve also resolves
-      the name and shows what the address guard says of each address.
+  egressd check [--config FILE] [--settings FILE] (HOST[:PORT] | URL) [--json] [--resolve]
+      Print the proxy's answer for a destination: canonical host, port,
+      decision (allow, deny, or ask when the hook would be asked), rule and
+      reason. PORT defaults to 443; IPv6 literals: [::1]:443; a URL
+      (https://host/path, http://host:8080/x) gives host and port, 443 or 80
+      by default. IP literals are judged by the address guard as the proxy
+      judges them; --resolve also resolves a name with the daemon's resolver,
+      judges each address and gives the final answer (deny with reason
+      address_denied or resolve_failed when nothing could be dialled). With
+      neither option, the embedded default config. --json prints one object.
+      Exit status: 0 allow, 1 deny, 3 ask, 2 usage error, 4 the configuration
+      does not load.
   egressd version
       Print the version.
 
@@ -206,20 +213,25 @@ int cmd_check_config(const arguments& a) {
   return 0;
 }
 
+// Exit status of `check`: 0 allow, 1 deny, 3 ask (the answer), 2 usage errors, 4 a
+// configuration that does not load (so that a script can tell a deny from an error).
+constexpr int check_config_failed = 4;
+
 int cmd_check(const arguments& a) {
-  if (!a.source) return usage_error("check needs --config FILE or --settings FILE");
-  if (a.positional.size() != 1) return usage_error("check needs exactly one HOST[:PORT]");
-  auto loaded = egressd::proxy::load_config_source(*a.source);
+  if (a.positional.size() != 1) return usage_error("check needs exactly one HOST[:PORT] or URL");
+  auto target = egressd::proxy::parse_check_target(a.positional[0]);
+  if (!target.target) return usage_error(target.error);
+  // Without --config or --settings, the embedded default config, as `run` uses.
+  const config_source source = a.source.value_or(config_source{});
+  auto loaded = egressd::proxy::load_config_source(source);
   if (!loaded.ok()) {
     print_problems(loaded);
-    return 1;
+    return check_config_failed;
   }
-  auto target = egressd::proxy::parse_check_target(a.positional[0]);
-  if (!target) return usage_error("'" + a.positional[0] + "' is not HOST[:PORT] with a port of 1-65535");
   const auto dns = egressd::proxy::dns_options_for(loaded.config->dns);
-  auto report = egressd::proxy::check_destination(*loaded.policy, *target, a.resolve ? &dns : nullptr);
+  auto report = egressd::proxy::check_destination(*loaded.policy, *target.target, a.resolve ? &dns : nullptr);
   std::cout << (a.json ? egressd::proxy::to_json(report) : egressd::proxy::to_text(report)) << "\n";
-  return 0;
+  return egressd::proxy::exit_status(report);
 }
 
 int cmd_run(const arguments& a) {

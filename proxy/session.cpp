@@ -226,14 +226,12 @@ asio::awaitable<void> dial(session& s, destination& d) {
   const policy::canonical_host& host = *d.host.host;
   const std::uint16_t port = d.port;
 
-  // Resolve once; the guard judges every address; only survivors are dialled. An IP
-  // literal is judged by the IP rules alone, unless it only got through because
-  // unknown destinations are let through (report-only mode).
+  // Resolve once; the guard judges every address; only survivors are dialled. The
+  // guard also judges IP literals: by the IP rules alone (denied ranges win over a wider
+  // allow) unless report-only mode let them through (policy::classify).
   std::vector<asio::ip::address> addresses;
-  bool judge = true;
   if (host.is_ip()) {
     addresses.push_back(to_asio(*host.address));
-    judge = d.decision.reason == decision_reason::report_only;
   } else {
     auto [ec, answer] = co_await s.w.dns().resolve(host.text);
     if (s.aborted) {
@@ -250,7 +248,7 @@ asio::awaitable<void> dial(session& s, destination& d) {
   std::vector<asio::ip::address> candidates;
   const auto locals = s.w.shared().local_addresses.load();
   for (const auto& a : addresses) {
-    const auto v = judge ? policy::classify(*s.policy, host, to_policy(a), port, *locals) : policy::address_verdict{};
+    const auto v = policy::classify(*s.policy, host, d.decision.reason, to_policy(a), port, *locals);
     if (v.allowed()) {
       candidates.push_back(a);
     } else if (d.refused_class == policy::address_class::none) {
@@ -744,6 +742,20 @@ asio::awaitable<std::optional<proto::parsed<Message>>> read_socks(session& s, st
   }
 }
 
+// The parser returns DST.ADDR as octets (proxy/protocol stays free of policy/); the
+// host text the policy canonicalises is made here.
+std::string socks5_host(const proto::socks5_request& r) {
+  switch (r.address_type) {
+    case proto::socks5_address_type::ipv4:
+      return policy::ip_address::from_v4((std::uint32_t{r.address[0]} << 24) | (std::uint32_t{r.address[1]} << 16) |
+                                         (std::uint32_t{r.address[2]} << 8) | std::uint32_t{r.address[3]})
+          .to_string();
+    case proto::socks5_address_type::ipv6: return policy::ip_address::from_v6(r.address).to_string();
+    case proto::socks5_address_type::domain: break;
+  }
+  return r.domain;
+}
+
 template <std::size_t N>
 asio::awaitable<bool> write_bytes(session& s, const std::array<std::uint8_t, N>& bytes) {
   co_return co_await write_client(s, std::string_view(reinterpret_cast<const char*>(bytes.data()), N));
@@ -838,7 +850,8 @@ asio::awaitable<void> serve_socks5(session& s, steady::time_point deadline) {
   }
   if (request->message.command != proto::socks5_command::connect) {
     request_context ctx(access_protocol::socks5, s.started);
-    ctx.host = request->message.host;
+    const std::string target = socks5_host(request->message);
+    ctx.host = target;
     ctx.port = request->message.port;
     ctx.outcome = request_outcome::unsupported_command;
     ctx.source = error_source::client;
@@ -849,7 +862,7 @@ asio::awaitable<void> serve_socks5(session& s, steady::time_point deadline) {
     co_return;
   }
   request_context ctx(access_protocol::socks5, s.started);
-  destination d = co_await open_upstream(s, request->message.host, request->message.port);
+  destination d = co_await open_upstream(s, socks5_host(request->message), request->message.port);
   ctx.dest = &d;
   const auto code = socks_code_for(d);
   if (!d.connected()) {

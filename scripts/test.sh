@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds egressd and runs every test:
-#   1. warnings-as-errors build; unit tests and integration tests (the real binary,
-#      driven by curl, socat, nc and Python against local origins) through ctest;
+#   1. warnings-as-errors build; the self-contained check (no file reads outside the
+#      repository; a bare copy builds and passes the unit tests); unit tests and
+#      integration tests (the real binary, driven by curl, socat, nc and Python against
+#      local origins) through ctest;
 #   2. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. each fuzz target (libFuzzer) for a bounded time.
 # EGRESSD_TEST_QUICK=1 runs step 1 only. Exits non-zero on the first failure.
@@ -12,9 +14,12 @@ jobs=2
 fuzz_seconds=${EGRESSD_FUZZ_SECONDS:-30}
 
 echo "== build and test (RelWithDebInfo, -Werror)"
-cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEGRESSD_WERROR=ON \
-  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
-cmake --build build/test -j"$jobs"
+# Paths relative to the root in ccache's keys, so that the bare copy built by
+# check-self-contained.sh finds this build's objects in the cache.
+CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 cmake -S . -B build/test -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DEGRESSD_WERROR=ON -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 cmake --build build/test -j"$jobs"
+EGRESSD_JOBS=$jobs scripts/check-self-contained.sh
 ctest --test-dir build/test --output-on-failure -j"$jobs"
 
 if [[ "${EGRESSD_TEST_QUICK:-0}" == 1 ]]; then

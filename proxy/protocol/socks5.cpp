@@ -13,8 +13,6 @@
 
 #include "proxy/protocol/socks5.hpp"
 
-#include "policy/address.hpp"
-
 #include <algorithm>
 #include <ostream>
 #include <utility>
@@ -131,20 +129,10 @@ parse_result<socks5_request> parse_socks5_request(std::string_view bytes) {
   r.command = static_cast<socks5_command>(cmd);
   r.address_type = static_cast<socks5_address_type>(atyp);
   const auto address = bytes.substr(address_at, address_len);
-  switch (r.address_type) {
-    case socks5_address_type::ipv4: {
-      std::uint32_t v4 = 0;
-      for (std::size_t i = 0; i < 4; ++i) v4 = (v4 << 8) | octet(address, i);
-      r.host = policy::ip_address::from_v4(v4).to_string();
-      break;
-    }
-    case socks5_address_type::domain: r.host.assign(address); break;  // raw, see header
-    case socks5_address_type::ipv6: {
-      std::array<std::uint8_t, 16> a{};
-      for (std::size_t i = 0; i < 16; ++i) a[i] = octet(address, i);
-      r.host = policy::ip_address::from_v6(a).to_string();
-      break;
-    }
+  if (r.address_type == socks5_address_type::domain) {
+    r.domain.assign(address);  // raw, see header
+  } else {
+    for (std::size_t i = 0; i < address_len; ++i) r.address[i] = octet(address, i);
   }
   // DST.PORT in network octet order.
   const std::size_t port_at = address_at + address_len;
@@ -254,10 +242,22 @@ std::ostream& operator<<(std::ostream& os, socks5_reply_code r) {
 
 std::ostream& operator<<(std::ostream& os, const socks5_request& r) {
   os << "socks5_request{" << r.command << ' ' << r.address_type << ' ';
-  if (r.address_type == socks5_address_type::ipv6) {
-    os << '[' << r.host << ']';
-  } else {
-    print_escaped(os, r.host);
+  switch (r.address_type) {
+    case socks5_address_type::ipv4:
+      os << static_cast<unsigned>(r.address[0]) << '.' << static_cast<unsigned>(r.address[1]) << '.'
+         << static_cast<unsigned>(r.address[2]) << '.' << static_cast<unsigned>(r.address[3]);
+      break;
+    case socks5_address_type::ipv6: {
+      // RFC 4291 §2.2 form 1 (every group, no compression): enough to read a test failure.
+      const auto flags = os.flags();
+      os << '[' << std::hex;
+      for (std::size_t g = 0; g < 8; ++g)
+        os << (g ? ":" : "") << ((static_cast<unsigned>(r.address[2 * g]) << 8) | r.address[2 * g + 1]);
+      os.flags(flags);
+      os << ']';
+      break;
+    }
+    case socks5_address_type::domain: print_escaped(os, r.domain); break;
   }
   return os << ':' << r.port << '}';
 }

@@ -48,9 +48,13 @@ enum class socks5_address_type : std::uint8_t { ipv4 = 1, domain = 3, ipv6 = 4 }
 struct socks5_request {
   socks5_command command = socks5_command::connect;
   socks5_address_type address_type = socks5_address_type::ipv4;
-  /// ipv4: dotted quad; ipv6: RFC 5952 text without brackets; domain: the octets as
-  /// sent (1..255 of them, possibly NUL or non-ASCII: the policy rejects those).
-  std::string host;
+  /// DST.ADDR of an IP target as raw octets, network order: ipv4 in address[0..3] (the
+  /// rest zero), ipv6 all 16; all zero for a domain. Formatting them is the caller's
+  /// business (the session uses policy::ip_address), so this core needs no other.
+  std::array<std::uint8_t, 16> address{};
+  /// domain only: the octets as sent (1..255 of them, possibly NUL or non-ASCII: the
+  /// policy rejects those); empty for ipv4 and ipv6.
+  std::string domain;
   std::uint16_t port = 0;
   friend bool operator==(const socks5_request&, const socks5_request&) = default;
 };

@@ -52,7 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const decision d = decide(*compiled.policy, {&h, 443, std::nullopt});
     if (!h.ok() && d.reason != decision_reason::invalid_host) std::abort();
     if (h.ok() && h.host->is_ip())
-      (void)classify(*compiled.policy, *h.host, *h.host->address, 443, {});
+      (void)classify(*compiled.policy, *h.host, d.reason, *h.host->address, 443, {});
   }
   return 0;
 }

@@ -95,10 +95,10 @@ HOSTS_FILE_TEXT = (
 
 # name -> (address, address_class in the audit record and Proxy-Status, words of the
 # refusal's body) for the hosts file's names behind which the guard must refuse.
-# 169.254.169.254 is the metadata endpoint of most clouds but link-local first.
+# 169.254.169.254 is the metadata endpoint of most clouds: class metadata, not link_local.
 GUARDED_NAMES: dict[str, tuple[str, str, str]] = {
     "private.test": ("10.1.2.3", "private_network", "private"),
-    "metadata.test": ("169.254.169.254", "link_local", "link-local"),
+    "metadata.test": ("169.254.169.254", "metadata", "metadata"),
     "metadata4.test": ("100.100.100.200", "metadata", "metadata"),
     "meta6.test": ("fd00:ec2::254", "metadata", "metadata"),
 }

@@ -209,13 +209,16 @@ class DenyRangesTest(EgressdTestCase):
 
 
 class ReportOnlyTest(EgressdTestCase):
-    """`unknown: allow`: unknown destinations pass and are reported; deny rules still deny."""
+    """`unknown: allow`: unknown destinations pass and are reported; deny rules still deny.
+    The guard applies in full, so the origins' loopback address is re-opened for their
+    ports by explicit IP entries (nothing else can be reached from here)."""
 
     @classmethod
     def setUpClass(cls):
         o = harness.origins()
-        cls.d = cls.start_class_daemon(make_config(allow=[f"localhost:{o.http.port}"], deny=["denied.localhost"],
-                                                   unknown="allow"))
+        cls.d = cls.start_class_daemon(make_config(
+            allow=[f"localhost:{o.http.port}", f"127.0.0.1:{o.echo.port}", f"127.0.0.1:{o.http.port}"],
+            deny=["denied.localhost"], unknown="allow"))
         cls.ep = cls.d.endpoint(0)
 
     def test_unknown_destination_passes_and_is_reported(self):
@@ -241,6 +244,151 @@ class ReportOnlyTest(EgressdTestCase):
     def test_deny_rule_still_denies(self):
         head = refused(self.ep, "denied.localhost:443")
         self.assert_blocked(head, "denied.localhost")
+
+
+class ReportOnlyLocalhostTest(EgressdTestCase):
+    """Report-only mode lets unknown names through, not onto loopback: `localhost` and
+    `*.localhost` may reach loopback only when a rule allows them by name (DESIGN.md §2.3)."""
+
+    @classmethod
+    def setUpClass(cls):
+        o = harness.origins()
+        cls.d = cls.start_class_daemon(make_config(allow=[f"app.localhost:{o.echo.port}"], unknown="allow"))
+        cls.ep = cls.d.endpoint(0)
+
+    def test_connect_localhost_refused(self):
+        for name in ("localhost", "wild.localhost"):
+            with self.subTest(name=name):
+                mark = self.d.audit_mark()
+                before = self.o.echo.server.connections
+                head = refused(self.ep, f"{name}:{self.o.echo.port}")
+                self.assert_blocked(head, name, body_has=["loopback", "127.0.0.1"],
+                                    proxy_status_has=["destination_ip_prohibited"])
+                rec = self.d.wait_audit(start=mark, event="request", host=name)
+                self.assertEqual((rec["decision"], rec["reason"], rec.get("address_class")),
+                                 ("deny", "address_denied", "loopback"), rec)
+                self.assertEqual(self.o.echo.server.connections, before, "report-only reached loopback")
+
+    def test_plain_http_and_socks5_localhost_refused(self):
+        with self.ep.connect() as s:
+            target = f"localhost:{self.o.http.port}"
+            s.sendall(request_bytes("GET", f"http://{target}/", [("Host", target)]))
+            head, _ = read_response(s)
+        self.assert_blocked(head, "localhost", body_has=["loopback"])
+        sock, reply = socks5_open(self.ep, "localhost", self.o.echo.port)
+        sock.close()
+        self.assertEqual(reply.rep, 0x02, reply)
+
+    def test_localhost_name_allowed_by_rule_still_may(self):
+        mark = self.d.audit_mark()
+        self.connect_echo_ok(self.ep, f"app.localhost:{self.o.echo.port}")
+        rec = self.d.wait_audit(start=mark, event="request", host="app.localhost")
+        self.assertEqual((rec["decision"], rec["reason"]), ("allow", "allowed_by_rule"), rec)
+
+
+class DeniedRangeWinsForLiteralsTest(EgressdTestCase):
+    """`allow: [127.0.0.0/24:PORT]` with `guard.deny_ranges: [127.0.0.3/32]` and a deny
+    entry for 127.0.0.4: the denied addresses are refused in every spelling of the
+    literal, in every protocol; the rest of the range stays open."""
+
+    @classmethod
+    def setUpClass(cls):
+        o = harness.origins()
+        cls.port = o.echo.port
+        cls.d = cls.start_class_daemon(make_config(
+            allow=[f"127.0.0.0/24:{o.echo.port}", f"[64:ff9b::]/96:{o.echo.port}", "loopy.test"], deny=["127.0.0.4"],
+            guard={"deny_ranges": ["127.0.0.3/32"]}))
+        cls.ep = cls.d.endpoint(0)
+
+    def assert_listed(self, mark: int, protocol: str, klass: str = "listed") -> dict:
+        rec = self.d.wait_audit(start=mark, event="request", protocol=protocol, port=self.port)
+        self.assertEqual((rec["host"], rec["decision"], rec["reason"], rec.get("address_class")),
+                         ("127.0.0.3", "deny", "address_denied", klass), rec)
+        self.assertEqual(rec.get("error_source"), "policy", rec)
+        return rec
+
+    def test_connect_every_spelling_refused(self):
+        for literal in ("127.0.0.3", "[::ffff:127.0.0.3]", "2130706435", "127.0.0.0x3"):
+            with self.subTest(literal=literal):
+                mark = self.d.audit_mark()
+                head = refused(self.ep, f"{literal}:{self.port}")
+                self.assert_blocked(head, "127.0.0.3", body_has=["listed"],
+                                    proxy_status_has=["destination_ip_prohibited"])
+                self.assert_listed(mark, "connect")
+
+    def test_plain_http_refused(self):
+        with self.ep.connect() as s:
+            mark = self.d.audit_mark()
+            target = f"127.0.0.3:{self.port}"
+            s.sendall(request_bytes("GET", f"http://{target}/", [("Host", target)]))
+            head, _ = read_response(s)
+        self.assert_blocked(head, "127.0.0.3", proxy_status_has=["destination_ip_prohibited"])
+        self.assert_listed(mark, "http")
+
+    def test_socks5_ipv4_and_ipv6_refused(self):
+        for host in ("127.0.0.3", "::ffff:127.0.0.3"):
+            with self.subTest(host=host):
+                mark = self.d.audit_mark()
+                sock, reply = socks5_open(self.ep, host, self.port)
+                sock.close()
+                self.assertEqual(reply.rep, 0x02, reply)
+                self.assert_listed(mark, "socks5")
+
+    def test_nat64_spelling_refused_inside_an_allowed_ipv6_range(self):
+        # [64:ff9b::]/96 is allowed; the deny entry 127.0.0.4 and the listed 127.0.0.3
+        # refuse the NAT64 addresses that carry them.
+        for host, klass in (("64:ff9b::7f00:4", "deny_listed"), ("64:ff9b::7f00:3", "listed")):
+            with self.subTest(host=host):
+                mark = self.d.audit_mark()
+                sock, reply = socks5_open(self.ep, host, self.port)
+                sock.close()
+                self.assertEqual(reply.rep, 0x02, reply)
+                rec = self.d.wait_audit(start=mark, event="request", protocol="socks5", port=self.port)
+                self.assertEqual((rec["host"], rec["reason"], rec.get("address_class"), rec.get("rule")),
+                                 (host, "address_denied", klass, f"[64:ff9b::]/96:{self.port}"), rec)
+
+    def test_rest_of_the_range_open(self):
+        self.connect_echo_ok(self.ep, f"127.0.0.1:{self.port}")
+        self.connect_echo_ok(self.ep, f"loopy.test:{self.port}")
+
+
+class EmbeddedIpv4AndMetadataTest(EgressdTestCase):
+    """Names behind which are a Teredo address whose client is 127.0.0.1, a local-use
+    NAT64 (64:ff9b:1::/48) address carrying 127.0.0.1 or 10.0.0.1, and the ECS task
+    metadata endpoint (metadata, not merely link-local): refused with the class of what
+    they carry. Nothing is dialled. (Azure's public 168.63.129.16 is left to the unit
+    tests: a broken guard would dial it.)"""
+
+    NAMES = {
+        "teredo.test": ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),
+        "nat64local.test": ("64:ff9b:1::7f00:1", "loopback"),
+        "nat64local96.test": ("64:ff9b:1:abcd::a00:1", "private_network"),
+        "ecs.test": ("169.254.170.2", "metadata"),
+    }
+
+    @classmethod
+    def setUpClass(cls):
+        extra = "".join(f"{address} {name}\n" for name, (address, _) in cls.NAMES.items())
+        cls.d = cls.start_class_daemon(make_config(allow=list(cls.NAMES)), hosts_text=harness.HOSTS_FILE_TEXT + extra)
+        cls.ep = cls.d.endpoint(0)
+
+    def test_connect_refused_with_class(self):
+        for name, (address, klass) in self.NAMES.items():
+            with self.subTest(name=name):
+                mark = self.d.audit_mark()
+                head = refused(self.ep, f"{name}:443")
+                self.assert_blocked(head, name, body_has=[address],
+                                    proxy_status_has=["destination_ip_prohibited", klass])
+                rec = self.d.wait_audit(start=mark, event="request", host=name)
+                self.assertEqual((rec["reason"], rec.get("address_class"), rec.get("refused_address")),
+                                 ("address_denied", klass, address), rec)
+
+    def test_socks5_refused(self):
+        for name in self.NAMES:
+            with self.subTest(name=name):
+                sock, reply = socks5_open(self.ep, name, 443)
+                sock.close()
+                self.assertEqual(reply.rep, 0x02, reply)
 
 
 if __name__ == "__main__":

@@ -287,13 +287,14 @@ class CliTest(EgressdTestCase):
 
     def check(self, config: str, target: str, *extra: str) -> dict:
         r = self.cli("check", "--config", config, target, "--json", *extra)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # a deny is an answer, not an error
         text = r.stdout.decode().strip()
         try:
             out = json.loads(text)
         except ValueError:
             out = json.loads([line for line in text.splitlines() if line.startswith("{")][-1])
         self.assertLessEqual({"host", "port", "decision", "rule", "reason"}, set(out), out)
+        # The answer is also the exit status: 0 allow, 1 deny, 3 ask (test_cli.py says more).
+        self.assertEqual(r.returncode, {"allow": 0, "deny": 1, "ask": 3}[out["decision"]], r.stdout + r.stderr)
         return out
 
     def test_check_resolve_uses_the_daemons_resolver(self):

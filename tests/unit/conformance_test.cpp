@@ -234,7 +234,8 @@ TEST_CASE("the address guard agrees with sandbox-runtime", "[unit][conformance]"
         CHECK_FALSE(c["expect_denied"].as<bool>());
         continue;
       }
-      const auto verdict = classify(*compiled.policy, *host.host, *ip, port, locals);
+      const auto verdict =
+          classify(*compiled.policy, *host.host, decision_reason::allowed_by_rule, *ip, port, locals);
       const bool srt_denied = c["expect_denied"].as<bool>();
       INFO("allow_private=" << allow_private << " verdict=" << verdict.refused);
       if (!srt_denied && !allow_private && is_private_class(verdict.refused)) {
@@ -242,6 +243,12 @@ TEST_CASE("the address guard agrees with sandbox-runtime", "[unit][conformance]"
         continue;
       }
       CHECK(!verdict.allowed() == srt_denied);
+      if (srt_denied && verdict.refused == address_class::metadata &&
+          c["class"].as<std::string>() == "a link-local address") {
+        // Deliberate: cloud metadata endpoints inside link-local (169.254.169.254) are
+        // named as what they are (README, "Differences from sandbox-runtime").
+        continue;
+      }
       if (srt_denied) CHECK(std::string(describe(verdict.refused)) == c["class"].as<std::string>());
     }
   }

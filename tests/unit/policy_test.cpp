@@ -17,6 +17,9 @@ using namespace egressd::policy;
 
 namespace {
 
+// The reason most classify() calls pass: the name was allowed by a rule.
+constexpr decision_reason by_rule = decision_reason::allowed_by_rule;
+
 std::vector<rule_entry> to_entries(std::initializer_list<const char*> list) {
   std::vector<rule_entry> out;
   int line = 1;
@@ -316,7 +319,8 @@ TEST_CASE("guard classes", "[unit][guard]") {
       {"::7f00:1", address_class::loopback},
       {"0.0.0.0", address_class::unspecified},
       {"::", address_class::unspecified},
-      {"169.254.169.254", address_class::link_local},
+      {"169.254.169.254", address_class::metadata},
+      {"169.254.1.1", address_class::link_local},
       {"fe80::1", address_class::link_local},
       {"224.0.0.1", address_class::multicast},
       {"ff02::1", address_class::multicast},
@@ -339,34 +343,34 @@ TEST_CASE("guard classes", "[unit][guard]") {
   };
   for (const auto& r : rows) {
     INFO(r.ip);
-    CHECK(classify(*s, host, *parse_ip(r.ip), 443, locals).refused == r.expect);
+    CHECK(classify(*s, host, by_rule, *parse_ip(r.ip), 443, locals).refused == r.expect);
   }
   auto open = make({"**.example.com"}, {}, unknown_mode::ask, true);
-  CHECK(classify(*open, host, *parse_ip("10.1.2.3"), 443, locals).allowed());
-  CHECK(classify(*open, host, *parse_ip("100.64.0.1"), 443, locals).allowed());
-  CHECK(classify(*open, host, *parse_ip("127.0.0.1"), 443, locals).refused == address_class::loopback);
-  CHECK(classify(*open, host, *parse_ip("fd00:ec2::254"), 443, locals).refused == address_class::metadata);
+  CHECK(classify(*open, host, by_rule, *parse_ip("10.1.2.3"), 443, locals).allowed());
+  CHECK(classify(*open, host, by_rule, *parse_ip("100.64.0.1"), 443, locals).allowed());
+  CHECK(classify(*open, host, by_rule, *parse_ip("127.0.0.1"), 443, locals).refused == address_class::loopback);
+  CHECK(classify(*open, host, by_rule, *parse_ip("fd00:ec2::254"), 443, locals).refused == address_class::metadata);
 }
 
 TEST_CASE("an explicit IP allow entry re-opens its range, per port", "[unit][guard]") {
   auto s = make({"svc.example.com", "127.0.0.1:8080", "10.0.0.0/8"}, {"10.9.9.9"});
   auto host = *canonicalize_host("svc.example.com").host;
-  CHECK(classify(*s, host, *parse_ip("127.0.0.1"), 8080, {}).allowed());
-  CHECK(classify(*s, host, *parse_ip("127.0.0.1"), 8081, {}).refused == address_class::loopback);
-  CHECK(classify(*s, host, *parse_ip("10.2.3.4"), 443, {}).allowed());
-  CHECK(classify(*s, host, *parse_ip("10.9.9.9"), 443, {}).refused == address_class::deny_listed);
-  CHECK(classify(*s, host, *parse_ip("64:ff9b::a09:909"), 443, {}).refused == address_class::deny_listed);
+  CHECK(classify(*s, host, by_rule, *parse_ip("127.0.0.1"), 8080, {}).allowed());
+  CHECK(classify(*s, host, by_rule, *parse_ip("127.0.0.1"), 8081, {}).refused == address_class::loopback);
+  CHECK(classify(*s, host, by_rule, *parse_ip("10.2.3.4"), 443, {}).allowed());
+  CHECK(classify(*s, host, by_rule, *parse_ip("10.9.9.9"), 443, {}).refused == address_class::deny_listed);
+  CHECK(classify(*s, host, by_rule, *parse_ip("64:ff9b::a09:909"), 443, {}).refused == address_class::deny_listed);
 }
 
 TEST_CASE("localhost names must resolve to loopback", "[unit][guard]") {
   auto s = make({"localhost", "*.localhost.example"}, {});
   auto lh = *canonicalize_host("localhost").host;
   auto sub = *canonicalize_host("app.localhost").host;
-  CHECK(classify(*s, lh, *parse_ip("127.0.0.1"), 80, {}).allowed());
-  CHECK(classify(*s, lh, *parse_ip("::1"), 80, {}).allowed());
-  CHECK(classify(*s, sub, *parse_ip("127.0.0.2"), 80, {}).allowed());
-  CHECK(classify(*s, lh, *parse_ip("192.0.2.1"), 80, {}).refused == address_class::non_loopback);
-  CHECK(classify(*s, lh, *parse_ip("64:ff9b::7f00:1"), 80, {}).refused == address_class::non_loopback);
+  CHECK(classify(*s, lh, by_rule, *parse_ip("127.0.0.1"), 80, {}).allowed());
+  CHECK(classify(*s, lh, by_rule, *parse_ip("::1"), 80, {}).allowed());
+  CHECK(classify(*s, sub, by_rule, *parse_ip("127.0.0.2"), 80, {}).allowed());
+  CHECK(classify(*s, lh, by_rule, *parse_ip("192.0.2.1"), 80, {}).refused == address_class::non_loopback);
+  CHECK(classify(*s, lh, by_rule, *parse_ip("64:ff9b::7f00:1"), 80, {}).refused == address_class::non_loopback);
 }
 
 TEST_CASE("guard deny_ranges refuse addresses and the IPv4 they embed", "[unit][guard]") {
@@ -376,7 +380,147 @@ TEST_CASE("guard deny_ranges refuse addresses and the IPv4 they embed", "[unit][
   auto c = compile(r);
   REQUIRE(c.policy);
   auto host = *canonicalize_host("a.example.com").host;
-  CHECK(classify(*c.policy, host, *parse_ip("10.0.0.9"), 443, {}).refused == address_class::listed);
-  CHECK(classify(*c.policy, host, *parse_ip("64:ff9b::a00:9"), 443, {}).refused == address_class::listed);
-  CHECK(classify(*c.policy, host, *parse_ip("fd00::1"), 443, {}).refused == address_class::listed);
+  CHECK(classify(*c.policy, host, by_rule, *parse_ip("10.0.0.9"), 443, {}).refused == address_class::listed);
+  CHECK(classify(*c.policy, host, by_rule, *parse_ip("64:ff9b::a00:9"), 443, {}).refused == address_class::listed);
+  CHECK(classify(*c.policy, host, by_rule, *parse_ip("fd00::1"), 443, {}).refused == address_class::listed);
+}
+
+TEST_CASE("cloud metadata and host-agent addresses are their own class", "[unit][guard]") {
+  auto s = make({"**.example.com"}, {});
+  auto host = *canonicalize_host("svc.example.com").host;
+  const char* addresses[] = {
+      "169.254.169.254",                // AWS, Azure, GCP, Oracle, DigitalOcean, OpenStack, Hetzner, IBM
+      "169.254.169.253",                // AWS DNS
+      "169.254.169.123",                // AWS Time Sync
+      "169.254.170.2",                  // AWS ECS task metadata
+      "169.254.170.23",                 // AWS EKS Pod Identity
+      "169.254.0.23",                   // Tencent metadata.tencentyun.com
+      "168.63.129.16",                  // Azure WireServer: public, yet the host agent
+      "100.100.100.200",                // Alibaba
+      "192.0.0.192",                    // Oracle Cloud@Customer
+      "fd00:ec2::254",                  // AWS IMDS IPv6
+      "fd00:ec2::123",                  // AWS Time Sync IPv6
+      "fd00:ec2::23",                   // AWS EKS Pod Identity IPv6
+      "fe80::a9fe:a9fe",                // OpenStack IPv6
+      "::ffff:168.63.129.16",           // mapped
+      "64:ff9b::a9fe:a9fe",             // NAT64 of 169.254.169.254
+      "64:ff9b:1::a83f:8110",           // local-use NAT64 of 168.63.129.16
+  };
+  for (const char* text : addresses) {
+    INFO(text);
+    CHECK(classify(*s, host, by_rule, *parse_ip(text), 443, {}).refused == address_class::metadata);
+  }
+  // Teredo whose client address (last 32 bits inverted) is 168.63.129.16: ~a8 3f 81 10.
+  CHECK(classify(*s, host, by_rule, *parse_ip("2001:0:4136:e378:8000:63bf:57c0:7eef"), 443, {}).refused ==
+        address_class::metadata);
+  // Neighbours stay what they were.
+  CHECK(classify(*s, host, by_rule, *parse_ip("169.254.169.1"), 443, {}).refused == address_class::link_local);
+  CHECK(classify(*s, host, by_rule, *parse_ip("fe80::1"), 443, {}).refused == address_class::link_local);
+  CHECK(classify(*s, host, by_rule, *parse_ip("168.63.129.17"), 443, {}).allowed());
+  // An explicit IP entry re-opens a metadata address, as any other.
+  auto open = make({"**.example.com", "168.63.129.16"}, {});
+  CHECK(classify(*open, host, by_rule, *parse_ip("168.63.129.16"), 443, {}).allowed());
+}
+
+TEST_CASE("Teredo and local-use NAT64 are judged by the IPv4 they embed", "[unit][guard]") {
+  // RFC 4380 §4: 2001:0:SSSS:SSSS:flags:port:CCCC:CCCC, client address and port inverted.
+  auto teredo = parse_ip("2001:0:4136:e378:8000:63bf:80ff:fffe");  // client ~80 ff ff fe = 127.0.0.1
+  REQUIRE(teredo);
+  REQUIRE(embedded_ipv4(*teredo));
+  CHECK(embedded_ipv4(*teredo)->to_string() == "127.0.0.1");
+  REQUIRE(teredo_server(*teredo));
+  CHECK(teredo_server(*teredo)->to_string() == "65.54.227.120");
+  // RFC 8215: 64:ff9b:1::/48; the /96 layout, the last 32 bits, whatever bits 48..95 hold.
+  CHECK(embedded_ipv4(*parse_ip("64:ff9b:1::7f00:1"))->to_string() == "127.0.0.1");
+  CHECK(embedded_ipv4(*parse_ip("64:ff9b:1:abcd:0:1:a00:1"))->to_string() == "10.0.0.1");
+  CHECK_FALSE(embedded_ipv4(*parse_ip("64:ff9b:2::7f00:1")));
+  CHECK_FALSE(embedded_ipv4(*parse_ip("2001:db8::7f00:1")));
+
+  auto s = make({"**.example.com"}, {});
+  auto host = *canonicalize_host("svc.example.com").host;
+  struct {
+    const char* ip;
+    address_class expect;
+  } rows[] = {
+      {"2001:0:4136:e378:8000:63bf:80ff:fffe", address_class::loopback},         // client 127.0.0.1
+      {"2001:0:a00:1:8000:63bf:a29f:8a8c", address_class::private_network},      // server 10.0.0.1
+      {"2001:0:4136:e378:8000:63bf:f5ff:fffe", address_class::private_network},  // client 10.0.0.1
+      {"2001:0:4136:e378:8000:63bf:a29f:8a8c", address_class::none},              // 65.54.227.120 / 93.96.117.115
+      {"64:ff9b:1::7f00:1", address_class::loopback},
+      {"64:ff9b:1:ffff::a00:1", address_class::private_network},
+      {"64:ff9b:1::5db8:d822", address_class::none},
+  };
+  for (const auto& r : rows) {
+    INFO(r.ip);
+    CHECK(classify(*s, host, by_rule, *parse_ip(r.ip), 443, {}).refused == r.expect);
+  }
+  // localhost must stay on plain loopback, not on an address that only embeds it.
+  auto lh = make({"localhost"}, {});
+  CHECK(classify(*lh, *canonicalize_host("localhost").host, by_rule, *parse_ip("64:ff9b:1::7f00:1"), 80, {}).refused ==
+        address_class::non_loopback);
+}
+
+TEST_CASE("denied ranges win over an allow of a wider range, for IP literals too", "[unit][guard]") {
+  rules r;
+  r.allow = to_entries({"127.0.0.0/24:8080", "**.example.com"});
+  r.deny = to_entries({"127.0.0.4"});
+  r.guard.deny_ranges = to_entries({"127.0.0.3/32"});
+  auto c = compile(r);
+  REQUIRE(c.policy);
+  const snapshot& s = *c.policy;
+  for (const char* literal : {"127.0.0.3", "[::ffff:127.0.0.3]", "2130706435", "127.0.0.0x3"}) {
+    INFO(literal);
+    auto h = canonicalize_host(literal);
+    REQUIRE(h.ok());
+    const decision d = decide(s, {&h, 8080, std::nullopt});
+    CHECK(d.reason == decision_reason::allowed_by_rule);
+    CHECK(classify(s, *h.host, d.reason, *h.host->address, 8080, {}).refused == address_class::listed);
+  }
+  // The same address embedded in IPv6 forms the allow does not cover.
+  for (const char* literal : {"[64:ff9b::7f00:3]", "[64:ff9b:1::7f00:3]", "[2002:7f00:3::1]",
+                              "[2001:0:4136:e378:8000:63bf:80ff:fffc]"}) {
+    INFO(literal);
+    auto h = canonicalize_host(literal);
+    REQUIRE(h.ok());
+    CHECK(classify(s, *h.host, by_rule, *h.host->address, 8080, {}).refused == address_class::listed);
+  }
+  // Names resolving there are refused as before; deny entries naming an address refuse it
+  // inside the allowed range, embedded or not.
+  auto name = *canonicalize_host("a.example.com").host;
+  CHECK(classify(s, name, by_rule, *parse_ip("127.0.0.3"), 8080, {}).refused == address_class::listed);
+  CHECK(classify(s, name, by_rule, *parse_ip("127.0.0.4"), 8080, {}).refused == address_class::deny_listed);
+  auto nat64 = canonicalize_host("[64:ff9b::7f00:4]");
+  CHECK(classify(s, *nat64.host, by_rule, *nat64.host->address, 8080, {}).refused == address_class::deny_listed);
+  // The rest of the allowed range stays open, for literals and names.
+  auto other = canonicalize_host("127.0.0.5");
+  CHECK(classify(s, *other.host, by_rule, *other.host->address, 8080, {}).allowed());
+  CHECK(classify(s, name, by_rule, *parse_ip("127.0.0.5"), 8080, {}).allowed());
+}
+
+TEST_CASE("report-only mode does not let localhost reach loopback", "[unit][guard]") {
+  auto s = make({"app.localhost"}, {}, unknown_mode::allow);
+  auto lh = canonicalize_host("localhost");
+  const decision d = decide(*s, {&lh, 80, std::nullopt});
+  REQUIRE(d.reason == decision_reason::report_only);
+  CHECK(classify(*s, *lh.host, d.reason, *parse_ip("127.0.0.1"), 80, {}).refused == address_class::loopback);
+  CHECK(classify(*s, *lh.host, d.reason, *parse_ip("::1"), 80, {}).refused == address_class::loopback);
+  CHECK(classify(*s, *lh.host, d.reason, *parse_ip("192.0.2.1"), 80, {}).refused == address_class::non_loopback);
+  // Allowed for itself, by a rule or a remembered answer, it may.
+  auto app = canonicalize_host("app.localhost");
+  const decision by_name = decide(*s, {&app, 80, std::nullopt});
+  REQUIRE(by_name.reason == decision_reason::allowed_by_rule);
+  CHECK(classify(*s, *app.host, by_name.reason, *parse_ip("127.0.0.1"), 80, {}).allowed());
+  CHECK(classify(*s, *lh.host, decision_reason::remembered_allow, *parse_ip("127.0.0.1"), 80, {}).allowed());
+  // An explicit IP entry still re-opens loopback in report-only mode.
+  auto reopened = make({"127.0.0.1"}, {}, unknown_mode::allow);
+  CHECK(classify(*reopened, *lh.host, decision_reason::report_only, *parse_ip("127.0.0.1"), 80, {}).allowed());
+}
+
+TEST_CASE("IP literals: judged by IP rules alone unless report-only", "[unit][guard]") {
+  auto s = make({"10.0.0.0/8"}, {}, unknown_mode::allow);
+  auto allowed = canonicalize_host("10.1.2.3");
+  CHECK(classify(*s, *allowed.host, by_rule, *allowed.host->address, 443, {}).allowed());
+  auto unknown = canonicalize_host("127.0.0.1");
+  CHECK(classify(*s, *unknown.host, decision_reason::report_only, *unknown.host->address, 443, {}).refused ==
+        address_class::loopback);
 }

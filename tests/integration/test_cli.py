@@ -1,0 +1,192 @@
+"""`egressd check` through the real binary (DESIGN.md §2.1): the final answer (the
+proxy's, after the address guard), the exit status (0 allow, 1 deny, 3 ask, 2 usage
+errors, 4 a configuration that does not load), the URL form, the JSON fields naming the
+rule's file, line, path and preset, and the embedded default config.
+
+No daemon and no network: names resolve through the harness's hosts file (CARES_HOSTS
+and EGRESSD_HOSTS_FILE), loopy.test -> 127.0.0.1, private.test -> 10.1.2.3; nothing
+else resolves, because the configured DNS server (127.0.0.1:9) never answers.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+CLI_TIMEOUT = 30.0
+
+POLICY = ('version: 1\n'
+          'listeners: [{address: "127.0.0.1:0"}]\n'
+          'policy:\n'
+          '  allow: ["github.com", "loopy.test", "private.test", "nosuch.test", "example.org:8080",\n'
+          '          "plain.example:80", "127.0.0.0/24:8080", "@npm"]\n'
+          '  deny: ["bad.example.com"]\n'
+          '  unknown: deny\n'
+          '  guard: {deny_ranges: ["127.0.0.3/32"]}\n'
+          'dns: {servers: ["127.0.0.1:9"], timeout: 500ms}\n')
+
+
+def setUpModule():
+    harness.egressd_binary()  # fails the module at once when EGRESSD_BIN is not set
+
+
+class CheckTest(unittest.TestCase):
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.short_tempdir("egd-check-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
+        cls.config = cls.write("policy.yaml", POLICY)
+        cls.hosts = cls.write("hosts", harness.HOSTS_FILE_TEXT)
+
+    @classmethod
+    def write(cls, name: str, text: str) -> str:
+        path = os.path.join(cls.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+        return path
+
+    def run_check(self, *args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([harness.egressd_binary(), "check", *args], stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=CLI_TIMEOUT,
+                                  env=harness.tool_env(harness.hosts_env(self.hosts)), cwd=self.dir)
+        except subprocess.TimeoutExpired:
+            raise harness.HarnessError(f"egressd check {' '.join(args)} did not finish in {CLI_TIMEOUT}s") from None
+
+    def check_json(self, target: str, *extra: str, config: str | None = None,
+                   rc: int | None = None) -> dict:
+        args = ["--config", config or self.config] if config != "" else []
+        r = self.run_check(*args, target, "--json", *extra)
+        out_text = r.stdout.decode()
+        self.assertEqual(len(out_text.strip().splitlines()), 1, out_text + r.stderr.decode())
+        out = json.loads(out_text)
+        if rc is not None:
+            self.assertEqual(r.returncode, rc, (out, r.stderr.decode()))
+        return out
+
+    # exit status -------------------------------------------------------------------
+    def test_exit_status_is_the_answer(self):
+        self.assertEqual(self.check_json("github.com:443", rc=0)["decision"], "allow")
+        self.assertEqual(self.check_json("bad.example.com:443", rc=1)["reason"], "denied_by_rule")
+        self.assertEqual(self.check_json("unknown.example.net:443", rc=1)["reason"], "unknown_denied")
+        self.assertEqual(self.check_json("exa mple.com:443", rc=1)["reason"], "invalid_host")
+        ask = self.write("ask.yaml", POLICY.replace("unknown: deny", "unknown: ask"))
+        out = self.check_json("unknown.example.net:443", config=ask, rc=3)
+        self.assertEqual((out["decision"], out["reason"]), ("ask", "unknown_ask"))
+
+    def test_usage_errors_exit_2(self):
+        for args in ([], ["a.example", "b.example"], ["github.com:0"], ["github.com:65536"],
+                     ["socks5://github.com:1080"], ["ftp://github.com/"], ["https:///path"]):
+            with self.subTest(args=args):
+                r = self.run_check("--config", self.config, *args)
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assertEqual(r.stdout, b"")
+                self.assertIn(b"egressd:", r.stderr)
+
+    def test_config_that_does_not_load_exits_4(self):
+        bad = self.write("bad.yaml", POLICY + "colour: blue\n")
+        r = self.run_check("--config", bad, "github.com:443")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        self.assertIn(b"colour", r.stderr)
+        r = self.run_check("--config", os.path.join(self.dir, "missing.yaml"), "github.com:443")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        bad_settings = self.write("bad.json", "{not json")
+        r = self.run_check("--settings", bad_settings, "github.com:443")
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+
+    def test_help_documents_exit_status(self):
+        r = subprocess.run([harness.egressd_binary(), "--help"], capture_output=True, timeout=CLI_TIMEOUT)
+        self.assertEqual(r.returncode, 0)
+        for words in (b"0 allow, 1 deny, 3 ask", b"4 the configuration", b"https://host/path"):
+            self.assertIn(words, r.stdout)
+
+    # URL form ----------------------------------------------------------------------
+    def test_url_targets(self):
+        cases = [
+            ("https://github.com/anthropics/x?y=1#z", "github.com", 443, "allow"),
+            ("HTTPS://GitHub.com", "github.com", 443, "allow"),
+            ("http://github.com/", "github.com", 80, "allow"),
+            ("http://example.org:8080/x", "example.org", 8080, "allow"),
+            ("https://example.org/x", "example.org", 443, "deny"),
+            ("http://plain.example/index.html", "plain.example", 80, "allow"),
+            ("https://user:secret@github.com:443/", "github.com", 443, "allow"),
+            ("http://[::1]:8080/", "::1", 8080, "deny"),
+            ("http://127.0.0.1:8080/", "127.0.0.1", 8080, "allow"),
+        ]
+        for target, host, port, decision in cases:
+            with self.subTest(target=target):
+                out = self.check_json(target, rc={"allow": 0, "deny": 1}[decision])
+                self.assertEqual((out["host"], out["port"], out["decision"]), (host, port, decision), out)
+
+    # JSON fields -------------------------------------------------------------------
+    def test_json_names_the_rules_file_line_path_and_preset(self):
+        out = self.check_json("github.com:443", rc=0)
+        self.assertEqual((out["rule"], out["rule_file"], out["rule_line"], out["rule_path"], out["preset"]),
+                         ("github.com", self.config, 4, "policy.allow[0]", None), out)
+        out = self.check_json("registry.npmjs.org:443", rc=0)
+        self.assertEqual((out["rule_file"], out["rule_line"], out["rule_path"], out["preset"]),
+                         (self.config, 5, "policy.allow[7]", "@npm"), out)
+        out = self.check_json("unknown.example.net:443", rc=1)
+        self.assertIsNone(out["rule"], out)
+        self.assertNotIn("rule_file", out)
+
+    def test_text_names_rule_origin(self):
+        r = self.run_check("--config", self.config, "registry.npmjs.org")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        text = r.stdout.decode()
+        self.assertIn("decision: allow", text)
+        self.assertIn(f"@npm ({self.config}:5 policy.allow[7])", text)
+
+    # embedded default --------------------------------------------------------------
+    def test_without_config_the_embedded_default(self):
+        # The default allows the @github preset and denies unknown destinations.
+        out = self.check_json("api.github.com:443", config="", rc=0)
+        self.assertEqual((out["decision"], out["preset"]), ("allow", "@github"), out)
+        self.assertEqual(self.check_json("unknown.example.net:443", config="", rc=1)["reason"], "unknown_denied")
+
+    # the final answer --------------------------------------------------------------
+    def test_resolve_gives_the_proxys_final_answer(self):
+        out = self.check_json("loopy.test:443", "--resolve", rc=1)
+        self.assertEqual((out["decision"], out["reason"], out["rule"]), ("deny", "address_denied", "loopy.test"), out)
+        self.assertEqual((out["policy_decision"], out["policy_reason"]), ("allow", "allowed_by_rule"), out)
+        self.assertEqual((out["address_class"], out["refused_address"]), ("loopback", "127.0.0.1"), out)
+        self.assertEqual(out["addresses"], [{"address": "127.0.0.1", "verdict": "loopback"}], out)
+        out = self.check_json("private.test:443", "--resolve", rc=1)
+        self.assertEqual((out["reason"], out["address_class"]), ("address_denied", "private_network"), out)
+        out = self.check_json("nosuch.test:443", "--resolve", rc=1)
+        self.assertEqual((out["decision"], out["reason"], out["addresses"]), ("deny", "resolve_failed", []), out)
+        self.assertTrue(out.get("resolve_error"), out)
+        # Without --resolve a name's answer is the policy's.
+        self.assertEqual(self.check_json("loopy.test:443", rc=0)["decision"], "allow")
+
+    def test_resolve_text_keeps_the_address_lines(self):
+        r = self.run_check("--config", self.config, "loopy.test:443", "--resolve")
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        text = r.stdout.decode()
+        self.assertIn("decision: deny", text)
+        self.assertIn("reason:   address_denied (loopback: 127.0.0.1)", text)
+        self.assertIn("policy:   allow (allowed_by_rule), then refused by the address guard", text)
+        self.assertIn("address:  127.0.0.1 -> loopback", text)
+
+    def test_ip_literal_in_a_denied_range_is_denied(self):
+        """127.0.0.0/24:8080 is allowed, 127.0.0.3/32 listed: the listed range wins, in
+        every spelling of the literal, with or without --resolve."""
+        for target in ("127.0.0.3:8080", "[::ffff:127.0.0.3]:8080", "2130706435:8080", "http://127.0.0.3:8080/"):
+            for extra in ((), ("--resolve",)):
+                with self.subTest(target=target, extra=extra):
+                    out = self.check_json(target, *extra, rc=1)
+                    self.assertEqual((out["host"], out["decision"], out["reason"], out["address_class"]),
+                                     ("127.0.0.3", "deny", "address_denied", "listed"), out)
+        out = self.check_json("127.0.0.5:8080", rc=0)
+        self.assertEqual((out["decision"], out["reason"]), ("allow", "allowed_by_rule"), out)
+
+
+if __name__ == "__main__":
+    unittest.main()
