@@ -20,6 +20,7 @@
 #include "proxy/protocol/socks5.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/responses.hpp"
+#include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
 #include "proxy/worker.hpp"
 
@@ -74,6 +75,15 @@ struct session final : worker_task {
   void arm_client_write(steady::time_point deadline) noexcept { client_write_deadline = deadline; }
   void disarm_client_write() noexcept { client_write_deadline = steady::time_point::max(); }
   void disarm_upstream() noexcept { upstream_deadline = steady::time_point::max(); }
+  /// Writes to the upstream likewise: a request body is written while the response is
+  /// read, and each wait needs its own bound.
+  void arm_upstream_write(steady::time_point deadline) noexcept { upstream_write_deadline = deadline; }
+  void disarm_upstream_write() noexcept { upstream_write_deadline = steady::time_point::max(); }
+
+  /// Takes the current reload generation (config, policy, local addresses) if it
+  /// changed since the last call. Called when a request head has arrived, so that
+  /// request is authenticated, limited and decided by one consistent generation.
+  void load_generation() noexcept;
 
   worker& w;
   const listener_info& listener;
@@ -81,6 +91,7 @@ struct session final : worker_task {
   tcp::socket upstream;
   std::uint64_t id;
   std::string peer;
+  std::shared_ptr<const generation> gen;  ///< where cfg and policy come from
   std::shared_ptr<const config::config> cfg;
   std::shared_ptr<const policy::snapshot> policy;
   std::string in;  ///< bytes from the client not consumed yet
@@ -88,6 +99,7 @@ struct session final : worker_task {
   steady::time_point client_deadline = steady::time_point::max();
   steady::time_point upstream_deadline = steady::time_point::max();
   steady::time_point client_write_deadline = steady::time_point::max();
+  steady::time_point upstream_write_deadline = steady::time_point::max();
   bool client_timed_out = false;
   bool upstream_timed_out = false;
   steady::time_point started = steady::now();
@@ -127,6 +139,10 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
 /// Writes all of `data` to the client. False on error, or when the client takes none
 /// of it for limits.idle_timeout.
 asio::awaitable<bool> write_client(session& s, std::string_view data);
+/// Writes all of `data` to the upstream, under its own deadline (limits.idle_timeout):
+/// an origin that stops reading cannot hold the session. False on error or timeout
+/// (the upstream socket is then cancelled, so a concurrent upstream read ends too).
+asio::awaitable<bool> write_upstream(session& s, std::string_view data);
 
 /// The access record for one decision (and its outcome), emitted exactly once. For a
 /// destination that was dialled, `upstream_error` names how the exchange with it failed
