@@ -253,6 +253,9 @@ asio::awaitable<void> relay_response(session& s, const proto::http_request& req,
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
     }
     if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
+    // The body pump may have refused the request before this read was started (its
+    // cancel then found nothing to cancel).
+    if (ex.request_malformed) co_return;
     s.arm_upstream(steady::now() + idle);
     auto [ec, n] = co_await s.upstream.async_read_some(asio::buffer(chunk.get(), chunk_size), nothrow);
     s.disarm_upstream();
@@ -401,13 +404,14 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         // yet; otherwise the client sees the response cut short and the connection close.
         record_request(s, d, "http", ex.status ? ex.status : 502,
                        ex.response_malformed ? "response_malformed" : "response_incomplete");
-        if (ex.status == 0)
-          co_await send_refusal(s, plain_refusal(502, "http_response_incomplete",
-                                                 ex.response_malformed
-                                                     ? "egressd: " + d.display_host() +
-                                                           " sent a response with malformed framing"
-                                                     : "egressd: " + d.display_host() +
-                                                           " closed the connection without a complete response"));
+        if (ex.status == 0) {
+          // Built before the co_await: GCC mishandles temporaries of a ?: inside one.
+          const std::string details =
+              "egressd: " + d.display_host() +
+              (ex.response_malformed ? " sent a response with malformed framing"
+                                     : " closed the connection without a complete response");
+          co_await send_refusal(s, plain_refusal(502, "http_response_incomplete", details));
+        }
         co_return;
       } else {
         record_request(s, d, "http", ex.status);
