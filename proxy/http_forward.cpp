@@ -268,6 +268,8 @@ asio::awaitable<void> relay_response(session& s, const proto::http_request& req,
         ex.status = parser->status();
         ex.response_complete = !pec;
         ex.response_keep_alive = false;
+        // The client, too, can only see where this body ends by the close (RFC 9112 §6.3 item 8).
+        ex.close_client = true;
       }
       ex.upstream_closed = !ex.response_complete;
       co_return;
@@ -290,9 +292,9 @@ bool idempotent(std::string_view method) noexcept {
 // carries another, its address is judged again by the current policy's guard (deny
 // entries, guard.deny_ranges, the builtin classes), as dial() would judge it now. A
 // pure call: no lookup, no allocation.
-bool upstream_still_allowed(const session& s, const destination& d) noexcept {
+bool upstream_still_allowed(const session& s, const destination& d, const policy::decision& now) noexcept {
   const auto& host = *d.host.host;
-  if (host.is_ip() && d.decision.reason != policy::decision_reason::report_only)
+  if (host.is_ip() && now.reason != policy::decision_reason::report_only)
     return true;  // an IP literal is judged by the IP rules, in decide(), as in dial()
   return policy::classify(*s.policy, host, to_policy(d.remote.address()), d.port, *s.gen->local_addresses)
       .allowed();
@@ -322,14 +324,13 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     destination d = decide_destination(s, req.host, req.port);
     bool reused = false;
     if (current && s.upstream.is_open() && d.decision.result == policy::outcome::allow && d.port == current->port &&
-        d.host.host->text == current->host.host->text) {
+        d.host.host->text == current->host.host->text && upstream_still_allowed(s, *current, d.decision)) {
       const auto decision = d.decision;
       d = *current;
       d.decision = decision;
-      reused = upstream_still_allowed(s, d);
-      if (!reused) d = decide_destination(s, req.host, req.port);  // dial afresh: the guard refuses it
+      reused = true;
     }
-    if (!reused) {
+    if (!reused) {  // a pooled upstream the current policy refuses is closed here; the dial refuses anew
       boost::system::error_code ignored;
       s.upstream.close(ignored);
       current.reset();
@@ -415,7 +416,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         co_return;
       } else {
         record_request(s, d, "http", ex.status);
-        if (ex.close_client) {  // the body was delimited by the close (de-chunked for HTTP/1.0)
+        if (ex.close_client) {  // the body is delimited by the close (read until close, or de-chunked for HTTP/1.0)
           boost::system::error_code ignored;
           s.client.shutdown(asio::socket_base::shutdown_send, ignored);
           co_return;

@@ -413,7 +413,8 @@ def _scripted_origin(sock: socket.socket, server) -> None:
     if _read_head(sock, bytearray()) is None:
         return
     sock.sendall(server.script)
-    server.stop.wait(30)
+    if not getattr(server, "close_after", False):
+        server.stop.wait(30)
 
 
 def raw_origin(handler, **attrs) -> TcpOrigin:
@@ -575,6 +576,16 @@ class HttpFramingTest(EgressdTestCase):
         head = harness.parse_head(data[:head_end])
         self.assertIsNone(head.get("Transfer-Encoding"), head.describe())
         self.assertEqual(len(data) - head_end - 4, 500)
+
+    def test_close_delimited_response_closes_keep_alive_client(self):
+        """A body that ends with the origin's close ends with the client's close too: a
+        keep-alive client has no other way to see where it ends."""
+        self.scripted.server.close_after = True
+        self.addCleanup(setattr, self.scripted.server, "close_after", False)
+        data, how, elapsed = self.scripted_exchange(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200])
+        self.assertTrue(data.endswith(b"\r\n\r\nuntil close"), data[:200])
+        self.assertLess(elapsed, 5, "the client connection was not closed at the end of a close-delimited body")
 
     def test_http10_client_gets_no_interim_response(self):
         data, _, _ = self.scripted_exchange(b"HTTP/1.1 100 Continue\r\n\r\n"
