@@ -1,17 +1,29 @@
 // Flow of plain HTTP forwarding (absolute-form, RFC 9112 §3.2.2):
 //  for each request head on the client connection:
-//   1. the head was parsed and is decided on its own (a second request naming another
-//      host is judged afresh); proxy auth is checked on every request;
+//   1. the head was parsed (framing normalised or refused: one Content-Length value, or
+//      Transfer-Encoding: chunked alone; RFC 9112 §6.3) and is decided on its own,
+//      against the reload generation (config and policy, loaded as one) current when
+//      its head arrived; proxy auth is checked on every request;
 //   2. the upstream connection is reused when the previous exchange went to the same
-//      host and port and both sides kept it alive, otherwise opened through
-//      open_upstream (decide -> resolve -> guard -> dial);
+//      host and port, both sides kept it alive, and the current policy still lets its
+//      address through the guard; otherwise it is closed and a fresh one opened
+//      through decide -> resolve -> guard -> dial;
 //   3. the head is rewritten to origin-form without hop-by-hop and Proxy-* fields;
 //   4. the request body (client -> upstream) and the response (upstream -> client) are
 //      streamed concurrently, so `Expect: 100-continue` and early answers work. Message
 //      framing (Content-Length, chunked, read-until-close) comes from Beast's parser fed
-//      through put(); the bytes themselves are forwarded exactly as received;
-//   5. a 101 response turns the connection into a tunnel (WebSocket); otherwise the next
+//      through put(); the bytes themselves are forwarded exactly as received, except
+//      that an HTTP/1.0 client gets a chunked response de-chunked and close-delimited
+//      (RFC 9112 §6.1) and no 1xx (RFC 9110 §15.2). Malformed framing ends the exchange
+//      at once: 400 for the request's, 502 (or a cut connection) for the response's;
+//   5. a reused upstream that closes before any byte of a response is retried once on
+//      a fresh connection, for a bodyless idempotent request (RFC 9110 §9.2.2,
+//      RFC 9112 §9.3.1);
+//   6. a 101 response turns the connection into a tunnel (WebSocket); otherwise the next
 //      head is read if both sides keep the connection alive.
+//  Every wait has a deadline: reads and writes on each side, in every phase, under
+//  limits.idle_timeout (upstream reads and writes have separate deadlines, since both
+//  may wait at once), dials under connect_timeout, heads under head_timeout.
 //  Bytes are only ever forwarded inside a request whose destination was decided.
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -23,6 +35,7 @@
 #include <optional>
 
 #include "proxy/log.hpp"
+#include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
 
@@ -36,7 +49,8 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 // A Beast parser used only for message framing: it tells where a message ends and
-// keeps the status code; the bytes are forwarded unchanged by the caller.
+// keeps the status code; the bytes are forwarded unchanged by the caller (or, to
+// de-chunk, the chunk data is collected in `chunk_sink`).
 template <bool IsRequest>
 class framing_parser : public http::basic_parser<IsRequest> {
  public:
@@ -46,31 +60,67 @@ class framing_parser : public http::basic_parser<IsRequest> {
     this->header_limit(64 * 1024);
   }
   int status() const noexcept { return status_; }
+  bool has_transfer_encoding() const noexcept { return transfer_encoding_; }
+
+  /// When set, the data of each chunk is appended here (to pass the body on de-chunked).
+  std::string* chunk_sink = nullptr;
 
  private:
   void on_request_impl(http::verb, beast::string_view, beast::string_view, int, beast::error_code&) override {}
   void on_response_impl(int code, beast::string_view, int, beast::error_code&) override { status_ = code; }
-  void on_field_impl(http::field, beast::string_view, beast::string_view, beast::error_code&) override {}
-  void on_header_impl(beast::error_code&) override {}
+  void on_field_impl(http::field f, beast::string_view, beast::string_view value, beast::error_code& ec) override {
+    // Requests were normalised by parse_http_head; responses are held to the same
+    // strict reading: one Content-Length field with one value (RFC 9110 §8.6 lets us
+    // refuse a list), and never Content-Length with Transfer-Encoding (RFC 9112 §6.3
+    // item 3: ought to be handled as an error; forwarding it invites smuggling).
+    if (f == http::field::content_length) {
+      if (content_length_ || value.find(',') != beast::string_view::npos) ec = http::error::bad_content_length;
+      content_length_ = true;
+    } else if (f == http::field::transfer_encoding) {
+      transfer_encoding_ = true;
+    }
+  }
+  void on_header_impl(beast::error_code& ec) override {
+    if (content_length_ && transfer_encoding_) ec = http::error::bad_transfer_encoding;
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
   std::size_t on_body_impl(beast::string_view body, beast::error_code&) override { return body.size(); }
   void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
   std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body, beast::error_code&) override {
+    if (chunk_sink != nullptr) chunk_sink->append(body.data(), body.size());
     return body.size();
   }
   void on_finish_impl(beast::error_code&) override {}
 
   int status_ = 0;
+  bool content_length_ = false;
+  bool transfer_encoding_ = false;
 };
 
 // Bytes the framing parser may hold back unparsed (an incomplete chunk-size line,
 // trailer, or response head) before the exchange is abandoned.
 constexpr std::size_t max_unparsed_bytes = 64 * 1024;
 
+// RFC 9112 §7.1: chunk-size lines and trailer lines end in CRLF. Beast refuses a CR
+// without its LF but keeps waiting for the end of a line that has a bare LF. Once the
+// head is parsed the parser only holds back such lines, so an LF among the held bytes
+// without a CR before it is malformed framing, refused at once rather than at the
+// idle timeout.
+bool has_bare_lf(std::string_view held) noexcept {
+  for (auto i = held.find('\n'); i != std::string_view::npos; i = held.find('\n', i + 1))
+    if (i == 0 || held[i - 1] != '\r') return true;
+  return false;
+}
+
 struct exchange_result {
   bool request_complete = false;
+  bool request_malformed = false;  ///< the client's body framing was refused
   bool response_complete = false;
   bool response_keep_alive = false;
+  bool response_malformed = false;  ///< the origin's framing was refused
+  bool response_started = false;    ///< a byte of a response arrived
+  bool upstream_closed = false;     ///< EOF or reset from the upstream before a complete response
+  bool close_client = false;        ///< the response is delimited by closing the client connection
   bool upgraded = false;
   int status = 0;
   std::string upstream_leftover;  // bytes after a 101 head
@@ -88,10 +138,16 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
     if (!s.in.empty()) {
       beast::error_code ec;
       const std::size_t n = parser.put(asio::buffer(s.in), ec);
-      if (ec && ec != http::error::need_more) co_return;  // malformed body framing: stop here
+      if ((ec && ec != http::error::need_more) || (n == 0 && has_bare_lf(s.in))) {
+        // Malformed body framing (a bad chunk size, a bare LF): the request is refused
+        // now; cancelling the upstream ends the response side too.
+        ex.request_malformed = true;
+        boost::system::error_code ignored;
+        s.upstream.cancel(ignored);
+        co_return;
+      }
       if (n > 0) {
-        auto [wec, w] = co_await asio::async_write(s.upstream, asio::buffer(s.in.data(), n), nothrow);
-        if (wec) co_return;
+        if (!co_await write_upstream(s, std::string_view(s.in.data(), n))) co_return;
         ex.bytes_up += n;
         s.in.erase(0, n);
         continue;
@@ -107,18 +163,32 @@ asio::awaitable<void> send_request_body(session& s, framing_parser<true>& parser
 }
 
 // Upstream -> client: interim responses, the final response, or a 101.
-asio::awaitable<void> relay_response(session& s, bool head_request, exchange_result& ex) {
+asio::awaitable<void> relay_response(session& s, const proto::http_request& req, exchange_result& ex) {
+  const bool head_request = req.method == "HEAD";
+  // An HTTP/1.0 client cannot read chunked (RFC 9112 §6.1) nor 1xx (RFC 9110 §15.2):
+  // its responses' heads are looked at before anything is forwarded (eager off until
+  // the head is parsed, so put() stops right after it).
+  const bool client_1_0 = req.version == proto::http_version::http_1_0;
   // Unparsed response bytes are kept in `buf`; each read lands in `chunk` first, which
   // is not zero-filled as growing a string would be.
   std::string buf;
+  std::string dechunked;  // chunk data to pass on, when de-chunking
+  std::string rewritten_head;
   constexpr std::size_t chunk_size = 16384;
   const std::unique_ptr<char[]> chunk(new char[chunk_size]);
+  const auto new_parser = [&] {
+    auto p = std::make_unique<framing_parser<false>>();
+    if (head_request) p->skip(true);
+    if (client_1_0) p->eager(false);
+    return p;
+  };
   // The upstream deadline: send_request_body runs at the same time under the client's.
-  auto parser = std::make_unique<framing_parser<false>>();
-  if (head_request) parser->skip(true);
+  auto parser = new_parser();
+  bool head_handled = false;  // for an HTTP/1.0 client: the current message's head was looked at
   const auto idle = s.cfg->limits.idle_timeout;
   // However the response ends, the rest of a request body is of no use any more: stop
-  // the body pump (the connection closes after this exchange).
+  // the body pump, whether it waits on the client or on an upstream that stopped
+  // reading (the connection closes after this exchange).
   struct stop_body_pump {
     session& s;
     const exchange_result& ex;
@@ -126,21 +196,45 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       if (ex.request_complete) return;
       boost::system::error_code ignored;
       s.client.cancel(ignored);
+      s.upstream.cancel(ignored);
     }
   } stop_body{s, ex};
   for (;;) {
     if (!buf.empty()) {
       beast::error_code ec;
       const std::size_t n = parser->put(asio::buffer(buf), ec);
-      if (ec && ec != http::error::need_more) co_return;
+      if ((ec && ec != http::error::need_more) || (n == 0 && parser->is_header_done() && has_bare_lf(buf))) {
+        ex.response_malformed = true;
+        co_return;
+      }
+      std::string_view out(buf.data(), n);
+      if (client_1_0 && n > 0 && parser->is_header_done() && !head_handled) {
+        // `out` is exactly the head (eager was off).
+        head_handled = true;
+        parser->eager(true);
+        const int status = parser->status();
+        if (status >= 100 && status < 200 && status != 101) {
+          out = {};  // interim: not for an HTTP/1.0 client
+        } else if (parser->chunked()) {
+          rewritten_head = proto::close_delimited_response_head(out);
+          out = rewritten_head;
+          parser->chunk_sink = &dechunked;
+          ex.close_client = true;
+        } else if (parser->has_transfer_encoding()) {
+          // A coding we cannot take off (gzip, ...) may not reach an HTTP/1.0 client.
+          ex.response_malformed = true;
+          co_return;
+        }
+      } else if (parser->chunk_sink != nullptr) {
+        out = dechunked;
+      }
       // A final head has gone to the client once bytes were consumed past it (interim
       // 1xx heads may be followed by a 502 still).
       if (n > 0 && parser->is_header_done() && parser->status() >= 200) ex.status = parser->status();
-      if (n > 0) {
-        if (!co_await write_client(s, std::string_view(buf.data(), n))) co_return;
-        ex.bytes_down += n;
-        buf.erase(0, n);
-      }
+      if (!out.empty() && !co_await write_client(s, out)) co_return;
+      ex.bytes_down += out.size();
+      dechunked.clear();
+      buf.erase(0, n);
       if (parser->is_done()) {
         const int status = parser->status();
         if (status == 101) {
@@ -151,8 +245,8 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
           co_return;
         }
         if (status >= 100 && status < 200) {  // interim: the final response follows
-          parser = std::make_unique<framing_parser<false>>();
-          if (head_request) parser->skip(true);
+          parser = new_parser();
+          head_handled = false;
           continue;
         }
         ex.status = status;
@@ -163,9 +257,13 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
       if (n > 0 || (ec != http::error::need_more && !buf.empty())) continue;
     }
     if (buf.size() >= max_unparsed_bytes) co_return;  // see send_request_body
+    // The body pump may have refused the request before this read was started (its
+    // cancel then found nothing to cancel).
+    if (ex.request_malformed) co_return;
     s.arm_upstream(steady::now() + idle);
     auto [ec, n] = co_await s.upstream.async_read_some(asio::buffer(chunk.get(), chunk_size), nothrow);
     s.disarm_upstream();
+    if (n > 0) ex.response_started = true;
     buf.append(chunk.get(), n);
     if (ec == asio::error::eof) {
       if (parser->is_header_done() && parser->need_eof()) {  // body delimited by close
@@ -174,37 +272,73 @@ asio::awaitable<void> relay_response(session& s, bool head_request, exchange_res
         ex.status = parser->status();
         ex.response_complete = !pec;
         ex.response_keep_alive = false;
+        // The client, too, can only see where this body ends by the close (RFC 9112 §6.3 item 8).
+        ex.close_client = true;
       }
+      ex.upstream_closed = !ex.response_complete;
       co_return;
     }
-    if (ec) co_return;
+    if (ec) {
+      ex.upstream_closed = ec == asio::error::connection_reset;
+      co_return;
+    }
   }
+}
+
+// RFC 9110 §9.2.2: methods whose repetition has the effect of one request. Only
+// requests without a body are retried, so nothing is buffered for a retry.
+bool idempotent(std::string_view method) noexcept {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" || method == "PUT" ||
+         method == "DELETE";
+}
+
+// A pooled upstream was dialled under the policy of an earlier request: before it
+// carries another, its address is judged again by the current policy's guard (deny
+// entries, guard.deny_ranges, the builtin classes), as dial() would judge it now. A
+// pure call: no lookup, no allocation.
+bool upstream_still_allowed(const session& s, const destination& d, const policy::decision& now) noexcept {
+  return policy::classify(*s.policy, *d.host.host, now.reason, to_policy(d.remote.address()), d.port,
+                          *s.gen->local_addresses)
+      .allowed();
+}
+
+// Answers a request whose destination could not be used. True when the client
+// connection stays open for the next request.
+asio::awaitable<bool> refuse_request(session& s, request_context& ctx, const destination& d,
+                                     const proto::http_request& req) {
+  const refusal r = refusal_for(s, d);
+  ctx.status = d.error == dial_error::aborted ? 0 : r.status;
+  account(s, ctx);
+  if (d.error == dial_error::aborted) co_return false;
+  // Keep the client connection when nothing of this request is left to skip.
+  const bool keep = req.keep_alive && req.body == proto::body_framing::none && !s.w.shared().draining;
+  co_return co_await write_client(s, render_refusal(r, !keep)) && keep;
 }
 
 }  // namespace
 
 asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
-  const auto& limits = s.cfg->limits;
   std::optional<destination> current;  // the destination s.upstream is connected to, if any
 
   for (bool first_request = true;; first_request = false) {
     s.in.erase(0, consumed);
-    // Each request is decided against the policy current when its head arrived.
-    if (!first_request) s.policy = s.w.shared().policy.load();
     // The request's context: its record is written by account() on every exit below.
     request_context ctx(access_protocol::http, first_request ? s.started : steady::now());
     ctx.method = req.method;
     ctx.path = record_path(req.origin_form);
 
     // Decide this request on its own; reuse the upstream only for the same host and
-    // port, still allowed (its address was judged by the guard when it was opened).
+    // port, still allowed by the current policy, its address included.
     destination d = decide_destination(s, req.host, req.port);
+    bool reused = false;
     if (current && s.upstream.is_open() && d.decision.result == policy::outcome::allow && d.port == current->port &&
-        d.host.host->text == current->host.host->text) {
+        d.host.host->text == current->host.host->text && upstream_still_allowed(s, *current, d.decision)) {
       const auto decision = d.decision;
       d = *current;
       d.decision = decision;
-    } else {
+      reused = true;
+    }
+    if (!reused) {  // a pooled upstream the current policy refuses is closed here; the dial refuses anew
       boost::system::error_code ignored;
       s.upstream.close(ignored);
       current.reset();
@@ -212,13 +346,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     }
     ctx.dest = &d;
     if (!d.connected()) {
-      const refusal r = refusal_for(s, d);
-      ctx.status = d.error == dial_error::aborted ? 0 : r.status;
-      account(s, ctx);
-      if (d.error == dial_error::aborted) co_return;
-      // Keep the client connection when nothing of this request is left to skip.
-      const bool keep = req.keep_alive && req.body == proto::body_framing::none && !s.w.shared().draining;
-      if (!co_await write_client(s, render_refusal(r, !keep)) || !keep) co_return;
+      if (!co_await refuse_request(s, ctx, d, req)) co_return;
     } else {
       current = d;
       const std::string head = proto::rewrite_to_origin_form(req, "egressd");
@@ -234,8 +362,41 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
                                                "egressd: bad request: the message framing is not supported"));
         co_return;
       }
-      auto [wec, wn] = co_await asio::async_write(s.upstream, asio::buffer(head), nothrow);
-      if (wec) {
+      const bool has_body = !request_parser.is_done();
+      exchange_result ex;
+      bool sent = false;
+      for (int attempt = 0;; ++attempt) {
+        ex = exchange_result{};
+        sent = co_await write_upstream(s, head);
+        if (sent) {
+          if (!has_body) {  // one coroutine is enough
+            ex.request_complete = true;
+            co_await relay_response(s, req, ex);
+          } else {
+            co_await (send_request_body(s, request_parser, ex) && relay_response(s, req, ex));
+          }
+        }
+        // A reused connection may have been closed by the origin while idle (RFC 9112
+        // §9.3.1 race): retry once on a fresh one when nothing of a response came, the
+        // request has no body and is idempotent (RFC 9110 §9.2.2), as Squid and Envoy do.
+        const bool retry = attempt == 0 && reused && !has_body && idempotent(req.method) && !ex.response_started &&
+                           (!sent || ex.upstream_closed) && !s.aborted;
+        if (!retry) break;
+        boost::system::error_code ignored;
+        s.upstream.close(ignored);
+        current.reset();
+        reused = false;
+        d = decide_destination(s, req.host, req.port);
+        if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
+        if (!d.connected()) break;
+        current = d;
+      }
+      ctx.has_bytes = sent;
+      ctx.bytes_up = ex.bytes_up;
+      ctx.bytes_down = ex.bytes_down;
+      if (!d.connected()) {
+        if (!co_await refuse_request(s, ctx, d, req)) co_return;
+      } else if (!sent) {
         ctx.status = 502;
         ctx.source = error_source::upstream;
         ctx.error = "request_not_sent";
@@ -244,52 +405,65 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
                                                "egressd: " + d.display_host() +
                                                    " closed the connection before the request was sent"));
         co_return;
-      }
-      exchange_result ex;
-      if (request_parser.is_done()) {  // no body: one coroutine is enough
-        ex.request_complete = true;
-        co_await relay_response(s, req.method == "HEAD", ex);
-      } else {
-        co_await (send_request_body(s, request_parser, ex) && relay_response(s, req.method == "HEAD", ex));
-      }
-      ctx.has_bytes = true;
-      ctx.bytes_up = ex.bytes_up;
-      ctx.bytes_down = ex.bytes_down;
-      if (ex.upgraded) {
+      } else if (ex.request_malformed) {
+        // RFC 9112 §7.1: the client's chunked framing is broken; nothing after it can
+        // be read in step. 400 if no response head went out yet; close both sides.
+        ctx.status = ex.status ? ex.status : 400;
+        ctx.source = error_source::client;
+        ctx.error = "malformed_body";
+        account(s, ctx);
+        if (ex.status == 0)
+          co_await send_refusal(s, plain_refusal(400, "http_request_error",
+                                                 "egressd: bad request: malformed chunked request body"));
+        co_return;
+      } else if (ex.upgraded) {
         ctx.status = ex.status;
         account(s, ctx);
         if (!ex.upstream_leftover.empty() && !co_await write_client(s, ex.upstream_leftover)) co_return;
         co_await tunnel(s, ctx, 0);
         co_return;
-      }
-      if (!ex.response_complete) {
+      } else if (!ex.response_complete) {
         // Upstream failed before a complete response: 502 if no final head was sent
         // yet; otherwise the client sees the response cut short and the connection close.
         ctx.status = ex.status ? ex.status : 502;
         ctx.source = error_source::upstream;
-        ctx.error = "response_incomplete";
+        ctx.error = ex.response_malformed ? "response_malformed" : "response_incomplete";
         account(s, ctx);
-        if (ex.status == 0)
-          co_await send_refusal(s, plain_refusal(502, "http_response_incomplete",
-                                                 "egressd: " + d.display_host() +
-                                                     " closed the connection without a complete response"));
+        if (ex.status == 0) {
+          // Built before the co_await: GCC mishandles temporaries of a ?: inside one.
+          const std::string details =
+              "egressd: " + d.display_host() +
+              (ex.response_malformed ? " sent a response with malformed framing"
+                                     : " closed the connection without a complete response");
+          co_await send_refusal(s, plain_refusal(502, "http_response_incomplete", details));
+        }
         co_return;
-      }
-      ctx.status = ex.status;
-      account(s, ctx);
-      if (!ex.request_complete || !req.keep_alive || s.w.shared().draining) co_return;
-      if (!ex.response_keep_alive) {
-        boost::system::error_code ignored;
-        s.upstream.close(ignored);
-        current.reset();
+      } else {
+        ctx.status = ex.status;
+        account(s, ctx);
+        if (ex.close_client) {  // the body is delimited by the close (read until close, or de-chunked for HTTP/1.0)
+          boost::system::error_code ignored;
+          s.client.shutdown(asio::socket_base::shutdown_send, ignored);
+          co_return;
+        }
+        if (!ex.request_complete || !req.keep_alive || s.w.shared().draining) co_return;
+        if (!ex.response_keep_alive) {
+          boost::system::error_code ignored;
+          s.upstream.close(ignored);
+          current.reset();
+        }
       }
     }
 
     // The next request head: up to idle_timeout for it to start, then head_timeout.
-    auto head = co_await read_request_head(s, steady::now() + limits.idle_timeout, /*idle_until_first_byte=*/true);
-    if (!head) co_return;
-    req = std::move(head->message);
-    consumed = head->consumed;
+    auto next = co_await read_request_head(s, steady::now() + s.cfg->limits.idle_timeout,
+                                           /*idle_until_first_byte=*/true);
+    if (!next) co_return;
+    req = std::move(next->message);
+    consumed = next->consumed;
+    // Each request is authenticated, limited and decided by the reload generation
+    // current when its head arrived (config and policy as one pair; runtime::current).
+    s.load_generation();
     if (req.kind == proto::request_kind::connect) {
       // CONNECT after plain requests on one connection: refuse rather than mix modes.
       request_context refused(access_protocol::connect);

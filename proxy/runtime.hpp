@@ -1,7 +1,7 @@
 #pragma once
-// What the workers share: the configuration and policy snapshots (swapped atomically
-// on reload; a session loads each once and keeps it), this host's addresses for the
-// guard, the DNS cache, and a few counters. Everything here is thread-safe.
+// What the workers share: the current reload generation (configuration, policy
+// snapshot and this host's addresses for the guard, swapped atomically as one), the
+// DNS cache, and a few counters. Everything here is thread-safe.
 
 #include <atomic>
 #include <cstdint>
@@ -15,10 +15,19 @@
 
 namespace egressd::proxy {
 
+/// One reload generation: a config, the policy compiled from it, and this host's
+/// interface addresses as they were at that reload. Immutable once published.
+struct generation {
+  std::shared_ptr<const config::config> config;
+  std::shared_ptr<const policy::snapshot> policy;
+  std::shared_ptr<const std::vector<policy::ip_address>> local_addresses;
+};
+
 struct runtime {
-  std::atomic<std::shared_ptr<const config::config>> config;
-  std::atomic<std::shared_ptr<const policy::snapshot>> policy;
-  std::atomic<std::shared_ptr<const std::vector<policy::ip_address>>> local_addresses;
+  /// The current generation. One atomic pointer for all three, so a reader can never
+  /// pair the config of one reload with the policy of another (two atomics stored one
+  /// after the other would let a load fall between the two stores).
+  std::atomic<std::shared_ptr<const generation>> current;
   dns_cache dns;
 
   std::atomic<std::uint64_t> next_connection_id{1};

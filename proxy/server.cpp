@@ -82,10 +82,10 @@ struct server::impl {
   bool stopping = false;
 
   impl(config_source s, loaded_config initial) : source(std::move(s)) {
-    rt.config.store(initial.config);
+    rt.current.store(std::make_shared<const generation>(
+        generation{initial.config, initial.policy,
+                   std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
     rt.max_connections.store(initial.config->limits.max_connections);
-    rt.policy.store(initial.policy);
-    rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
   }
 
   void bind_listener(const config::listener_config& lc) {
@@ -206,7 +206,7 @@ struct server::impl {
       for (const auto& e : next.errors) log_event(log_level::error, "config problem", json_object().add("problem", e));
       return;
     }
-    auto old = rt.config.load();
+    auto old = rt.current.load()->config;
     const auto changes = config::describe_changes(*old, *next.config);
     if (changes.listeners_need_restart())
       log_event(log_level::warn, "listener changes take effect after a restart",
@@ -217,10 +217,11 @@ struct server::impl {
     if (!changes.restart_keys.empty())
       log_event(log_level::warn, "these changes take effect after a restart",
                 json_object().add("keys", list_text(changes.restart_keys)));
-    rt.local_addresses.store(std::make_shared<const std::vector<policy::ip_address>>(interface_addresses()));
-    rt.config.store(next.config);
+    // Config, policy and local addresses are published together (runtime::current).
+    rt.current.store(std::make_shared<const generation>(
+        generation{next.config, next.policy,
+                   std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
     rt.max_connections.store(next.config->limits.max_connections);
-    rt.policy.store(next.policy);
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
               json_object()
@@ -266,7 +267,7 @@ struct server::impl {
     stopping = true;
     rt.draining.store(true);
     close_listeners();  // the admin endpoint stays up, answering /readyz with 503
-    const auto timeout = rt.config.load()->limits.drain_timeout;
+    const auto timeout = rt.current.load()->config->limits.drain_timeout;
     drain_deadline = std::chrono::steady_clock::now() + timeout;
     log_event(log_level::info, "draining",
               json_object()
@@ -310,7 +311,7 @@ server::~server() = default;
 int server::run() {
   auto& s = *impl_;
   raise_fd_limit();
-  auto cfg = s.rt.config.load();
+  auto cfg = s.rt.current.load()->config;
   unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   try {
     for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns)));
@@ -348,7 +349,7 @@ int server::run() {
                 .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
                 .add("audit", cfg->log.audit)
-                .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
+                .add("rules", static_cast<std::uint64_t>(s.rt.current.load()->policy->rule_count())));
   s.control.run();
 
   // finish() aborted whatever was still open; give the aborted sessions a moment to

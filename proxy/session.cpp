@@ -126,9 +126,18 @@ session::session(worker& wk, const listener_info& l, client_socket c, std::strin
       upstream(client.get_executor()),
       id(wk.shared().next_connection_id.fetch_add(1, std::memory_order_relaxed)),
       peer(std::move(p)),
-      cfg(wk.shared().config.load()),
-      policy(wk.shared().policy.load()) {
+      gen(wk.shared().current.load()),
+      cfg(gen->config),
+      policy(gen->policy) {
   w.attach(this);
+}
+
+void session::load_generation() noexcept {
+  auto g = w.shared().current.load();
+  if (g == gen) return;  // the common case: no reload since the last request
+  gen = std::move(g);
+  cfg = gen->config;
+  policy = gen->policy;
 }
 
 session::~session() { w.detach(this); }
@@ -156,6 +165,10 @@ void session::check_deadline(steady::time_point now) noexcept {
     upstream_timed_out = true;
     upstream.cancel(ignored);
   }
+  if (now >= upstream_write_deadline) {
+    upstream_write_deadline = steady::time_point::max();
+    upstream.cancel(ignored);
+  }
 }
 
 // ---- I/O helpers --------------------------------------------------------------------
@@ -180,6 +193,13 @@ asio::awaitable<bool> write_client(session& s, std::string_view data) {
   s.arm_client_write(steady::now() + s.cfg->limits.idle_timeout);
   auto [ec, n] = co_await asio::async_write(s.client, asio::buffer(data), nothrow);
   s.disarm_client_write();
+  co_return !ec;
+}
+
+asio::awaitable<bool> write_upstream(session& s, std::string_view data) {
+  s.arm_upstream_write(steady::now() + s.cfg->limits.idle_timeout);
+  auto [ec, n] = co_await asio::async_write(s.upstream, asio::buffer(data), nothrow);
+  s.disarm_upstream_write();
   co_return !ec;
 }
 
@@ -246,9 +266,9 @@ asio::awaitable<void> dial(session& s, destination& d) {
     addresses = std::move(answer.addresses);
   }
   std::vector<asio::ip::address> candidates;
-  const auto locals = s.w.shared().local_addresses.load();
+  const auto& locals = *s.gen->local_addresses;
   for (const auto& a : addresses) {
-    const auto v = policy::classify(*s.policy, host, d.decision.reason, to_policy(a), port, *locals);
+    const auto v = policy::classify(*s.policy, host, d.decision.reason, to_policy(a), port, locals);
     if (v.allowed()) {
       candidates.push_back(a);
     } else if (d.refused_class == policy::address_class::none) {
@@ -555,9 +575,7 @@ void account_tunnel(const session& s, const request_context& ctx, const relay_re
 // buffer is freed (an idle tunnel holds no user-space buffer), then the relay.
 asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t consumed) {
   if (s.in.size() > consumed) {
-    auto [ec, n] = co_await asio::async_write(
-        s.upstream, asio::buffer(s.in.data() + consumed, s.in.size() - consumed), nothrow);
-    if (ec) {
+    if (!co_await write_upstream(s, std::string_view(s.in).substr(consumed))) {
       account_tunnel(s, ctx, {.cause = close_cause::upstream_reset});
       co_return;
     }
@@ -709,6 +727,7 @@ asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, 
 asio::awaitable<void> serve_http(session& s, steady::time_point deadline) {
   auto head = co_await read_request_head(s, deadline, /*idle_until_first_byte=*/false);
   if (!head) co_return;
+  s.load_generation();  // the request is judged by the generation current when its head arrived
   const bool connect = head->message.kind == proto::request_kind::connect;
   if (!co_await check_proxy_auth(s, head->message, connect ? access_protocol::connect : access_protocol::http))
     co_return;

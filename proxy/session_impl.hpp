@@ -21,6 +21,7 @@
 #include "proxy/protocol/socks5.hpp"
 #include "proxy/relay.hpp"
 #include "proxy/responses.hpp"
+#include "proxy/runtime.hpp"
 #include "proxy/session.hpp"
 #include "proxy/worker.hpp"
 
@@ -112,6 +113,15 @@ struct session final : worker_task {
   void arm_client_write(steady::time_point deadline) noexcept { client_write_deadline = deadline; }
   void disarm_client_write() noexcept { client_write_deadline = steady::time_point::max(); }
   void disarm_upstream() noexcept { upstream_deadline = steady::time_point::max(); }
+  /// Writes to the upstream likewise: a request body is written while the response is
+  /// read, and each wait needs its own bound.
+  void arm_upstream_write(steady::time_point deadline) noexcept { upstream_write_deadline = deadline; }
+  void disarm_upstream_write() noexcept { upstream_write_deadline = steady::time_point::max(); }
+
+  /// Takes the current reload generation (config, policy, local addresses) if it
+  /// changed since the last call. Called when a request head has arrived, so that
+  /// request is authenticated, limited and decided by one consistent generation.
+  void load_generation() noexcept;
 
   worker& w;
   const listener_info& listener;
@@ -119,6 +129,7 @@ struct session final : worker_task {
   tcp::socket upstream;
   std::uint64_t id;
   std::string peer;
+  std::shared_ptr<const generation> gen;  ///< where cfg and policy come from
   std::shared_ptr<const config::config> cfg;
   /// The authenticated user (a view into *cfg), empty when none.
   std::string_view user;
@@ -128,6 +139,7 @@ struct session final : worker_task {
   steady::time_point client_deadline = steady::time_point::max();
   steady::time_point upstream_deadline = steady::time_point::max();
   steady::time_point client_write_deadline = steady::time_point::max();
+  steady::time_point upstream_write_deadline = steady::time_point::max();
   bool client_timed_out = false;
   bool upstream_timed_out = false;
   steady::time_point started = steady::now();
@@ -167,6 +179,10 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
 /// Writes all of `data` to the client. False on error, or when the client takes none
 /// of it for limits.idle_timeout.
 asio::awaitable<bool> write_client(session& s, std::string_view data);
+/// Writes all of `data` to the upstream, under its own deadline (limits.idle_timeout):
+/// an origin that stops reading cannot hold the session. False on error or timeout
+/// (the upstream socket is then cancelled, so a concurrent upstream read ends too).
+asio::awaitable<bool> write_upstream(session& s, std::string_view data);
 
 /// The typed context of one request (a CONNECT or SOCKS session's decision, one
 /// plain-HTTP exchange, or an early refusal): everything its access record says, in

@@ -82,7 +82,7 @@ void worker::start() {
 }
 
 void worker::run_loop() {
-  const std::chrono::microseconds spin(rt_.config.load()->busy_poll_us);
+  const std::chrono::microseconds spin(rt_.current.load()->config->busy_poll_us);
   if (spin.count() == 0) {
     io_.run();
     return;

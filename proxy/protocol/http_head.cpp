@@ -255,33 +255,28 @@ error parse_field_line(std::string_view line, std::vector<header>& headers) {
   return std::nullopt;
 }
 
-// Content-Length = 1*DIGIT. A list of identical values ("42, 42", or the field
-// repeated) is accepted as one value, anything else refused (RFC 9110 §8.6,
-// RFC 9112 §6.3 item 5).
+// Content-Length = 1*DIGIT, in exactly one field line. RFC 9110 §8.6 lets a recipient
+// either refuse a list of identical values ("42, 42", or the field repeated) or
+// replace it with one value; we refuse it (strict: no other parser on the path has to
+// agree with our reading of a list), as anything else that is not one decimal number
+// (RFC 9112 §6.3 item 5).
 struct content_length_state {
   bool present = false;
   bool invalid = false;
   std::optional<std::uint64_t> value;
 
   void add(std::string_view field_value) {
+    if (present) invalid = true;  // repeated
     present = true;
-    while (true) {
-      const auto comma = field_value.find(',');
-      const auto element = trim_ows(field_value.substr(0, comma));
-      std::uint64_t v = 0;
-      const auto* end = element.data() + element.size();
-      const bool digits =
-          !element.empty() && std::all_of(element.begin(), element.end(), is_digit);
-      // from_chars fails on overflow (errc::result_out_of_range).
-      if (!digits || std::from_chars(element.data(), end, v).ec != std::errc{} ||
-          (value && *value != v)) {
-        invalid = true;
-        return;
-      }
-      value = v;
-      if (comma == std::string_view::npos) return;
-      field_value.remove_prefix(comma + 1);
+    const auto* end = field_value.data() + field_value.size();
+    std::uint64_t v = 0;
+    // from_chars fails on overflow (errc::result_out_of_range).
+    if (field_value.empty() || !std::all_of(field_value.begin(), field_value.end(), is_digit) ||
+        std::from_chars(field_value.data(), end, v).ec != std::errc{}) {
+      invalid = true;
+      return;
     }
+    value = v;
   }
 };
 
@@ -336,14 +331,13 @@ error derive_facts(http_request& req) {
       // RFC 9112 §6.1 / §6.3 item 3: both is a smuggling attempt; refuse rather than
       // pick one.
       if (content_length.present) return parse_errc::ambiguous_length;
-      // RFC 9112 §6.3 item 4 (a request whose final coding is not chunked has no
-      // determinable length) and §7.1 (chunked is applied at most once).
-      const auto chunked = std::count_if(codings.begin(), codings.end(), [](std::string_view c) {
-        return iequals(c, "chunked");
-      });
-      if (codings.empty() || !iequals(codings.back(), "chunked") || chunked != 1) {
-        return parse_errc::bad_transfer_encoding;
-      }
+      // RFC 9112 §6.3 item 4: a request whose final coding is not chunked has no
+      // determinable length (400). Stricter than the RFC, chunked must also be the only
+      // coding: "identity" is no coding at all any more (RFC 9112 §7 dropped it, and
+      // older parsers read "identity, chunked" differently), and a coding we do not
+      // decode (gzip, ...) in front of chunked is refused (§6.1 lets a server refuse a
+      // coding it does not understand) rather than passed on to disagree about.
+      if (codings.size() != 1 || !iequals(codings.front(), "chunked")) return parse_errc::bad_transfer_encoding;
       req.body = body_framing::chunked;
     } else if (content_length.present) {
       if (content_length.invalid || !content_length.value) return parse_errc::bad_content_length;
@@ -431,9 +425,8 @@ std::string rewrite_to_origin_form(const http_request& req, std::string_view via
     }
   }
   const auto keep = [&](std::string_view name) {
-    // The body goes upstream unchanged, so its framing must go with it, whatever
-    // Connection says.
-    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) return true;
+    // The framing fields are written afresh below, whatever Connection says.
+    if (iequals(name, "content-length") || iequals(name, "transfer-encoding")) return false;
     // Host is replaced by the target's authority (RFC 9110 §7.2, RFC 9112 §3.2.2).
     if (iequals(name, "host")) return false;
     // The hop-by-hop fields of RFC 9110 §7.6.1, and every Proxy-* field (credentials
@@ -467,6 +460,14 @@ std::string rewrite_to_origin_form(const http_request& req, std::string_view via
   }
   if (req.port != 80) out.append(":").append(std::to_string(req.port));
   out.append("\r\n");
+  // The body goes upstream unchanged, so its framing goes with it, in one normalised
+  // field as parse_http_head understood it (one Content-Length value, or chunked alone;
+  // RFC 9112 §6.3), never as the client spelt it.
+  if (req.body == body_framing::content_length) {
+    out.append("Content-Length: ").append(std::to_string(req.content_length)).append("\r\n");
+  } else if (req.body == body_framing::chunked) {
+    out.append("Transfer-Encoding: chunked\r\n");
+  }
   for (std::size_t i = 0; i < req.headers.size(); ++i) {
     const auto& h = req.headers[i];
     if (!keep(h.name)) continue;
@@ -482,6 +483,46 @@ std::string rewrite_to_origin_form(const http_request& req, std::string_view via
     out.append("Via: 1.1 ").append(via_token).append("\r\n");
   }
   out.append("\r\n");
+  return out;
+}
+
+std::string close_delimited_response_head(std::string_view head) {
+  // Fields named in Connection are hop-by-hop as well (RFC 9110 §7.6.1).
+  std::vector<std::string_view> lines;
+  std::vector<std::string_view> named_in_connection;
+  std::size_t pos = 0;
+  while (pos < head.size()) {
+    auto lf = head.find('\n', pos);
+    if (lf == std::string_view::npos) lf = head.size();
+    auto line = head.substr(pos, lf - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos = lf + 1;
+    if (line.empty()) break;  // the blank line that ends the head
+    lines.push_back(line);
+    const auto colon = line.find(':');
+    if (lines.size() > 1 && colon != std::string_view::npos && iequals(line.substr(0, colon), "connection")) {
+      for_each_list_element(line.substr(colon + 1), [&](std::string_view t) { named_in_connection.push_back(t); });
+    }
+  }
+  std::string out;
+  out.reserve(head.size() + 24);
+  bool dropping = false;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto line = lines[i];
+    if (i > 0) {
+      // An obs-fold continuation line (RFC 9112 §5.2) belongs to the field before it.
+      if (!is_ows(line.front())) {
+        const auto name = line.substr(0, line.find(':'));
+        dropping = iequals(name, "transfer-encoding") || iequals(name, "connection") ||
+                   iequals(name, "keep-alive") ||
+                   std::any_of(named_in_connection.begin(), named_in_connection.end(),
+                               [name](std::string_view t) { return iequals(t, name); });
+      }
+      if (dropping) continue;
+    }
+    out.append(line).append("\r\n");
+  }
+  out.append("Connection: close\r\n\r\n");
   return out;
 }
 

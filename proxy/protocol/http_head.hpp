@@ -89,11 +89,20 @@ const header* find_header(const http_request& req, std::string_view name) noexce
 /// req.kind == request_kind::absolute): `METHOD origin-form HTTP/1.1`, a Host field
 /// naming the target authority, the client's end-to-end fields in order, without the
 /// hop-by-hop ones (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Upgrade,
-/// every Proxy-* field, every field named in Connection; RFC 9110 §7.6.1) but keeping
-/// Content-Length and Transfer-Encoding (the body is streamed unchanged). For an
+/// every Proxy-* field, every field named in Connection; RFC 9110 §7.6.1). The body
+/// is streamed unchanged, so its framing is sent as one normalised field right after
+/// Host: `Content-Length: <n>` or `Transfer-Encoding: chunked` (per req.body). For an
 /// upgrade request, Upgrade is kept and `Connection: Upgrade` sent. A non-empty
 /// `via_token` adds `Via: 1.1 <via_token>` (RFC 9110 §7.6.3). Ends with CRLF CRLF.
 std::string rewrite_to_origin_form(const http_request& req, std::string_view via_token = {});
+
+/// The head of a response whose chunked body is passed on de-chunked and delimited by
+/// closing the connection (for an HTTP/1.0 client, which cannot read chunked; RFC 9112
+/// §6.1, §7.1.3): `head` is a complete response head (status line, fields, blank line)
+/// that an HTTP/1.1 parser accepted; the result keeps the status line and every field
+/// but Transfer-Encoding, Connection, Keep-Alive and those Connection names, and adds
+/// `Connection: close`. Ends with CRLF CRLF.
+std::string close_delimited_response_head(std::string_view head);
 
 std::ostream& operator<<(std::ostream& os, http_version v);
 std::ostream& operator<<(std::ostream& os, request_kind k);

@@ -3,7 +3,8 @@
 // "no crash, no sanitizer report" it checks the contract the session relies on:
 // consumed is within bounds, the parse is a function of the head alone, a prefix never
 // contradicts the whole (need_more, or the same failure, or the same result), and the
-// rewritten head is well formed and free of Proxy-* fields.
+// rewritten head is well formed, free of Proxy-* fields and carries one normalised
+// framing field; a response head rewritten for close-delimiting keeps no framing field.
 
 #include "proxy/protocol/http_head.hpp"
 #include "fuzz_check.hpp"
@@ -28,6 +29,14 @@ void check_rewrite(const http_request& req) {
   for (const char c : out) folded += lower(c);
   FUZZ_CHECK(folded.find("\r\nproxy-") == std::string::npos);
   FUZZ_CHECK(folded.find("\r\nhost: ") != std::string::npos);
+  // The framing goes upstream as at most one normalised field, as parsed.
+  const auto count = [&folded](std::string_view what) {
+    std::size_t n = 0;
+    for (auto i = folded.find(what); i != std::string::npos; i = folded.find(what, i + 1)) ++n;
+    return n;
+  };
+  FUZZ_CHECK(count("\r\ncontent-length:") == (req.body == body_framing::content_length ? 1u : 0u));
+  FUZZ_CHECK(count("\r\ntransfer-encoding:") == (req.body == body_framing::chunked ? 1u : 0u));
   // Every line ends in CRLF and no field value can smuggle a line break.
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (out[i] == '\r') FUZZ_CHECK(i + 1 < out.size() && out[i + 1] == '\n');
@@ -55,6 +64,19 @@ void check_one(std::string_view bytes, const head_limits& limits) {
   }
 }
 
+// close_delimited_response_head takes any bytes: what it returns ends the head with
+// Connection: close and carries no framing or connection field of its own.
+void check_close_delimited(std::string_view bytes) {
+  const auto out = close_delimited_response_head(bytes.substr(0, 4096));
+  FUZZ_CHECK(out.size() >= 21 && out.compare(out.size() - 21, 21, "Connection: close\r\n\r\n") == 0);
+  std::string folded;
+  for (const char c : out) folded += lower(c);
+  FUZZ_CHECK(folded.find("\r\ntransfer-encoding:") == std::string::npos);
+  // Only ours: the one before the blank line (absent when the input had no line).
+  const auto ours = folded.find("\r\nconnection:");
+  FUZZ_CHECK(ours == std::string::npos || ours + 23 == folded.size());
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -65,5 +87,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   small.max_headers = 4;
   small.max_line_bytes = 48;
   check_one(bytes, small);
+  check_close_delimited(bytes);
   return 0;
 }

@@ -3,12 +3,17 @@ hop-by-hop and Proxy-* headers dropped, keep-alive on both sides, every request 
 connection decided on its own, bodies of both framings streamed both ways, WebSocket
 upgrades, refusals, 502/504, and proxy authentication (407)."""
 
+import fcntl
 import hashlib
 import http.client
 import json
 import os
+import queue
+import signal
 import socket
 import sys
+import termios
+import threading
 import time
 import unittest
 
@@ -326,6 +331,367 @@ class HttpUpstreamClosesEarlyTest(EgressdTestCase):
         self.assertEqual((rec["protocol"], rec["decision"], rec["status"], rec.get("error_source")),
                          ("http", "allow", 200, "upstream"), rec)
         self.assertEqual(len(d.audit_records(mark, event="request", port=port)), 1)
+
+
+# ---------------------------------------------------------------------------------
+# Raw origins for the keep-alive, deadline, framing and retry cases (issue #8)
+
+def _read_head(sock: socket.socket, data: bytearray) -> bytes | None:
+    """One request head from `data` + the socket (None on EOF); what follows stays in `data`."""
+    for _ in range(1000):
+        i = data.find(b"\r\n\r\n")
+        if i >= 0:
+            head = bytes(data[:i + 4])
+            del data[:i + 4]
+            return head
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return None
+
+
+OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _keep_alive_origin(sock: socket.socket, server) -> None:
+    """Answers every request head with a 2-byte 200, keep-alive; reports EOF on `closed`."""
+    server.connections += 1
+    data = bytearray()
+    for _ in range(1000):
+        head = _read_head(sock, data)
+        if head is None:
+            break
+        server.received.put(head)
+        sock.sendall(OK_RESPONSE)
+    server.closed.put(True)
+
+
+def _close_after_response_origin(sock: socket.socket, server) -> None:
+    """Answers one request, then closes without a byte more; reports the close."""
+    server.connections += 1
+    data = bytearray()
+    head = _read_head(sock, data)
+    if head is not None:
+        server.received.put(head)
+        sock.sendall(OK_RESPONSE)
+    sock.close()
+    server.closed.put(True)
+
+
+def _early_answer_origin(sock: socket.socket, server) -> None:
+    """Reads a request head, answers at once and never reads again: with `slow_chunks`
+    the response is a chunked one that trickles on, else a complete 200."""
+    server.connections += 1
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    if _read_head(sock, bytearray()) is None:
+        return
+    if not server.slow_chunks:
+        # Answer once the proxy's writes to us are stuck: our receive queue is full when
+        # it stops growing while the client keeps sending (at most 10 s of polling).
+        last, stable = -1, 0
+        for _ in range(200):
+            queued = int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0" * 4), "little")
+            stable = stable + 1 if queued == last and queued > 0 else 0
+            last = queued
+            if stable >= 4 or server.stop.wait(0.05):
+                break
+        sock.sendall(OK_RESPONSE)
+    else:
+        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(200):  # at most 60 s
+            if server.stop.wait(0.3):
+                break
+            try:
+                sock.sendall(b"1\r\nx\r\n")
+            except OSError:
+                break
+    server.stop.wait(30)
+
+
+def _scripted_origin(sock: socket.socket, server) -> None:
+    """Reads a request head, sends `server.script` and keeps the connection open until stopped."""
+    server.connections += 1
+    if _read_head(sock, bytearray()) is None:
+        return
+    sock.sendall(server.script)
+    if not getattr(server, "close_after", False):
+        server.stop.wait(30)
+
+
+def raw_origin(handler, **attrs) -> TcpOrigin:
+    o = TcpOrigin(handler)
+    o.server.closed = queue.Queue()  # type: ignore[attr-defined]
+    o.server.stop = threading.Event()  # type: ignore[attr-defined]
+    for k, v in attrs.items():
+        setattr(o.server, k, v)
+    return o
+
+
+def get_bytes(target: str, path: str = "/", version: str = "HTTP/1.1", headers=()) -> bytes:
+    return request_bytes("GET", f"http://{target}{path}", [("Host", target), *headers], version=version)
+
+
+class HttpReloadKeepAliveTest(EgressdTestCase):
+    """#8.4: a request on a kept-alive connection is decided by the policy current when
+    its head arrived, the address rules of the pooled upstream included."""
+
+    def setUp(self):
+        self.origin = raw_origin(_keep_alive_origin)
+        self.addCleanup(self.origin.close)
+
+    def test_reload_deny_address_closes_pooled_upstream(self):
+        port = self.origin.port
+        allow = [f"localhost:{port}"]  # by name: localhost may reach loopback
+        d = self.start_daemon(make_config(allow=allow))
+        ep = d.endpoint(0)
+        target = f"localhost:{port}"
+        with ep.connect() as s:
+            s.sendall(get_bytes(target, "/before"))
+            r1, rest = read_response(s)
+            self.assertEqual((r1.status, r1.body), (200, b"ok"), r1.describe())
+            mark, amark = d.log_mark(), d.audit_mark()
+            d.write_config(make_config(allow=allow, deny=["127.0.0.1/32"]))
+            d.send_signal(signal.SIGHUP)
+            d.wait_log("reloaded", start=mark)
+            s.sendall(get_bytes(target, "/after"))
+            r2, _ = read_response(s, buf=rest)
+            self.assert_blocked(r2, "localhost", proxy_status_has=["destination_ip_prohibited"])
+        self.assertTrue(self.origin.server.closed.get(timeout=5), "the origin did not see the pooled upstream close")
+        self.assertEqual(self.origin.server.connections, 1, "the denied request reached the origin anew")
+        heads = []
+        while not self.origin.server.received.empty():
+            heads.append(self.origin.server.received.get_nowait())
+        self.assertEqual(len(heads), 1, f"the origin got a request after the reload: {heads}")
+        rec = d.wait_audit(start=amark, event="request", port=port, status=403)
+        self.assertEqual((rec["decision"], rec.get("refused_address")), ("deny", "127.0.0.1"), rec)
+
+    def test_reload_config_applies_to_next_request(self):
+        """The config (here: proxy auth) is re-read with the policy for each request."""
+        port = self.origin.port
+        allow = [f"localhost:{port}"]
+        d = self.start_daemon(make_config(allow=allow))
+        target = f"localhost:{port}"
+        with d.endpoint(0).connect() as s:
+            s.sendall(get_bytes(target, "/before"))
+            r1, rest = read_response(s)
+            self.assertEqual(r1.status, 200, r1.describe())
+            mark = d.log_mark()
+            d.write_config(make_config(allow=allow, users=[("alice", "pw")]))
+            d.send_signal(signal.SIGHUP)
+            d.wait_log("reloaded", start=mark)
+            s.sendall(get_bytes(target, "/after"))
+            r2, _ = read_response(s, buf=rest)
+            self.assertEqual(r2.status, 407, r2.describe())
+
+
+class HttpDeadlinesTest(EgressdTestCase):
+    """#8.5: an origin that answers early and stops reading cannot pin a session."""
+
+    IDLE_S = 1.0
+
+    def run_pinned(self, slow_chunks: bool, drain: bool) -> None:
+        origin = raw_origin(_early_answer_origin, slow_chunks=slow_chunks)
+        self.addCleanup(origin.close)
+        self.addCleanup(origin.server.stop.set)
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{origin.port}"],
+                                          limits={"idle_timeout": f"{self.IDLE_S:g}s", "drain_timeout": "30s"}))
+        target = f"127.0.0.1:{origin.port}"
+        s = d.endpoint(0).connect(timeout=30)
+        self.addCleanup(s.close)
+        s.sendall(request_bytes("POST", f"http://{target}/upload",
+                                [("Host", target), ("Content-Length", str(64 << 20))]))
+
+        def pump():
+            block = b"b" * 65536
+            try:
+                for _ in range(1024):
+                    s.sendall(block)
+            except OSError:
+                pass
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        head, rest = read_head(s, timeout=10)
+        self.assertEqual(head.status, 200, head.describe())
+        t0 = time.monotonic()
+        if drain:
+            d.send_signal(signal.SIGTERM)
+            rc = d.wait_exit(20)
+            self.assertEqual(rc, 0, f"egressd did not drain within 20 s (drain_timeout is 30 s)\n{d.log_tail()}")
+            self.assertLess(time.monotonic() - t0, self.IDLE_S + 5)
+            return
+        _, how = harness.wait_closed(s, timeout=self.IDLE_S + 8)
+        self.assertIn(how, ("eof", "reset"))
+        self.assertLess(time.monotonic() - t0, self.IDLE_S + 8)
+
+    def test_early_complete_answer_then_origin_stops_reading(self):
+        self.run_pinned(slow_chunks=False, drain=False)
+
+    def test_trickling_answer_and_origin_never_reads(self):
+        self.run_pinned(slow_chunks=True, drain=False)
+
+    def test_sigterm_drains_a_session_whose_origin_stops_reading(self):
+        self.run_pinned(slow_chunks=True, drain=True)
+
+
+class HttpFramingTest(EgressdTestCase):
+    """#8.8: HTTP/1.1 framing as HTTP/1.0 clients see it, malformed chunk sizes, and
+    ambiguous framing fields."""
+
+    @classmethod
+    def setUpClass(cls):
+        o = harness.origins()
+        cls.scripted = raw_origin(_scripted_origin, script=b"")
+        cls.addClassCleanup(cls.scripted.close)
+        cls.addClassCleanup(cls.scripted.server.stop.set)
+        cls.d = cls.start_class_daemon(make_config(allow=[f"127.0.0.1:{o.http.port}",
+                                                          f"127.0.0.1:{cls.scripted.port}"]))
+        cls.ep = cls.d.endpoint(0)
+
+    def scripted_exchange(self, script: bytes, version: str = "HTTP/1.1") -> tuple[bytes, str, float]:
+        self.scripted.server.script = script
+        target = f"127.0.0.1:{self.scripted.port}"
+        with self.ep.connect() as s:
+            t0 = time.monotonic()
+            s.sendall(get_bytes(target, "/scripted", version=version))
+            data, how = recv_until_closed(s, timeout=10)
+            return data, how, time.monotonic() - t0
+
+    def test_http10_client_gets_chunked_response_dechunked(self):
+        data, how, _ = self.scripted_exchange(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Origin: yes\r\n\r\n"
+            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n", version="HTTP/1.0")
+        head_end = data.find(b"\r\n\r\n")
+        self.assertGreater(head_end, 0, data[:300])
+        head = harness.parse_head(data[:head_end])
+        self.assertEqual(head.status, 200, head.describe())
+        self.assertIsNone(head.get("Transfer-Encoding"), head.describe())
+        self.assertEqual(head.get("X-Origin"), "yes")
+        self.assertEqual((head.get("Connection") or "").lower(), "close")
+        self.assertEqual(data[head_end + 4:], b"hello world", "the body is not the de-chunked body, close-delimited")
+
+    def test_http10_client_chunked_from_real_origin(self):
+        with self.ep.connect() as s:
+            s.sendall(get_bytes(f"127.0.0.1:{self.o.http.port}", "/chunked?n=5&size=100", version="HTTP/1.0"))
+            data, _ = recv_until_closed(s, timeout=10)
+        head_end = data.find(b"\r\n\r\n")
+        head = harness.parse_head(data[:head_end])
+        self.assertIsNone(head.get("Transfer-Encoding"), head.describe())
+        self.assertEqual(len(data) - head_end - 4, 500)
+
+    def test_close_delimited_response_closes_keep_alive_client(self):
+        """A body that ends with the origin's close ends with the client's close too: a
+        keep-alive client has no other way to see where it ends."""
+        self.scripted.server.close_after = True
+        self.addCleanup(setattr, self.scripted.server, "close_after", False)
+        data, how, elapsed = self.scripted_exchange(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil close")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200])
+        self.assertTrue(data.endswith(b"\r\n\r\nuntil close"), data[:200])
+        self.assertLess(elapsed, 5, "the client connection was not closed at the end of a close-delimited body")
+
+    def test_http10_client_gets_no_interim_response(self):
+        data, _, _ = self.scripted_exchange(b"HTTP/1.1 100 Continue\r\n\r\n"
+                                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", version="HTTP/1.0")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200 OK\r\n"), data[:200])
+
+    def test_malformed_response_chunk_size_closes_at_once(self):
+        for size in (b"+5", b"-5", b"zz", b"1" * 40):
+            for bare_lf in (False, True):
+                with self.subTest(size=size, bare_lf=bare_lf):
+                    if bare_lf:
+                        script = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\n0\n\n"
+                    else:
+                        script = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size +
+                                  b"\r\nhello\r\n0\r\n\r\n")
+                    data, how, elapsed = self.scripted_exchange(script)
+                    self.assertLess(elapsed, 5, "not refused before the idle timeout")
+                    self.assertNotIn(b"hello", data)
+                    if data:
+                        head = harness.parse_head(data[:data.find(b"\r\n\r\n")])
+                        self.assertIn(head.status, (200, 502), head.describe())
+
+    def test_malformed_response_framing_fields_502(self):
+        for fields in (b"Content-Length: 2, 2\r\n", b"Content-Length: 2\r\nContent-Length: 2\r\n",
+                       b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\n",
+                       b"Content-Length: 2\r\nTransfer-Encoding: chunked\r\n"):
+            with self.subTest(fields=fields):
+                data, _, elapsed = self.scripted_exchange(b"HTTP/1.1 200 OK\r\n" + fields + b"\r\n2\r\nok\r\n0\r\n\r\n")
+                self.assertTrue(data.startswith(b"HTTP/1.1 502"), data[:300])
+
+    def test_malformed_request_chunk_size_400_at_once(self):
+        target = f"127.0.0.1:{self.o.http.port}"
+        for body in (b"+5\r\nhello\r\n0\r\n\r\n", b"-5\r\nhello\r\n0\r\n\r\n",
+                     b"fffffffffffffffff1\r\nhello\r\n0\r\n\r\n", b"zz\r\nhello\r\n0\r\n\r\n",
+                     b"5\nhello\n0\n\n", b"5\r\nhello\r\n0\r\nX-T: 1\n\r\n"):
+            with self.subTest(body=body):
+                with self.ep.connect() as s:
+                    t0 = time.monotonic()
+                    s.sendall(request_bytes("POST", f"http://{target}/bad-chunk",
+                                            [("Host", target), ("Transfer-Encoding", "chunked")]) + body)
+                    data, how = recv_until_closed(s, timeout=10)
+                self.assertLess(time.monotonic() - t0, 5, "not refused before the idle timeout")
+                self.assertTrue(data.startswith(b"HTTP/1.1 400"), data[:300])
+
+    def test_ambiguous_request_framing_refused_before_upstream(self):
+        target = f"127.0.0.1:{self.o.http.port}"
+        seen_before = len(self.o.http.seen)
+        for fields in ((("Transfer-Encoding", "identity, chunked"),),
+                       (("Transfer-Encoding", "gzip, chunked"),),
+                       (("Content-Length", "4, 4"),),
+                       (("Content-Length", "4"), ("Content-Length", "4")),
+                       (("Content-Length", "4"), ("Transfer-Encoding", "chunked"))):
+            with self.subTest(fields=fields):
+                with self.ep.connect() as s:
+                    s.sendall(request_bytes("POST", f"http://{target}/ambiguous", [("Host", target), *fields],
+                                            b"4\r\nbody\r\n0\r\n\r\n"))
+                    r, _ = read_response(s)
+                self.assertEqual(r.status, 400, r.describe())
+        self.assertFalse([x for x in self.o.http.seen[seen_before:] if x.get("path") == "/ambiguous"])
+
+
+class HttpRetryTest(EgressdTestCase):
+    """#8.9: a reused upstream the origin closed while idle is retried once on a fresh
+    connection for a bodyless idempotent request, and never otherwise."""
+
+    def setUp(self):
+        self.origin = raw_origin(_close_after_response_origin)
+        self.addCleanup(self.origin.close)
+        self.d = self.start_daemon(make_config(allow=[f"127.0.0.1:{self.origin.port}"]))
+        self.target = f"127.0.0.1:{self.origin.port}"
+
+    def first_then_closed(self, s: socket.socket) -> bytes:
+        s.sendall(get_bytes(self.target, "/first"))
+        r1, rest = read_response(s)
+        self.assertEqual((r1.status, r1.body), (200, b"ok"), r1.describe())
+        self.assertTrue(self.origin.server.closed.get(timeout=5))  # the pooled upstream is dead now
+        return rest
+
+    def test_get_retried_on_fresh_connection(self):
+        with self.d.endpoint(0).connect() as s:
+            rest = self.first_then_closed(s)
+            s.sendall(get_bytes(self.target, "/second"))
+            r2, _ = read_response(s, buf=rest)
+        self.assertEqual((r2.status, r2.body), (200, b"ok"), r2.describe())
+        self.assertEqual(self.origin.server.connections, 2)
+
+    def test_post_with_body_not_retried(self):
+        with self.d.endpoint(0).connect() as s:
+            rest = self.first_then_closed(s)
+            s.sendall(request_bytes("POST", f"http://{self.target}/post",
+                                    [("Host", self.target), ("Content-Length", "3")], b"abc"))
+            r2, _ = read_response(s, buf=rest)
+        self.assertEqual(r2.status, 502, r2.describe())
+        self.assertEqual(self.origin.server.connections, 1, "a request with a body was retried")
+
+    def test_fresh_connection_not_retried(self):
+        reset = self.o.reset
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{reset.port}"]))
+        before = reset.server.connections
+        with d.endpoint(0).connect() as s:
+            s.sendall(get_bytes(f"127.0.0.1:{reset.port}", "/"))
+            r, _ = read_response(s)
+        self.assertEqual(r.status, 502, r.describe())
+        self.assertEqual(reset.server.connections - before, 1)
 
 
 class HttpAuthTest(EgressdTestCase):
