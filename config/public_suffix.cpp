@@ -23,9 +23,8 @@ const psl_ctx_t* context() noexcept {
   return latest ? latest.get() : psl_builtin();
 }
 
-}  // namespace
-
-bool is_public_suffix(std::string_view domain) noexcept {
+// One lookup of `domain` (ASCII, lower-cased here) with libpsl's flags.
+bool is_suffix(std::string_view domain, int type) noexcept {
   if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
   if (domain.empty() || domain.size() > 253) return false;
   std::array<char, 254> lower{};  // 253 bytes and the NUL libpsl wants
@@ -38,7 +37,17 @@ bool is_public_suffix(std::string_view domain) noexcept {
   }
   const psl_ctx_t* psl = context();
   if (psl == nullptr) return false;
-  return psl_is_public_suffix2(psl, lower.data(), PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE) != 0;
+  return psl_is_public_suffix2(psl, lower.data(), type) != 0;
+}
+
+}  // namespace
+
+bool is_public_suffix(std::string_view domain) noexcept {
+  return is_suffix(domain, PSL_TYPE_ICANN | PSL_TYPE_NO_STAR_RULE);
+}
+
+bool is_platform_suffix(std::string_view domain) noexcept {
+  return is_suffix(domain, PSL_TYPE_PRIVATE | PSL_TYPE_NO_STAR_RULE);
 }
 
 }  // namespace egressd::config

@@ -22,4 +22,9 @@ namespace egressd::config {
 /// the built-in copy. Loaded once on first use; thread-safe; never throws.
 bool is_public_suffix(std::string_view domain) noexcept;
 
+/// True when `domain` is a suffix of the list's PRIVATE section, where hosting platforms
+/// list the names they hand out to their customers (`github.io`, `s3.amazonaws.com`,
+/// `herokuapp.com`). Same data, rules and guarantees as is_public_suffix().
+bool is_platform_suffix(std::string_view domain) noexcept;
+
 }  // namespace egressd::config

@@ -140,6 +140,12 @@ compile_result compile(const rules& input, const compile_options& options) {
                     "name the registrable domain, e.g. *.example." + p.name);
           return;
         }
+        if (list == list_kind::allow && preset_name.empty() && c.options.is_platform_suffix &&
+            c.options.is_platform_suffix(p.name)) {
+          c.problem(true, where, text,
+                    "'" + p.name + "' is a hosting platform's suffix: this allows every site anyone hosts under it",
+                    "name the sites you need, e.g. myproject." + p.name);
+        }
         idx.names.add(p.name, p.kind == pattern_kind::subdomains ? name_index::kind::subdomains : name_index::kind::apex,
                       {new_rule(), p.port});
         break;

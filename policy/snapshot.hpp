@@ -47,6 +47,10 @@ struct compile_options {
   /// Refuses wildcards directly over a public suffix (*.co.uk). Optional: the config
   /// layer passes libpsl's answer; without it only single-label suffixes are refused.
   std::function<bool(std::string_view)> is_public_suffix;
+  /// Warns about wildcards in `allow` directly over a hosting platform's suffix (the
+  /// public suffix list's private section: github.io, s3.amazonaws.com): valid, but
+  /// they open every customer's site. Presets are not warned about. Optional.
+  std::function<bool(std::string_view)> is_platform_suffix;
 };
 
 class snapshot;

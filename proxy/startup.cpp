@@ -46,6 +46,7 @@ loaded_config load_config_source(const config_source& source) {
 
   policy::compile_options options;
   options.is_public_suffix = [](std::string_view s) { return config::is_public_suffix(s); };
+  options.is_platform_suffix = [](std::string_view s) { return config::is_platform_suffix(s); };
   auto compiled = policy::compile(r.value->policy, options);
   for (const auto& p : compiled.problems) (p.warning ? out.warnings : out.errors).push_back(format_compile_problem(p));
   if (!compiled.policy) return out;

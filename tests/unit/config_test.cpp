@@ -685,6 +685,7 @@ TEST_CASE("the embedded default config", "[unit][config]") {
   // Its policy compiles without a single problem, public-suffix check included.
   policy::compile_options options;
   options.is_public_suffix = cfg::is_public_suffix;
+  options.is_platform_suffix = cfg::is_platform_suffix;
   const auto compiled = policy::compile(c.policy, options);
   CHECK(compiled.policy != nullptr);
   for (const auto& p : compiled.problems) FAIL_CHECK(p.where.path << ": " << p.message);
@@ -708,6 +709,14 @@ TEST_CASE("public suffixes", "[unit][config]") {
   // The private section does not count: `*.githubusercontent.com` is a normal entry.
   CHECK_FALSE(cfg::is_public_suffix("githubusercontent.com"));
   CHECK_FALSE(cfg::is_public_suffix("github.io"));
+  // ... it is where hosting platforms are.
+  CHECK(cfg::is_platform_suffix("github.io"));
+  CHECK(cfg::is_platform_suffix("s3.amazonaws.com"));
+  CHECK(cfg::is_platform_suffix("GitHub.IO."));
+  CHECK_FALSE(cfg::is_platform_suffix("pages.github.io"));
+  CHECK_FALSE(cfg::is_platform_suffix("co.uk"));
+  CHECK_FALSE(cfg::is_platform_suffix("example.com"));
+  CHECK_FALSE(cfg::is_platform_suffix(""));
   // Names private networks use are not public suffixes: `*.internal` stays valid.
   CHECK_FALSE(cfg::is_public_suffix("internal"));
   CHECK_FALSE(cfg::is_public_suffix("corp"));
@@ -981,4 +990,30 @@ TEST_CASE("inputs the fuzzers found stay bounded errors", "[unit][config]") {
   const auto r = egressd::config::load_yaml_file(std::string(EGRESSD_TEST_DATA_DIR) + "/regressions/yaml_loadall_loop.json");
   CHECK_FALSE(r.ok());
   CHECK_FALSE(r.problems.empty());
+}
+
+TEST_CASE("a wildcard over a hosting platform's suffix in allow is a warning", "[unit][config]") {
+  policy::rules r;
+  const auto entry = [](std::string text, int line) {
+    policy::rule_entry e;
+    e.text = std::move(text);
+    e.where.line = line;
+    return e;
+  };
+  r.allow = {entry("*.github.io", 1), entry("**.s3.amazonaws.com", 2), entry("me.github.io", 3), entry("@github", 4)};
+  r.deny = {entry("*.herokuapp.com", 5)};
+  policy::compile_options options;
+  options.is_public_suffix = cfg::is_public_suffix;
+  options.is_platform_suffix = cfg::is_platform_suffix;
+  const auto compiled = policy::compile(r, options);
+  REQUIRE(compiled.policy != nullptr);  // warnings only
+  std::vector<int> warned;
+  for (const auto& p : compiled.problems) {
+    CHECK(p.warning);
+    CHECK(p.message.find("hosting platform") != std::string::npos);
+    warned.push_back(p.where.line);
+  }
+  // The two allow wildcards; not the exact name, not the preset's own entries (the
+  // @github preset has *.githubusercontent.com), not the deny entry.
+  CHECK(warned == std::vector<int>{1, 2});
 }
