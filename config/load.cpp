@@ -1208,23 +1208,32 @@ std::optional<settings_data> read_settings(std::string_view text, diagnostics& d
 
 // The embedded default listeners (127.0.0.1:3128 and :1080) with the settings'
 // ports in place of the defaults: the sandbox sends HTTP to httpProxyPort and SOCKS5
-// to socksProxyPort, on loopback. Each listener still serves both protocols.
+// to socksProxyPort, on loopback. Each listener still serves both protocols, so one
+// port given for both is one listener.
 void listeners_from_settings(const settings_data& s, config& c, origins& where) {
   c.listeners = default_config().listeners;
   where.listener_paths.clear();
   for (std::size_t i = 0; i < c.listeners.size(); ++i) where.listener_paths.push_back(element("listeners", i));
+  std::vector<bool> placed(c.listeners.size(), false);
   const auto place = [&](const std::optional<settings_data::port>& port, std::uint16_t default_port) {
     if (!port) return;
     for (std::size_t i = 0; i < c.listeners.size(); ++i) {
       endpoint& a = c.listeners[i].address;
-      if (a.kind != endpoint::kind_t::tcp || a.port != default_port) continue;
+      if (placed[i] || a.kind != endpoint::kind_t::tcp || a.port != default_port) continue;
       a = endpoint{endpoint::kind_t::tcp, "127.0.0.1", port->value, {}};
       where.note_as(element("listeners", i) + ".address", port->path, port->at, s.file);
+      placed[i] = true;
       return;
     }
   };
   place(s.http_port, 3128);
   place(s.socks_port, 1080);
+  for (std::size_t i = 1; i < c.listeners.size(); ++i) {
+    if (c.listeners[i].address.to_string() != c.listeners[0].address.to_string()) continue;
+    c.listeners.erase(c.listeners.begin() + static_cast<std::ptrdiff_t>(i));
+    where.listener_paths.erase(where.listener_paths.begin() + static_cast<std::ptrdiff_t>(i));
+    break;
+  }
 }
 
 // Settings alone: the embedded default with the settings' policy and ports.
@@ -1410,7 +1419,6 @@ load_result load_yaml_string(std::string_view text, std::string_view name) {
   origins where;
   config c;
   c.source = std::string(name);
-  c.yaml_file = c.source;
   if (read_yaml_text(text, diag, where, c)) check_config(c, where, diag);
   return finish(std::move(c), diag);
 }
@@ -1419,7 +1427,9 @@ load_result load_yaml_file(const std::string& path) {
   diagnostics diag{path};
   const auto text = read_file(path, diag);
   if (!text) return finish(std::nullopt, diag);
-  return load_yaml_string(*text, path);
+  auto r = load_yaml_string(*text, path);
+  if (r.value) r.value->yaml_file = path;
+  return r;
 }
 
 load_result load_settings_string(std::string_view text, std::string_view name) {
@@ -1427,7 +1437,6 @@ load_result load_settings_string(std::string_view text, std::string_view name) {
   origins where;
   config c = default_config();
   c.source = std::string(name);
-  c.settings_file = c.source;
   const auto settings = read_settings(text, diag);
   if (!settings) return finish(std::nullopt, diag);
   apply_settings_alone(*settings, c, where, diag);
@@ -1439,7 +1448,9 @@ load_result load_settings_file(const std::string& path) {
   diagnostics diag{path};
   const auto text = read_file(path, diag);
   if (!text) return finish(std::nullopt, diag);
-  return load_settings_string(*text, path);
+  auto r = load_settings_string(*text, path);
+  if (r.value) r.value->settings_file = path;
+  return r;
 }
 
 load_result load_layered_strings(std::string_view yaml_text, std::string_view yaml_name,

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import sys
 import unittest
 
@@ -226,6 +227,45 @@ class RecordsTest(EgressdTestCase):
         # The advice is true: with the entry it names, the tunnel opens.
         d2 = self.start_daemon(make_config(allow=["loopy.test", f"127.0.0.1:{port}"]))
         self.connect_echo_ok(d2.endpoint(0), f"loopy.test:{port}")
+
+
+class SettingsAdviceTest(EgressdTestCase):
+    """#13.11 for a settings file: the advice names its allowedDomains key, at the level
+    the file uses, and the options that load the same policy into `egressd check`."""
+
+    def test_settings_alone_on_its_own_port(self):
+        tmp = harness.short_tempdir("egd-settings-")
+        path = os.path.join(tmp, "settings.json")
+        with socket.socket() as probe:  # a free port for httpProxyPort
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"sandbox": {"network": {"httpProxyPort": port, "socksProxyPort": port,
+                                               "allowedDomains": ["github.com"]}}}, f)
+        # `egressd run --settings FILE` alone: no YAML, the listener from the file.
+        proc = subprocess.Popen([harness.egressd_binary(), "run", "--settings", path], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        self.addCleanup(lambda: (proc.kill(), proc.wait(), proc.stderr.close()))
+        log = harness.LineLog("stderr", proc.stderr)
+        log.wait(lambda o: o.get("msg") == "ready", harness.READY_TIMEOUT, "ready")
+        ep = harness.parse_endpoint(f"127.0.0.1:{port}")
+        sock, head, _ = open_connect(ep, "unlisted.localhost:443")
+        sock.close()
+        self.assert_blocked(head, "unlisted.localhost", body_has=[
+            f"add 'unlisted.localhost' to sandbox.network.allowedDomains in {path}",
+            f"egressd check --settings {path} unlisted.localhost:443"])
+
+    def test_settings_layered_on_yaml(self):
+        tmp = harness.short_tempdir("egd-settings-")
+        path = os.path.join(tmp, "settings.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump({"network": {"allowedDomains": ["github.com"]}}, f)
+        d = self.start_daemon(make_config(allow=[]), args=["--settings", path])
+        sock, head, _ = open_connect(d.endpoint(0), "unlisted.localhost:443")
+        sock.close()
+        self.assert_blocked(head, "unlisted.localhost", body_has=[
+            f"add 'unlisted.localhost' to network.allowedDomains in {path}",
+            f"egressd check --config {d.config_path} --settings {path} unlisted.localhost:443"])
 
 
 class AuthRecordsTest(EgressdTestCase):

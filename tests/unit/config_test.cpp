@@ -763,9 +763,17 @@ TEST_CASE("settings: httpProxyPort and socksProxyPort are where egressd listens"
   expect_error(settings(R"({"network": {"httpProxyPort": 65536}})"), "network.httpProxyPort", 1);
   expect_error(settings(R"({"network": {"httpProxyPort": "3128"}})"), "network.httpProxyPort", 1);
   expect_error(settings(R"({"network": {"socksProxyPort": 1.5}})"), "network.socksProxyPort", 1);
-  // One port for both: the two listeners would be one socket.
-  const auto same = settings("{\"network\": {\"httpProxyPort\": 3128,\n \"socksProxyPort\": 3128}}");
-  CHECK_THAT(expect_error(same, "network.socksProxyPort", 2).message, Catch::Contains("the same address"));
+  // One port for both: one listener serves both protocols.
+  const auto same = settings("{\"network\": {\"httpProxyPort\": 23128,\n \"socksProxyPort\": 23128}}");
+  INFO(dump(same));
+  REQUIRE(same.ok());
+  REQUIRE(same.value->listeners.size() == 1);
+  CHECK(same.value->listeners[0].address.to_string() == "127.0.0.1:23128");
+  // The HTTP port on the SOCKS default: still one listener there, not two.
+  const auto crossed = settings(R"({"network": {"httpProxyPort": 1080, "strictAllowlist": true}})");
+  REQUIRE(crossed.ok());
+  REQUIRE(crossed.value->listeners.size() == 1);
+  CHECK(crossed.value->listeners[0].address.to_string() == "127.0.0.1:1080");
 }
 
 TEST_CASE("settings: strict JSON, as JSON.parse reads it", "[unit][config]") {
