@@ -27,6 +27,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <netinet/tcp.h>
+#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -52,6 +53,46 @@ constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
 namespace {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+// Whether a socket that does not set SO_REUSEPORT could bind `ep` now: false while
+// anyone listens on it (see bind_listener). Errors other than EADDRINUSE are left to
+// the real bind, which reports them.
+bool address_in_use(const asio::ip::tcp::endpoint& ep) {
+  const int fd = ::socket(ep.address().is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int one = 1;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ep.address().is_v6()) (void)::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const bool in_use = ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  return in_use;
+}
+
+// Whether a process accepts connections on the Unix socket at `path`. A non-blocking
+// connect: it succeeds, or fails with EAGAIN when the backlog is full, while someone
+// listens; a file nobody listens on gives ECONNREFUSED.
+bool unix_socket_listening(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), std::min(path.size(), sizeof addr.sun_path - 1));
+  const bool listening = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 ||
+                         errno == EAGAIN || errno == EINPROGRESS;
+  ::close(fd);
+  return listening;
+}
+
+// `mode` and `group` of a Unix listener, on the socket file just bound. fchmod(2) on a
+// socket descriptor does not change the file's mode on Linux: the path it is. Until
+// then the file has the mode the umask left, so it never is wider than configured.
+void apply_permissions(const config::listener_config& lc) {
+  const std::string name = lc.address.to_string();
+  if (lc.group && ::chown(lc.address.path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*lc.group)) != 0)
+    throw std::runtime_error(name + ": cannot give the socket to group " + lc.group_name + ": " + std::strerror(errno));
+  if (lc.mode && ::chmod(lc.address.path.c_str(), static_cast<mode_t>(*lc.mode)) != 0)
+    throw std::runtime_error(name + ": cannot set the socket's mode: " + std::strerror(errno));
+}
 
 void raise_fd_limit() {
   rlimit rl{};
@@ -90,19 +131,31 @@ struct server::impl {
   void bind_listener(const config::listener_config& lc) {
     auto bl = std::make_unique<bound_listener>();
     bl->info = {lc.address.to_string(), lc.http, lc.socks5};
+    const std::string& name = bl->info.name;
+    const auto check = [&](const boost::system::error_code& ec, std::string_view what) {
+      if (ec) throw std::runtime_error(name + ": cannot " + std::string(what) + ": " + ec.message());
+    };
+    boost::system::error_code ec;
     if (lc.address.kind == config::endpoint::kind_t::unix_socket) {
       bl->unix_path = lc.address.path;
       struct stat st {};
       if (::lstat(lc.address.path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
           throw std::runtime_error(lc.address.path + " exists and is not a socket; refusing to replace it");
+        // A socket file is left behind by a process that ended without removing it, or
+        // belongs to one that still listens: only the first may be replaced.
+        if (unix_socket_listening(lc.address.path))
+          throw std::runtime_error(name + ": address in use: another process listens on it");
         ::unlink(lc.address.path.c_str());
       }
       auto first = std::make_unique<generic_acceptor>(workers[0]->io());
       generic::endpoint ep{asio::local::stream_protocol::endpoint(lc.address.path)};
       first->open(ep.protocol());
-      first->bind(ep);
-      first->listen(asio::socket_base::max_listen_connections);
+      first->bind(ep, ec);
+      check(ec, "bind");
+      apply_permissions(lc);
+      first->listen(asio::socket_base::max_listen_connections, ec);
+      check(ec, "listen");
       bl->address = "unix:" + lc.address.path;
       const int fd = first->native_handle();
       bl->acceptors.push_back(std::move(first));
@@ -115,6 +168,17 @@ struct server::impl {
       }
     } else {
       auto tcp_ep = resolve_listen_address(lc.address);
+      // The workers' acceptors share the port through SO_REUSEPORT, and so would any
+      // other socket of the same user that sets it too (a second egressd, `nc -l`):
+      // the kernel would spread clients over both, each with its own policy. So the
+      // port must be free first: a probe bound without SO_REUSEPORT (SO_REUSEADDR only,
+      // so connections of an earlier run in TIME_WAIT do not count) fails with
+      // EADDRINUSE while anyone listens on it, whatever options they set. The probe is
+      // closed before the workers bind; a process that binds in those microseconds can
+      // still join, which only two instances started at the same instant could do.
+      // Port 0 needs no probe: the kernel never picks a port another socket listens on.
+      if (tcp_ep.port() != 0 && address_in_use(tcp_ep))
+        throw std::runtime_error(name + ": address in use: another process listens on it");
       for (std::size_t i = 0; i < workers.size(); ++i) {
         auto a = std::make_unique<generic_acceptor>(workers[i]->io());
         generic::endpoint ep{tcp_ep};
@@ -125,8 +189,12 @@ struct server::impl {
         // listener instead of one per connection.
         a->set_option(asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_NODELAY>(true));
         if (tcp_ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
-        a->bind(ep);
-        a->listen(asio::socket_base::max_listen_connections);
+        a->bind(ep, ec);
+        if (ec == asio::error::address_in_use)
+          throw std::runtime_error(name + ": address in use: another process listens on it");
+        check(ec, "bind");
+        a->listen(asio::socket_base::max_listen_connections, ec);
+        check(ec, "listen");
         if (i == 0) {
           tcp_ep.port(ip_endpoint(a->local_endpoint())->port());  // port 0: every worker binds the chosen one
           bl->address = endpoint_text(a->local_endpoint());
