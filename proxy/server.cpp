@@ -1,11 +1,16 @@
 // Flow of the daemon:
+//  0. The descriptor plan: RLIMIT_NOFILE raised to its hard limit and shared out
+//     between the process, each worker's splice pipes and the connections, lowering
+//     max_connections (with a warning) when it does not fit.
 //  1. One worker per core (or `workers:`), each a thread with its own io_context.
 //  2. Each TCP listener gets one acceptor per worker, bound to the same address with
-//     SO_REUSEPORT so the kernel spreads connections; port 0 is resolved by the first
-//     bind and reused by the others. A Unix listener is bound once and each worker
-//     accepts on its own dup() of the listening descriptor.
-//  3. Accept errors back off (10 ms doubling to 1 s) instead of spinning on EMFILE;
-//     `limits.max_connections` is enforced by closing what is accepted beyond it.
+//     SO_REUSEPORT so the kernel spreads connections, after a probe has checked that
+//     no other process listens there; port 0 is resolved by the first bind and reused
+//     by the others. A Unix listener is bound once (its mode and group applied) and
+//     each worker accepts on its own dup() of the listening descriptor.
+//  3. `limits.max_connections` is enforced by closing what is accepted beyond it. On
+//     EMFILE the worker's reserve descriptor makes room to refuse one waiting client;
+//     other accept errors back off (10 ms doubling to 1 s) instead of spinning.
 //  4. The main thread handles signals: SIGHUP reloads (load, validate, compile aside,
 //     swap atomically; a bad file keeps the old policy); SIGTERM/SIGINT stop accepting,
 //     wait for open sessions up to `limits.drain_timeout`, then cancel them.
@@ -26,13 +31,16 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <dirent.h>
 #include <netinet/tcp.h>
 #include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -94,12 +102,73 @@ void apply_permissions(const config::listener_config& lc) {
     throw std::runtime_error(name + ": cannot set the socket's mode: " + std::strerror(errno));
 }
 
-void raise_fd_limit() {
+// The soft RLIMIT_NOFILE raised to the hard one; returns the limit now in force.
+std::uint64_t raise_fd_limit() {
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const auto before = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
   }
+  return rl.rlim_cur == RLIM_INFINITY ? std::numeric_limits<std::uint32_t>::max() : rl.rlim_cur;
+}
+
+// Descriptors open now (/proc/self/fd, less the one reading it).
+std::uint64_t descriptors_in_use() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return 16;  // no /proc: a generous guess for stdio and logs
+  std::uint64_t n = 0;
+  while (const dirent* e = ::readdir(dir))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(dir);
+  return n > 0 ? n - 1 : 0;
+}
+
+// How the descriptor limit is shared out, decided once at start-up.
+struct descriptor_plan {
+  std::uint64_t fd_limit = 0;
+  std::uint64_t reserved = 0;        // for everything but connections and pipes
+  std::size_t pipes_per_worker = 0;  // splice pipes a worker may hold open (two descriptors each)
+  std::size_t max_connections = 0;   // connections the limit leaves room for (<= configured)
+};
+// A connection holds the client's socket and at most one upstream socket at a time.
+constexpr std::uint64_t fds_per_connection = 2;
+
+// Every connection must be able to hold its sockets, and enough must be left for the
+// process itself, so that running out of descriptors shows as "connection limit
+// reached" (a prompt close) and never as accept(2) failing with EMFILE, which leaves
+// clients waiting in the backlog. The pipes of stalled tunnels are capped per worker
+// (pipe_pool), so they fit too. Throws when not even one connection fits.
+descriptor_plan plan_descriptors(std::uint64_t fd_limit, std::size_t configured, std::uint64_t workers,
+                                 std::uint64_t listeners) {
+  descriptor_plan plan;
+  plan.fd_limit = fd_limit;
+  // Per worker: its loop (epoll, eventfd, timerfd), an acceptor per listener, DNS
+  // sockets, the reserve descriptor and a connection accepted only to be refused.
+  const std::uint64_t per_worker = 3 + listeners + 8 + 2;
+  // For the process: what is open now (stdio, log files), the control loop, signals,
+  // the admin endpoint and its clients, reloads reading files; room to spare.
+  plan.reserved = descriptors_in_use() + 32 + workers * per_worker;
+  const std::uint64_t left = fd_limit > plan.reserved ? fd_limit - plan.reserved : 0;
+  std::uint64_t pipes = 0;
+  if (left >= fds_per_connection * configured + workers * 2 * 4) {
+    // Room to spare: what the connections leave, up to 256 pipes per worker.
+    pipes = std::min<std::uint64_t>(256, (left - fds_per_connection * configured) / (2 * workers));
+  } else {
+    // Too little: an eighth for pipes (at least two per worker), the rest for connections.
+    pipes = std::clamp<std::uint64_t>(left / 8 / (2 * workers), 2, 64);
+  }
+  const std::uint64_t pipe_fds = 2 * workers * pipes;
+  const std::uint64_t connections = left > pipe_fds ? (left - pipe_fds) / fds_per_connection : 0;
+  if (connections == 0)
+    throw std::runtime_error("the descriptor limit (RLIMIT_NOFILE " + std::to_string(fd_limit) +
+                             ") leaves no room for connections: egressd needs more than " +
+                             std::to_string(plan.reserved + pipe_fds + fds_per_connection) +
+                             " with " + std::to_string(workers) + " worker(s); raise it (ulimit -n, LimitNOFILE=)");
+  plan.pipes_per_worker = static_cast<std::size_t>(pipes);
+  plan.max_connections = static_cast<std::size_t>(std::min<std::uint64_t>(configured, connections));
+  return plan;
 }
 
 }  // namespace
@@ -120,6 +189,9 @@ struct server::impl {
   asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
   std::unique_ptr<admin_server> admin;
   bool stopping = false;
+  // Connections the descriptor limit leaves room for (plan_descriptors); the accept
+  // path takes the smaller of this and limits.max_connections. Set before the workers start.
+  std::size_t connection_cap = std::numeric_limits<std::size_t>::max();
 
   impl(config_source s, loaded_config initial) : source(std::move(s)) {
     rt.config.store(initial.config);
@@ -208,12 +280,28 @@ struct server::impl {
   asio::awaitable<void> accept_loop(worker& w, generic_acceptor& acceptor, const listener_info& info) {
     auto backoff = std::chrono::milliseconds(10);
     asio::steady_timer pause(w.io());
+    std::uint64_t refused = 0;
+    std::chrono::steady_clock::time_point last_refusal_log{};
     for (;;) {
       generic::socket peer(w.io());
       generic::endpoint remote;  // filled in by accept(2) itself, no getpeername(2)
       auto [ec] = co_await acceptor.async_accept(peer, remote, nothrow);
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       if (ec) {
+        // Out of descriptors all the same (something beyond the plan took them): refuse
+        // the waiting clients through the reserve descriptor rather than leave them
+        // hanging, and say so at most once a second.
+        if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && w.refuse_one(acceptor.native_handle())) {
+          ++refused;
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_refusal_log >= std::chrono::seconds(1)) {
+            log_event(log_level::warn, "out of descriptors: connection refused",
+                      json_object().add("listener", info.name).add("refused", refused));
+            last_refusal_log = now;
+            refused = 0;
+          }
+          continue;
+        }
         // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to free up.
         log_event(log_level::warn, "accept failed",
                   json_object().add("listener", info.name).add("error", ec.message()).add(
@@ -224,7 +312,7 @@ struct server::impl {
         continue;
       }
       backoff = std::chrono::milliseconds(10);
-      const auto max = rt.max_connections.load(std::memory_order_relaxed);
+      const auto max = std::min(rt.max_connections.load(std::memory_order_relaxed), connection_cap);
       if (rt.active_connections.load(std::memory_order_relaxed) >= max) {
         boost::system::error_code ignored;
         peer.close(ignored);
@@ -362,11 +450,25 @@ server::~server() = default;
 
 int server::run() {
   auto& s = *impl_;
-  raise_fd_limit();
+  const std::uint64_t fd_limit = raise_fd_limit();
   auto cfg = s.rt.config.load();
   unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   try {
-    for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns)));
+    const auto configured = cfg->limits.max_connections;
+    const auto plan = plan_descriptors(fd_limit, configured, n, cfg->listeners.size());
+    s.connection_cap = plan.max_connections;
+    if (plan.max_connections < configured)
+      log_event(log_level::warn, "max_connections lowered to fit the descriptor limit",
+                json_object()
+                    .add("configured", static_cast<std::uint64_t>(configured))
+                    .add("max_connections", static_cast<std::uint64_t>(plan.max_connections))
+                    .add("fd_limit", plan.fd_limit)
+                    .add("fds_per_connection", fds_per_connection)
+                    .add("reserved_fds", plan.reserved)
+                    .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
+                    .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
+    for (unsigned i = 0; i < n; ++i)
+      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (cfg->admin) {
       std::vector<worker*> ws;
@@ -398,6 +500,9 @@ int server::run() {
   log_event(log_level::info, "ready",
             json_object()
                 .add("workers", n)
+                .add("max_connections",
+                     static_cast<std::uint64_t>(std::min(cfg->limits.max_connections, s.connection_cap)))
+                .add("fd_limit", fd_limit)
                 .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
                 .add("rules", static_cast<std::uint64_t>(s.rt.policy.load()->rule_count())));
