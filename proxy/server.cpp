@@ -225,7 +225,12 @@ struct server::impl {
       first->open(ep.protocol());
       first->bind(ep, ec);
       check(ec, "bind");
-      apply_permissions(lc);
+      try {
+        apply_permissions(lc);
+      } catch (...) {
+        ::unlink(lc.address.path.c_str());  // never leave a socket file with the wrong mode behind
+        throw;
+      }
       first->listen(asio::socket_base::max_listen_connections, ec);
       check(ec, "listen");
       bl->address = "unix:" + lc.address.path;
