@@ -470,7 +470,8 @@ std::optional<std::uint32_t> read_mode(yaml_reader& r, const field& f) {
   const std::string_view digits = text.substr(text.rfind("0o", 0) == 0 ? 2 : 0);
   std::uint32_t value = 0;
   const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, 8);
-  if (digits.empty() || end != digits.data() + digits.size() || (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
+  if (digits.empty() || end != digits.data() + digits.size() ||
+      (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
     r.diag().error(f.at, f.path, quote(text) + " is not a mode in octal",
                    "write the permission bits as chmod takes them, e.g. \"0660\"");
     return std::nullopt;
