@@ -8,6 +8,7 @@ import grp
 import os
 import re
 import resource
+import select
 import shutil
 import socket
 import stat
@@ -157,6 +158,41 @@ class DescriptorBudgetTest(EgressdTestCase):
         wait_until(lambda: tunnel_opens(ep, o.echo.hostport, timeout=IO_TIMEOUT), 10.0, "egressd to serve again")
         self.connect_echo_ok(ep, o.echo.hostport)
         self.assertTrue(d.alive())
+
+    def test_origins_that_stop_reading_hold_no_pipes_beyond_the_budget(self):
+        """The other direction: clients send without end to origins that never read."""
+        if os.environ.get("EGRESSD_SANITIZED") == "1":
+            self.skipTest("descriptor exhaustion starves the sanitizer runtime itself")
+        release = threading.Event()
+        self.addCleanup(release.set)
+        deaf = TcpOrigin(lambda sock, server: release.wait(60.0))
+        self.addCleanup(deaf.close)
+        o = self.o
+        d = self.start_daemon(make_config(allow=[deaf.hostport, o.echo.hostport], workers=2),
+                              fd_limit=self.FD_LIMIT)
+        plan = d.wait_log("max_connections lowered to fit the descriptor limit")
+        ep = d.endpoint(0)
+        tunnels = 40
+        self.assertLess(tunnels, plan["max_connections"], plan)
+        block = b"y" * 65536
+        for _ in range(tunnels):
+            sock, how = connect_or_refused(ep, deaf.hostport)
+            self.assertIsNotNone(sock, how)
+            self.addCleanup(sock.close)
+            sock.setblocking(False)
+            # Send until nothing more is taken for a quarter of a second: every buffer on the
+            # way, the daemon's pipe or spill included, is full.
+            for _ in range(20_000):
+                try:
+                    sock.send(block)
+                except BlockingIOError:
+                    if not select.select([], [sock], [], 0.25)[1]:
+                        break
+            else:
+                self.fail("the tunnel took bytes without end from a client whose origin never reads")
+        self.assertLessEqual(pipe_descriptors(d.pid), 2 * plan["pipes_per_worker"] * 2 + 6)
+        self.connect_echo_ok(ep, o.echo.hostport)  # room for more, and a pipe for them
+        self.assertEqual(d.stderr.find_all(lambda r: r.get("msg") == "accept failed"), [], d.log_tail())
 
     def test_soft_limit_raised_to_hard_limit(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
