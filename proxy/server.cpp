@@ -33,9 +33,9 @@
 
 #include <dirent.h>
 #include <netinet/tcp.h>
-#include <sys/un.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
