@@ -8,9 +8,9 @@
 // spill: stalled tunnels never hold more pipes than the start-up plan counted. Until a
 // read fills the worker's 64 KiB scratch buffer (a bulk transfer), and whenever no pipe
 // can be had (budget spent, EMFILE), the pump copies through that buffer instead,
-// keeping only what the destination could not take. EOF shuts down the destination's sending side; an error, abort() or
-// the idle sweep closes both sockets; the last pending operation to finish destroys
-// the tunnel, which reports once through on_close.
+// keeping only what the destination could not take. EOF shuts down the destination's
+// sending side; an error, abort() or the idle sweep closes both sockets; the last
+// pending operation to finish destroys the tunnel, which reports once through on_close.
 
 #include "proxy/relay.hpp"
 
@@ -38,9 +38,6 @@ namespace {
 constexpr std::size_t yield_after_bytes = 1 << 20;
 // Largest single splice; the pipe is resized towards this where the kernel allows.
 constexpr std::size_t splice_chunk = 256 * 1024;
-}  // namespace
-
-namespace {
 // Spare pipes kept open for the next bulk transfer.
 constexpr std::size_t max_idle_pipes = 64;
 
