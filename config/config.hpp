@@ -26,6 +26,16 @@ struct listener_config {
   /// `protocols: [http, socks5]`; default both; at least one is true.
   bool http = true;
   bool socks5 = true;
+  /// `mode:` permission bits of a Unix listener's socket file, 0 to 0777, set after
+  /// bind (connecting needs write permission); absent: what the umask leaves. Only
+  /// on Unix listeners.
+  std::optional<std::uint32_t> mode;
+  /// `group:` the group owning a Unix listener's socket file, written as a name (which
+  /// existed when the file was loaded) or a number; absent: the daemon's group. Only
+  /// on Unix listeners.
+  std::optional<std::uint32_t> group;
+  /// `group:` as written, for messages.
+  std::string group_name;
 };
 
 /// `admin:`: /metrics, /healthz, /readyz, /v1/... (DESIGN.md §2.6).

@@ -17,6 +17,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
+#include <grp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -204,7 +205,7 @@ namespace keys {
 constexpr std::array<std::string_view, 13> top = {"version", "listeners", "admin", "policy", "hook",
                                                   "decisions_file", "limits", "dns", "metrics", "log",
                                                   "auth", "workers", "busy_poll_us"};
-constexpr std::array<std::string_view, 2> listener = {"address", "protocols"};
+constexpr std::array<std::string_view, 4> listener = {"address", "protocols", "mode", "group"};
 constexpr std::array<std::string_view, 1> admin = {"address"};
 constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
 constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private"};
@@ -477,6 +478,57 @@ constexpr duration positive{1};
 constexpr duration non_negative{0};
 constexpr std::uint64_t max_size = std::numeric_limits<std::uint32_t>::max();
 
+// `mode:` of a Unix listener: permission bits in octal, as chmod(1) takes them
+// ("0660", 0660, 660 or 0o660; YAML 1.1 would read an unquoted 0660 as octal too).
+std::optional<std::uint32_t> read_mode(yaml_reader& r, const field& f) {
+  if (!f.node.IsScalar() || f.node.Scalar().empty()) {
+    r.wrong_type(f, "a mode in octal such as \"0660\"");
+    return std::nullopt;
+  }
+  std::string_view text = f.node.Scalar();
+  const std::string_view digits = text.substr(text.rfind("0o", 0) == 0 ? 2 : 0);
+  std::uint32_t value = 0;
+  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value, 8);
+  if (digits.empty() || end != digits.data() + digits.size() ||
+      (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
+    r.diag().error(f.at, f.path, quote(text) + " is not a mode in octal",
+                   "write the permission bits as chmod takes them, e.g. \"0660\"");
+    return std::nullopt;
+  }
+  if (ec == std::errc::result_out_of_range || value > 0777) {
+    r.diag().error(f.at, f.path, quote(text) + " is out of range: write a mode from 0 to 0777",
+                   "setuid, setgid and sticky bits mean nothing on a socket; e.g. \"0660\"");
+    return std::nullopt;
+  }
+  return value;
+}
+
+// `group:` of a Unix listener: a group name that exists here, or a number.
+std::optional<std::uint32_t> read_group(yaml_reader& r, const field& f, std::string& name) {
+  if (!f.node.IsScalar() || f.node.Scalar().empty()) {
+    r.wrong_type(f, "a group name or number");
+    return std::nullopt;
+  }
+  name = f.node.Scalar();
+  std::uint32_t gid = 0;
+  const auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), gid);
+  if (ec == std::errc{} && end == name.data() + name.size() && gid != static_cast<std::uint32_t>(-1)) return gid;
+  struct group buf_group {};
+  struct group* found = nullptr;
+  std::vector<char> buf(4096);
+  for (int tries = 0; tries < 6; ++tries) {  // ERANGE: a bigger buffer, up to 128 KiB
+    const int err = ::getgrnam_r(name.c_str(), &buf_group, buf.data(), buf.size(), &found);
+    if (err != ERANGE) break;
+    buf.resize(buf.size() * 2);
+  }
+  if (found == nullptr) {
+    r.diag().error(f.at, f.path, "group " + quote(name) + " does not exist on this host",
+                   "give a group of /etc/group (getent group), by name or number");
+    return std::nullopt;
+  }
+  return static_cast<std::uint32_t>(found->gr_gid);
+}
+
 void read_listeners(yaml_reader& r, const field& f, config& c) {
   r.sequence(f, "[{address: 127.0.0.1:3128}]", [&](const field& item) {
     if (!item.node.IsMap()) {
@@ -484,6 +536,8 @@ void read_listeners(yaml_reader& r, const field& f, config& c) {
       return;
     }
     listener_config listener;
+    field mode_field;   // where `mode` and `group` were written, if they were
+    field group_field;
     bool has_address = false;
     bool address_ok = false;
     r.mapping(item, keys::listener, [&](std::string_view key, const field& v) {
@@ -504,9 +558,24 @@ void read_listeners(yaml_reader& r, const field& f, config& c) {
         if (!listener.http && !listener.socks5 && v.node.IsSequence() && v.node.size() == 0)
           r.diag().error(v.at, v.path, "a listener must serve at least one protocol",
                          "write [http, socks5], or remove `protocols` to serve both");
+      } else if (key == "mode" || key == "group") {
+        (key == "mode" ? mode_field : group_field) = v;
+        if (key == "mode")
+          listener.mode = read_mode(r, v);
+        else
+          listener.group = read_group(r, v, listener.group_name);
       }
     });
     if (!has_address) r.diag().error(item.at, item.path, "missing `address`", "add address: 127.0.0.1:3128");
+    if (address_ok && listener.address.kind != endpoint::kind_t::unix_socket) {
+      for (const auto* unix_only : {&mode_field, &group_field}) {
+        if (!unix_only->path.empty())
+          r.diag().error(unix_only->at, unix_only->path,
+                         quote(unix_only->path.substr(unix_only->path.rfind('.') + 1)) +
+                             " applies to Unix listeners only (a TCP port has no file permissions)",
+                         "remove it, or listen on unix:/path");
+      }
+    }
     if (address_ok && (listener.http || listener.socks5)) {
       r.where().listener_paths.push_back(item.path);
       c.listeners.push_back(std::move(listener));

@@ -7,6 +7,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <memory>
@@ -16,15 +17,51 @@
 
 namespace egressd::proxy {
 
+namespace {
+
+constexpr char hex_digits[] = "0123456789abcdef";
+
+// The length of the well-formed UTF-8 sequence (RFC 3629 §4) at s[i], whose first
+// byte is >= 0x80; 0 when the bytes there are not one.
+std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
+  const auto at = [&](std::size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0u; };
+  const auto cont = [&](std::size_t k) { return (at(k) & 0xC0u) == 0x80u; };
+  const unsigned c = at(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    const unsigned lo = c == 0xE0 ? 0xA0 : 0x80;  // no overlong forms
+    const unsigned hi = c == 0xED ? 0x9F : 0xBF;  // no UTF-16 surrogates
+    return at(1) >= lo && at(1) <= hi && cont(2) ? 3 : 0;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    const unsigned lo = c == 0xF0 ? 0x90 : 0x80;
+    const unsigned hi = c == 0xF4 ? 0x8F : 0xBF;  // nothing beyond U+10FFFF
+    return at(1) >= lo && at(1) <= hi && cont(2) && cont(3) ? 4 : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+// Bytes from the network (a SOCKS5 domain, a user name) reach these strings, so every
+// control character is escaped, DEL and the C1 controls (U+0080..U+009F, which some
+// terminals obey as escape sequences) too, and bytes that are not UTF-8 become
+// U+FFFD: the record stays one line of valid JSON (RFC 8259 §7, §8.1).
 void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char hex[] = "0123456789abcdef";
   out += '"';
   std::size_t run = 0;  // start of the pending run of characters that need no escape
   for (std::size_t i = 0; i < s.size(); ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\' && c != 0x7F) continue;
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') continue;
+    std::size_t n = 1;
+    if (c >= 0x80) {
+      n = utf8_sequence(s, i);
+      if (n > 0 && !(c == 0xC2 && static_cast<unsigned char>(s[i + 1]) < 0xA0)) {
+        i += n - 1;  // valid and no C1 control: kept as it is
+        continue;
+      }
+    }
     out.append(s.data() + run, i - run);
-    run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -32,14 +69,60 @@ void append_json_string(std::string& out, std::string_view s) {
       case '\r': out += "\\r"; break;
       case '\t': out += "\\t"; break;
       default:
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 0xF];
+        if (n == 0) {
+          out += "\\ufffd";
+          n = 1;
+        } else {
+          const unsigned code = c == 0xC2 ? static_cast<unsigned char>(s[i + 1]) : c;  // C1 control or ASCII
+          out += "\\u00";
+          out += hex_digits[code >> 4];
+          out += hex_digits[code & 0xF];
+        }
     }
+    i += n - 1;
+    run = i + 1;
   }
   out.append(s.data() + run, s.size() - run);
   out += '"';
 }
+
+namespace {
+
+// Text logs: a value that is one plain token (printable ASCII, no space, quote, `=` or
+// backslash) is written as it is; any other is quoted, with every byte outside
+// printable ASCII as \xHH, so a record stays one line that no terminal interprets.
+void append_text_value(std::string& out, std::string_view s) {
+  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char ch) {
+    const auto c = static_cast<unsigned char>(ch);
+    return c > 0x20 && c < 0x7F && c != '"' && c != '=' && c != '\\';
+  });
+  if (plain) {
+    out += s;
+    return;
+  }
+  out += '"';
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c >= 0x20 && c < 0x7F) {
+          out += ch;
+        } else {
+          out += "\\x";
+          out += hex_digits[c >> 4];
+          out += hex_digits[c & 0xF];
+        }
+    }
+  }
+  out += '"';
+}
+
+}  // namespace
 
 namespace {
 std::atomic<bool> json_format{true};
@@ -65,11 +148,10 @@ void json_object::add_raw(std::string_view json_text, std::string_view plain_tex
 
 json_object& json_object::add(std::string_view k, std::string_view value) {
   key(k);
-  // Text logs quote only values that would not read back as one token.
-  if (json_ || value.empty() || value.find_first_of(" \"=\t\r\n") != std::string_view::npos)
+  if (json_)
     append_json_string(out_, value);
   else
-    out_ += value;
+    append_text_value(out_, value);
   return *this;
 }
 

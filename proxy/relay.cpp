@@ -3,12 +3,14 @@
 // pump drains the bytes it holds in its pipe into the destination, then splices the
 // source into a pipe until the source would block (Asio's reactor is edge-triggered,
 // so a pump only waits after EAGAIN). It yields to the rest of its thread after 1 MiB.
-// The pipe goes back to the pool as soon as it is empty. Until a read fills the
-// worker's 64 KiB scratch buffer (a bulk transfer), and whenever no pipe can be had
-// (EMFILE), the pump copies through that buffer instead, keeping only what the
-// destination could not take. EOF shuts down the destination's sending side; an error, abort() or
-// the idle sweep closes both sockets; the last pending operation to finish destroys
-// the tunnel, which reports once through on_close.
+// The pipe goes back to the pool as soon as it is empty, or, when its destination
+// stalls and the worker's pipe budget is nearly spent, once its bytes have moved to a
+// spill: stalled tunnels never hold more pipes than the start-up plan counted. Until a
+// read fills the worker's 64 KiB scratch buffer (a bulk transfer), and whenever no pipe
+// can be had (budget spent, EMFILE), the pump copies through that buffer instead,
+// keeping only what the destination could not take. EOF shuts down the destination's
+// sending side; an error, abort() or the idle sweep closes both sockets; the last
+// pending operation to finish destroys the tunnel, which reports once through on_close.
 
 #include "proxy/relay.hpp"
 
@@ -20,6 +22,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "proxy/runtime.hpp"
@@ -35,37 +38,53 @@ namespace {
 constexpr std::size_t yield_after_bytes = 1 << 20;
 // Largest single splice; the pipe is resized towards this where the kernel allows.
 constexpr std::size_t splice_chunk = 256 * 1024;
+// Spare pipes kept open for the next bulk transfer.
+constexpr std::size_t max_idle_pipes = 64;
+
+void close_pipe(pipe_pool::pipe_fds p) noexcept {
+  if (p.read_end >= 0) ::close(p.read_end);
+  if (p.write_end >= 0) ::close(p.write_end);
+}
 }  // namespace
 
+pipe_pool::pipe_pool(std::size_t max_open) : max_open_(std::max<std::size_t>(max_open, 2)) {
+  idle_.reserve(max_idle_pipes);  // release() is noexcept: it never allocates
+}
+
 pipe_pool::~pipe_pool() {
-  for (auto p : idle_) discard(p);
+  for (auto p : idle_) close_pipe(p);
 }
 
 pipe_pool::pipe_fds pipe_pool::acquire() noexcept {
   if (!idle_.empty()) {
     auto p = idle_.back();
     idle_.pop_back();
+    ++leased_;
     return p;
   }
+  if (leased_ >= max_open_) return {};
   int fds[2];
   if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return {};
   // A bigger pipe means fewer wake-ups on bulk transfers; failure is harmless.
   (void)::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(splice_chunk));
+  ++leased_;
   return {fds[0], fds[1]};
 }
 
 void pipe_pool::release(pipe_fds p) noexcept {
   if (!p.valid()) return;
-  if (idle_.size() >= max_idle_) {
-    discard(p);
+  --leased_;
+  if (idle_.size() >= max_idle_pipes || leased_ + idle_.size() >= max_open_) {
+    close_pipe(p);
     return;
   }
   idle_.push_back(p);
 }
 
 void pipe_pool::discard(pipe_fds p) noexcept {
-  if (p.read_end >= 0) ::close(p.read_end);
-  if (p.write_end >= 0) ::close(p.write_end);
+  if (!p.valid()) return;
+  --leased_;
+  close_pipe(p);
 }
 
 std::string_view to_string(close_cause c) noexcept {
@@ -98,8 +117,8 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
 
   ~tunnel() {
     w_.detach(this);
-    pipe_pool::discard(up_.pipe);
-    pipe_pool::discard(down_.pipe);
+    w_.pipes().discard(up_.pipe);
+    w_.pipes().discard(down_.pipe);
     relay_result r;
     r.bytes_up = up_.bytes;
     r.bytes_down = down_.bytes;
@@ -164,27 +183,42 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
   void fail(pump& p) { close(p.from_client ? close_cause::client_reset : close_cause::upstream_reset); }
   void fail_dest(pump& p) { close(p.from_client ? close_cause::upstream_reset : close_cause::client_reset); }
 
-  // Writes what the pump holds (pipe or spill). True when everything went out; false
-  // when it must wait (a wait was started) or the tunnel failed.
+  enum class write_state : std::uint8_t { done, blocked, failed };
+
+  // Writes what the pump holds: its spill, then its pipe (both hold bytes only when
+  // spill_pipe() read part of the pipe). True when everything went out; false when it
+  // must wait (a wait was started) or the tunnel failed.
   bool flush(pump& p) {
     const int dest = dest_fd(p);
-    if (!drain(p, p.in_pipe, [&](std::size_t n) {
-          return ::splice(p.pipe.read_end, nullptr, dest, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        }))
+    auto state = drain(p.spill_left, [&](std::size_t n) {
+      return ::send(dest, p.spill.data() + p.spill.size() - n, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    });
+    if (state == write_state::done) {
+      state = drain(p.in_pipe, [&](std::size_t n) {
+        return ::splice(p.pipe.read_end, nullptr, dest, nullptr, n, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      });
+      // A destination that takes nothing now (a client that stopped reading) would
+      // hold the pipe, two descriptors, for as long as it stalls. Only as many stalled
+      // pipes as the worker's budget leaves room for stay leased; beyond, the bytes
+      // move to a spill of their own (at most one pipe's worth) and the pipe goes back.
+      if (state == write_state::blocked && !w_.pipes().may_hold_stalled()) spill_pipe(p);
+    }
+    if (state == write_state::blocked) {
+      wait_dest(p);
       return false;
-    if (!drain(p, p.spill_left, [&](std::size_t n) {
-          return ::send(dest, p.spill.data() + p.spill.size() - n, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-        }))
+    }
+    if (state == write_state::failed) {
+      fail_dest(p);
       return false;
+    }
     if (!p.spill.empty()) std::vector<char>().swap(p.spill);
     return true;
   }
 
   // Writes the `left` bytes still owed to the destination with `write_some` (a syscall
-  // returning what write(2) returns). True when all went out; otherwise a wait for the
-  // destination was started, or the tunnel failed.
+  // returning what write(2) returns).
   template <class WriteSome>
-  bool drain(pump& p, std::size_t& left, WriteSome write_some) {
+  static write_state drain(std::size_t& left, WriteSome write_some) {
     while (left > 0) {
       const ssize_t m = write_some(left);
       if (m > 0) {
@@ -192,13 +226,31 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
         continue;
       }
       if (m < 0 && errno == EINTR) continue;
-      if (m < 0 && errno == EAGAIN)
-        wait_dest(p);
-      else
-        fail_dest(p);
-      return false;
+      return m < 0 && errno == EAGAIN ? write_state::blocked : write_state::failed;
     }
-    return true;
+    return write_state::done;
+  }
+
+  // Moves what the pipe holds into the pump's spill and returns the pipe to the pool.
+  // Keeps the pipe when it cannot be read (no memory, an unexpected error).
+  void spill_pipe(pump& p) noexcept {
+    try {
+      p.spill.resize(p.in_pipe);
+    } catch (...) {
+      return;
+    }
+    std::size_t got = 0;
+    for (int tries = 0; got < p.in_pipe && tries < 64; ++tries) {
+      const ssize_t n = ::read(p.pipe.read_end, p.spill.data() + got, p.in_pipe - got);
+      if (n > 0) got += static_cast<std::size_t>(n);
+      else if (!(n < 0 && errno == EINTR)) break;
+    }
+    p.spill.resize(got);
+    p.spill_left = got;
+    p.in_pipe -= got;
+    if (p.in_pipe > 0) return;  // a partial read: the rest stays in the pipe, written after the spill
+    w_.pipes().release(p.pipe);
+    p.pipe = {};
   }
 
   void source_eof(pump& p) {

@@ -2,8 +2,9 @@
 // The tunnel relay (DESIGN.md §3 "Relay"). Once a tunnel is established the session's
 // coroutines end and the tunnel lives on as one small object: two sockets, two pump
 // states and the counters. Each pump waits for readiness and moves bytes with
-// splice(2) through a pipe leased from a per-thread pool only while data moves, so an
-// idle tunnel holds no user-space buffer, no pipe and no coroutine frame. EOF on one
+// splice(2) through a pipe leased from a per-thread pool only while data moves (or
+// while its destination stalls, within the pool's budget), so an idle tunnel holds no
+// user-space buffer, no pipe and no coroutine frame. EOF on one
 // side becomes shutdown(SHUT_WR) on the other while the reverse direction keeps
 // flowing; an error on either side closes both; the worker's idle sweep closes a
 // tunnel silent for its idle_timeout.
@@ -21,9 +22,11 @@ namespace egressd::proxy {
 
 class worker;
 
-/// Pipes for splice(2), owned by one worker thread (not thread-safe). A pipe returns
-/// to the pool empty; the pool keeps at most `max_idle` spare pipes open, since file
-/// descriptors are scarce.
+/// Pipes for splice(2), owned by one worker thread (not thread-safe). At most
+/// `max_open` pipes are open at once, leased or spare, since every pipe costs two file
+/// descriptors and the start-up plan counts them (server.cpp): acquire() beyond that
+/// gives an invalid pipe and the caller copies instead. A pipe returns to the pool
+/// empty; at most 64 spare pipes stay open.
 class pipe_pool {
  public:
   struct pipe_fds {
@@ -31,22 +34,27 @@ class pipe_pool {
     int write_end = -1;
     bool valid() const noexcept { return read_end >= 0; }
   };
-  explicit pipe_pool(std::size_t max_idle = 64) : max_idle_(max_idle) {}
+  explicit pipe_pool(std::size_t max_open = 64);
   ~pipe_pool();
   pipe_pool(const pipe_pool&) = delete;
   pipe_pool& operator=(const pipe_pool&) = delete;
 
-  /// A pipe, or an invalid one when none can be created (EMFILE): the caller then
-  /// copies through the worker's scratch buffer.
+  /// A pipe, or an invalid one when `max_open` are open or none can be created
+  /// (EMFILE): the caller then copies through the worker's scratch buffer.
   pipe_fds acquire() noexcept;
-  /// Give back an EMPTY pipe.
+  /// Give back an EMPTY leased pipe.
   void release(pipe_fds p) noexcept;
-  /// Close a pipe that may still hold data.
-  static void discard(pipe_fds p) noexcept;
+  /// Close a leased pipe that may still hold data.
+  void discard(pipe_fds p) noexcept;
+  /// Whether the holder of a leased pipe that is full of data its destination does not
+  /// take now may keep it while it waits: true while another pipe stays to be had, so
+  /// stalled tunnels never take the last pipe from transfers that move.
+  bool may_hold_stalled() const noexcept { return leased_ < max_open_; }
 
  private:
   std::vector<pipe_fds> idle_;
-  std::size_t max_idle_;
+  std::size_t max_open_;
+  std::size_t leased_ = 0;
 };
 
 /// Why a tunnel ended, for the access record.

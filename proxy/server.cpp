@@ -1,11 +1,16 @@
 // Flow of the daemon:
+//  0. The descriptor plan: RLIMIT_NOFILE raised to its hard limit and shared out
+//     between the process, each worker's splice pipes and the connections, lowering
+//     max_connections (with a warning) when it does not fit.
 //  1. One worker per core (or `workers:`), each a thread with its own io_context.
 //  2. Each TCP listener gets one acceptor per worker, bound to the same address with
-//     SO_REUSEPORT so the kernel spreads connections; port 0 is resolved by the first
-//     bind and reused by the others. A Unix listener is bound once and each worker
-//     accepts on its own dup() of the listening descriptor.
-//  3. Accept errors back off (10 ms doubling to 1 s) instead of spinning on EMFILE;
-//     `limits.max_connections` is enforced by closing what is accepted beyond it.
+//     SO_REUSEPORT so the kernel spreads connections, after a probe has checked that
+//     no other process listens there; port 0 is resolved by the first bind and reused
+//     by the others. A Unix listener is bound once (its mode and group applied) and
+//     each worker accepts on its own dup() of the listening descriptor.
+//  3. `limits.max_connections` is enforced by closing what is accepted beyond it. On
+//     EMFILE the worker's reserve descriptor makes room to refuse one waiting client;
+//     other accept errors back off (10 ms doubling to 1 s) instead of spinning.
 //  4. The main thread handles signals: SIGHUP reloads (load, validate, compile aside,
 //     swap atomically; a bad file keeps the old policy); SIGTERM/SIGINT stop accepting,
 //     wait for open sessions up to `limits.drain_timeout`, then cancel them.
@@ -26,12 +31,16 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <dirent.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <thread>
 
@@ -54,12 +63,113 @@ namespace {
 
 using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
-void raise_fd_limit() {
+// Whether a socket that does not set SO_REUSEPORT could bind `ep` now: false while
+// anyone listens on it (see bind_listener). Errors other than EADDRINUSE are left to
+// the real bind, which reports them.
+bool address_in_use(const asio::ip::tcp::endpoint& ep) {
+  const int fd = ::socket(ep.address().is_v6() ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const int one = 1;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ep.address().is_v6()) (void)::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const bool in_use = ::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0 && errno == EADDRINUSE;
+  ::close(fd);
+  return in_use;
+}
+
+// Whether a process accepts connections on the Unix socket at `path`. A non-blocking
+// connect: it succeeds, or fails with EAGAIN when the backlog is full, while someone
+// listens; a file nobody listens on gives ECONNREFUSED.
+bool unix_socket_listening(const std::string& path) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return false;
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), std::min(path.size(), sizeof addr.sun_path - 1));
+  const bool listening = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0 ||
+                         errno == EAGAIN || errno == EINPROGRESS;
+  ::close(fd);
+  return listening;
+}
+
+// `mode` and `group` of a Unix listener, on the socket file just bound. fchmod(2) on a
+// socket descriptor does not change the file's mode on Linux: the path it is. Until
+// then the file has the mode the umask left, so it never is wider than configured.
+void apply_permissions(const config::listener_config& lc) {
+  const std::string name = lc.address.to_string();
+  if (lc.group && ::chown(lc.address.path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(*lc.group)) != 0)
+    throw std::runtime_error(name + ": cannot give the socket to group " + lc.group_name + ": " + std::strerror(errno));
+  if (lc.mode && ::chmod(lc.address.path.c_str(), static_cast<mode_t>(*lc.mode)) != 0)
+    throw std::runtime_error(name + ": cannot set the socket's mode: " + std::strerror(errno));
+}
+
+// The soft RLIMIT_NOFILE raised to the hard one; returns the limit now in force.
+std::uint64_t raise_fd_limit() {
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  if (rl.rlim_cur < rl.rlim_max) {
+    const auto before = rl.rlim_cur;
     rl.rlim_cur = rl.rlim_max;
-    (void)::setrlimit(RLIMIT_NOFILE, &rl);
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) rl.rlim_cur = before;
   }
+  return rl.rlim_cur == RLIM_INFINITY ? std::numeric_limits<std::uint32_t>::max() : rl.rlim_cur;
+}
+
+// Descriptors open now (/proc/self/fd, less the one reading it).
+std::uint64_t descriptors_in_use() {
+  DIR* dir = ::opendir("/proc/self/fd");
+  if (dir == nullptr) return 16;  // no /proc: a generous guess for stdio and logs
+  std::uint64_t n = 0;
+  while (const dirent* e = ::readdir(dir))
+    if (e->d_name[0] != '.') ++n;
+  ::closedir(dir);
+  return n > 0 ? n - 1 : 0;
+}
+
+// How the descriptor limit is shared out, decided once at start-up.
+struct descriptor_plan {
+  std::uint64_t fd_limit = 0;
+  std::uint64_t reserved = 0;        // for everything but connections and pipes
+  std::size_t pipes_per_worker = 0;  // splice pipes a worker may hold open (two descriptors each)
+  std::size_t max_connections = 0;   // connections the limit leaves room for (<= configured)
+};
+// A connection holds the client's socket and at most one upstream socket at a time.
+constexpr std::uint64_t fds_per_connection = 2;
+
+// Every connection must be able to hold its sockets, and enough must be left for the
+// process itself, so that running out of descriptors shows as "connection limit
+// reached" (a prompt close) and never as accept(2) failing with EMFILE, which leaves
+// clients waiting in the backlog. The pipes of stalled tunnels are capped per worker
+// (pipe_pool), so they fit too. Throws when not even one connection fits.
+descriptor_plan plan_descriptors(std::uint64_t fd_limit, std::size_t configured, std::uint64_t workers,
+                                 std::uint64_t listeners) {
+  descriptor_plan plan;
+  plan.fd_limit = fd_limit;
+  // Per worker: its loop (epoll, eventfd, timerfd), an acceptor per listener, DNS
+  // sockets, the reserve descriptor and a connection accepted only to be refused.
+  const std::uint64_t per_worker = 3 + listeners + 8 + 2;
+  // For the process: what is open now (stdio, log files), the control loop, signals,
+  // the admin endpoint and its clients, reloads reading files; room to spare.
+  plan.reserved = descriptors_in_use() + 32 + workers * per_worker;
+  const std::uint64_t left = fd_limit > plan.reserved ? fd_limit - plan.reserved : 0;
+  std::uint64_t pipes = 0;
+  if (left >= fds_per_connection * configured + workers * 2 * 4) {
+    // Room to spare: what the connections leave, up to 256 pipes per worker.
+    pipes = std::min<std::uint64_t>(256, (left - fds_per_connection * configured) / (2 * workers));
+  } else {
+    // Too little: an eighth for pipes (at least two per worker), the rest for connections.
+    pipes = std::clamp<std::uint64_t>(left / 8 / (2 * workers), 2, 64);
+  }
+  const std::uint64_t pipe_fds = 2 * workers * pipes;
+  const std::uint64_t connections = left > pipe_fds ? (left - pipe_fds) / fds_per_connection : 0;
+  if (connections == 0)
+    throw std::runtime_error("the descriptor limit (RLIMIT_NOFILE " + std::to_string(fd_limit) +
+                             ") leaves no room for connections: egressd needs more than " +
+                             std::to_string(plan.reserved + pipe_fds + fds_per_connection) +
+                             " with " + std::to_string(workers) + " worker(s); raise it (ulimit -n, LimitNOFILE=)");
+  plan.pipes_per_worker = static_cast<std::size_t>(pipes);
+  plan.max_connections = static_cast<std::size_t>(std::min<std::uint64_t>(configured, connections));
+  return plan;
 }
 
 }  // namespace
@@ -80,6 +190,9 @@ struct server::impl {
   asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
   std::unique_ptr<admin_server> admin;
   bool stopping = false;
+  // Connections the descriptor limit leaves room for (plan_descriptors); the accept
+  // path takes the smaller of this and limits.max_connections. Set before the workers start.
+  std::size_t connection_cap = std::numeric_limits<std::size_t>::max();
 
   impl(config_source s, loaded_config initial) : source(std::move(s)) {
     rt.current.store(std::make_shared<const generation>(
@@ -91,19 +204,36 @@ struct server::impl {
   void bind_listener(const config::listener_config& lc) {
     auto bl = std::make_unique<bound_listener>();
     bl->info = {lc.address.to_string(), lc.http, lc.socks5};
+    const std::string& name = bl->info.name;
+    const auto check = [&](const boost::system::error_code& ec, std::string_view what) {
+      if (ec) throw std::runtime_error(name + ": cannot " + std::string(what) + ": " + ec.message());
+    };
+    boost::system::error_code ec;
     if (lc.address.kind == config::endpoint::kind_t::unix_socket) {
       bl->unix_path = lc.address.path;
       struct stat st {};
       if (::lstat(lc.address.path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
           throw std::runtime_error(lc.address.path + " exists and is not a socket; refusing to replace it");
+        // A socket file is left behind by a process that ended without removing it, or
+        // belongs to one that still listens: only the first may be replaced.
+        if (unix_socket_listening(lc.address.path))
+          throw std::runtime_error(name + ": address in use: another process listens on it");
         ::unlink(lc.address.path.c_str());
       }
       auto first = std::make_unique<generic_acceptor>(workers[0]->io());
       generic::endpoint ep{asio::local::stream_protocol::endpoint(lc.address.path)};
       first->open(ep.protocol());
-      first->bind(ep);
-      first->listen(asio::socket_base::max_listen_connections);
+      first->bind(ep, ec);
+      check(ec, "bind");
+      try {
+        apply_permissions(lc);
+      } catch (...) {
+        ::unlink(lc.address.path.c_str());  // never leave a socket file with the wrong mode behind
+        throw;
+      }
+      first->listen(asio::socket_base::max_listen_connections, ec);
+      check(ec, "listen");
       bl->address = "unix:" + lc.address.path;
       const int fd = first->native_handle();
       bl->acceptors.push_back(std::move(first));
@@ -116,6 +246,17 @@ struct server::impl {
       }
     } else {
       auto tcp_ep = resolve_listen_address(lc.address);
+      // The workers' acceptors share the port through SO_REUSEPORT, and so would any
+      // other socket of the same user that sets it too (a second egressd, `nc -l`):
+      // the kernel would spread clients over both, each with its own policy. So the
+      // port must be free first: a probe bound without SO_REUSEPORT (SO_REUSEADDR only,
+      // so connections of an earlier run in TIME_WAIT do not count) fails with
+      // EADDRINUSE while anyone listens on it, whatever options they set. The probe is
+      // closed before the workers bind; a process that binds in those microseconds can
+      // still join, which only two instances started at the same instant could do.
+      // Port 0 needs no probe: the kernel never picks a port another socket listens on.
+      if (tcp_ep.port() != 0 && address_in_use(tcp_ep))
+        throw std::runtime_error(name + ": address in use: another process listens on it");
       for (std::size_t i = 0; i < workers.size(); ++i) {
         auto a = std::make_unique<generic_acceptor>(workers[i]->io());
         generic::endpoint ep{tcp_ep};
@@ -126,8 +267,12 @@ struct server::impl {
         // listener instead of one per connection.
         a->set_option(asio::detail::socket_option::boolean<IPPROTO_TCP, TCP_NODELAY>(true));
         if (tcp_ep.address().is_v6()) a->set_option(asio::ip::v6_only(true));
-        a->bind(ep);
-        a->listen(asio::socket_base::max_listen_connections);
+        a->bind(ep, ec);
+        if (ec == asio::error::address_in_use)
+          throw std::runtime_error(name + ": address in use: another process listens on it");
+        check(ec, "bind");
+        a->listen(asio::socket_base::max_listen_connections, ec);
+        check(ec, "listen");
         if (i == 0) {
           tcp_ep.port(ip_endpoint(a->local_endpoint())->port());  // port 0: every worker binds the chosen one
           bl->address = endpoint_text(a->local_endpoint());
@@ -141,12 +286,28 @@ struct server::impl {
   asio::awaitable<void> accept_loop(worker& w, generic_acceptor& acceptor, const listener_info& info) {
     auto backoff = std::chrono::milliseconds(10);
     asio::steady_timer pause(w.io());
+    std::uint64_t refused = 0;
+    std::chrono::steady_clock::time_point last_refusal_log{};
     for (;;) {
       generic::socket peer(w.io());
       generic::endpoint remote;  // filled in by accept(2) itself, no getpeername(2)
       auto [ec] = co_await acceptor.async_accept(peer, remote, nothrow);
       if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
       if (ec) {
+        // Out of descriptors all the same (something beyond the plan took them): refuse
+        // the waiting clients through the reserve descriptor rather than leave them
+        // hanging, and say so at most once a second.
+        if ((ec == asio::error::no_descriptors || ec.value() == ENFILE) && w.refuse_one(acceptor.native_handle())) {
+          ++refused;
+          const auto now = std::chrono::steady_clock::now();
+          if (now - last_refusal_log >= std::chrono::seconds(1)) {
+            log_event(log_level::warn, "out of descriptors: connection refused",
+                      json_object().add("listener", info.name).add("refused", refused));
+            last_refusal_log = now;
+            refused = 0;
+          }
+          continue;
+        }
         // EMFILE, ENFILE, ENOBUFS, ENOMEM: wait for descriptors to free up.
         log_event(log_level::warn, "accept failed",
                   json_object().add("listener", info.name).add("error", ec.message()).add(
@@ -157,7 +318,7 @@ struct server::impl {
         continue;
       }
       backoff = std::chrono::milliseconds(10);
-      const auto max = rt.max_connections.load(std::memory_order_relaxed);
+      const auto max = std::min(rt.max_connections.load(std::memory_order_relaxed), connection_cap);
       if (rt.active_connections.load(std::memory_order_relaxed) >= max) {
         boost::system::error_code ignored;
         peer.close(ignored);
@@ -310,11 +471,25 @@ server::~server() = default;
 
 int server::run() {
   auto& s = *impl_;
-  raise_fd_limit();
+  const std::uint64_t fd_limit = raise_fd_limit();
   auto cfg = s.rt.current.load()->config;
   unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   try {
-    for (unsigned i = 0; i < n; ++i) s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns)));
+    const auto configured = cfg->limits.max_connections;
+    const auto plan = plan_descriptors(fd_limit, configured, n, cfg->listeners.size());
+    s.connection_cap = plan.max_connections;
+    if (plan.max_connections < configured)
+      log_event(log_level::warn, "max_connections lowered to fit the descriptor limit",
+                json_object()
+                    .add("configured", static_cast<std::uint64_t>(configured))
+                    .add("max_connections", static_cast<std::uint64_t>(plan.max_connections))
+                    .add("fd_limit", plan.fd_limit)
+                    .add("fds_per_connection", fds_per_connection)
+                    .add("reserved_fds", plan.reserved)
+                    .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
+                    .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
+    for (unsigned i = 0; i < n; ++i)
+      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (cfg->admin) {
       std::vector<worker*> ws;
@@ -346,6 +521,9 @@ int server::run() {
   log_event(log_level::info, "ready",
             json_object()
                 .add("workers", n)
+                .add("max_connections",
+                     static_cast<std::uint64_t>(std::min(cfg->limits.max_connections, s.connection_cap)))
+                .add("fd_limit", fd_limit)
                 .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
                 .add("audit", cfg->log.audit)

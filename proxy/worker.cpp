@@ -2,15 +2,43 @@
 
 #include <boost/asio/post.hpp>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 
 namespace egressd::proxy {
 
-worker::worker(runtime& rt, unsigned index, const dns_options& dns)
-    : rt_(rt), index_(index), guard_(io_.get_executor()), dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)) {}
+namespace {
+int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
+}  // namespace
 
-worker::~worker() { stop_and_join(); }
+worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes)
+    : rt_(rt),
+      index_(index),
+      guard_(io_.get_executor()),
+      dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
+      pipes_(max_pipes),
+      reserve_fd_(open_reserve()) {}
+
+worker::~worker() {
+  stop_and_join();
+  if (reserve_fd_ >= 0) ::close(reserve_fd_);
+}
+
+bool worker::refuse_one(int listen_fd) noexcept {
+  if (reserve_fd_ < 0) {
+    reserve_fd_ = open_reserve();  // given up earlier: perhaps there is one now
+    return false;
+  }
+  ::close(reserve_fd_);
+  const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (fd >= 0) ::close(fd);
+  reserve_fd_ = open_reserve();
+  return fd >= 0;
+}
 
 // The callback may not destroy tasks (abort() and check_deadline() only cancel), but
 // the next link is read first all the same.

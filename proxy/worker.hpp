@@ -45,7 +45,9 @@ class worker_task {
 
 class worker {
  public:
-  worker(runtime& rt, unsigned index, const dns_options& dns);
+  /// `max_pipes`: the most splice pipes this worker holds open at once (the start-up
+  /// descriptor plan's share). Opens one spare descriptor, the reserve (see refuse_one).
+  worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes = 64);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -63,6 +65,13 @@ class worker {
   /// Aborts every attached task (posted to the worker thread; any thread may call).
   void abort_all();
 
+  /// When accept(2) on `listen_fd` failed for want of descriptors (EMFILE, ENFILE):
+  /// closes the reserve descriptor, accepts one waiting connection and closes it at
+  /// once, then opens the reserve again, so that client is refused promptly rather
+  /// than left in the backlog (as nginx and HAProxy do). True when one was refused
+  /// (worker thread only).
+  bool refuse_one(int listen_fd) noexcept;
+
   /// A 64 KiB buffer for the relay's copy fallback (worker thread only; its content
   /// does not survive a suspension).
   std::span<char> scratch() noexcept { return scratch_; }
@@ -79,6 +88,7 @@ class worker {
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::unique_ptr<resolver> dns_;
   pipe_pool pipes_;
+  int reserve_fd_ = -1;
   worker_task* tasks_ = nullptr;  // head of the intrusive list
   boost::asio::steady_timer sweep_timer_{io_};
   bool sweeping_ = false;

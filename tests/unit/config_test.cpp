@@ -403,6 +403,60 @@ TEST_CASE("invalid: the admin endpoint on a Unix socket", "[unit][config]") {
   CHECK(yaml(std::string(minimal_head) + "admin:\n  address: localhost:9090\n").ok());
 }
 
+TEST_CASE("Unix listeners: mode and group", "[unit][config]") {
+  const std::string head = "version: 1\nlisteners:\n";
+  SECTION("accepted forms") {
+    const auto [written, expected] = GENERATE(table<std::string_view, std::uint32_t>({
+        {"\"0660\"", 0660}, {"0660", 0660}, {"660", 0660}, {"0o600", 0600}, {"'0777'", 0777}, {"0", 0}}));
+    const auto r = yaml(head + "  - address: unix:/tmp/e.sock\n    mode: " + std::string(written) + "\n");
+    INFO(dump(r));
+    REQUIRE(r.ok());
+    REQUIRE(r.value->listeners[0].mode);
+    CHECK(*r.value->listeners[0].mode == expected);
+    CHECK_FALSE(r.value->listeners[0].group);
+  }
+  SECTION("a group by name or number") {
+    const auto r = yaml(head + "  - address: unix:/tmp/e.sock\n    group: root\n  - address: unix:/tmp/f.sock\n"
+                               "    group: 4242\n");
+    INFO(dump(r));
+    REQUIRE(r.ok());
+    CHECK(r.value->listeners[0].group == std::optional<std::uint32_t>(0));
+    CHECK(r.value->listeners[0].group_name == "root");
+    CHECK(r.value->listeners[1].group == std::optional<std::uint32_t>(4242));
+    CHECK_FALSE(r.value->listeners[0].mode);
+  }
+  SECTION("defaults: neither") {
+    const auto r = yaml(head + "  - address: unix:/tmp/e.sock\n");
+    REQUIRE(r.ok());
+    CHECK_FALSE(r.value->listeners[0].mode);
+    CHECK_FALSE(r.value->listeners[0].group);
+  }
+  SECTION("refused values, with path and line") {
+    const auto [written, words] = GENERATE(table<std::string_view, std::string_view>({
+        {"mode: \"0668\"", "not a mode in octal"},
+        {"mode: rw-rw----", "not a mode in octal"},
+        {"mode: 01777", "out of range"},
+        {"mode: 99999999999999999999", "not a mode in octal"},
+        {"mode: 7777777777777", "out of range"},
+        {"mode: \"\"", "expected a mode"},
+        {"mode: [6, 6, 0]", "expected a mode"},
+        {"group: no-such-group-egressd", "does not exist"},
+        {"group: {name: x}", "expected a group"},
+    }));
+    const auto r = yaml(head + "  - address: unix:/tmp/e.sock\n  - address: unix:/tmp/f.sock\n    " +
+                        std::string(written) + "\n");
+    const std::string key(written.substr(0, written.find(':')));
+    CHECK_THAT(expect_error(r, "listeners[1]." + key, 5).message, Catch::Contains(std::string(words)));
+    CHECK(count(r, cfg::severity::error) == 1);
+  }
+  SECTION("not on TCP listeners") {
+    const auto r = yaml(head + "  - address: 127.0.0.1:3128\n    mode: \"0660\"\n    group: root\n");
+    CHECK_THAT(expect_error(r, "listeners[0].mode", 4).message, Catch::Contains("Unix listeners only"));
+    CHECK_THAT(expect_error(r, "listeners[0].group", 5).message, Catch::Contains("Unix listeners only"));
+    CHECK(count(r, cfg::severity::error) == 2);
+  }
+}
+
 TEST_CASE("keys of features not built yet are errors, not silently ignored", "[unit][config]") {
   // hook:, decisions_file: and metrics: are in the schema (DESIGN.md §2.2), but this
   // version has neither the hook nor the metrics: accepting them would promise what
