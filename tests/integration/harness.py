@@ -179,6 +179,21 @@ def short_tempdir(prefix: str = "egd-") -> str:
     return tempfile.mkdtemp(prefix=prefix, dir=base)
 
 
+def write_file(directory: str, name: str, text: str) -> str:
+    """Writes `text` to directory/name and returns the path."""
+    path = os.path.join(directory, name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return path
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (a daemon binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def hosts_env(path: str) -> dict[str, str]:
     """The daemon reads names from `path` instead of /etc/hosts: EGRESSD_HOSTS_FILE is the
     contract; CARES_HOSTS is c-ares's own variable (ARES_AI_ENVHOSTS), set too."""
@@ -1638,3 +1653,14 @@ class EgressdTestCase(unittest.TestCase):
         with sock:
             self.assertEqual(head.status, 200, head.describe())
             self.assert_echo(sock, rest)
+
+
+class TempDirTest(EgressdTestCase):
+    """A test with a private temporary directory for the files it writes."""
+
+    def setUp(self) -> None:
+        self.dir = short_tempdir("egd-files-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def write(self, name: str, text: str) -> str:
+        return write_file(self.dir, name, text)

@@ -47,10 +47,7 @@ class CheckTest(unittest.TestCase):
 
     @classmethod
     def write(cls, name: str, text: str) -> str:
-        path = os.path.join(cls.dir, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
+        return harness.write_file(cls.dir, name, text)
 
     def run_check(self, *args: str) -> subprocess.CompletedProcess:
         try:

@@ -37,24 +37,10 @@ def egressd(*args: str, cwd: str | None = None) -> subprocess.CompletedProcess:
         raise AssertionError(f"egressd {' '.join(args)} did not exit within {CLI_TIMEOUT}s") from e
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now (the daemon binds it right after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = harness.free_port
 
 
-class TempDirTest(EgressdTestCase):
-    def setUp(self):
-        self.dir = harness.short_tempdir("egd-cfg-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-
-    def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.dir, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
-
+class TempDirTest(harness.TempDirTest):
     def yaml_file(self, name: str = "egressd.yaml", **kw) -> str:
         return self.write(name, to_yaml(make_config(**kw)))
 

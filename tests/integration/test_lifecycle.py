@@ -231,18 +231,8 @@ class ShutdownTest(EgressdTestCase):
         self.assertEqual(d.stop(timeout=5, sig=signal.SIGINT), 0)
 
 
-class CliTest(EgressdTestCase):
+class CliTest(harness.TempDirTest):
     """`egressd check-config` and `egressd check --json` (no network)."""
-
-    def setUp(self):
-        self.dir = harness.short_tempdir("egd-cli-")
-        self.addCleanup(shutil.rmtree, self.dir, True)
-
-    def write(self, name: str, text: str) -> str:
-        path = os.path.join(self.dir, name)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-        return path
 
     def cli(self, *args: str) -> subprocess.CompletedProcess:
         try:

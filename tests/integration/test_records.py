@@ -236,9 +236,7 @@ class SettingsAdviceTest(EgressdTestCase):
     def test_settings_alone_on_its_own_port(self):
         tmp = harness.short_tempdir("egd-settings-")
         path = os.path.join(tmp, "settings.json")
-        with socket.socket() as probe:  # a free port for httpProxyPort
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = harness.free_port()  # for httpProxyPort
         with open(path, "w", encoding="utf-8") as f:
             json.dump({"sandbox": {"network": {"httpProxyPort": port, "socksProxyPort": port,
                                                "allowedDomains": ["github.com"]}}}, f)

@@ -294,13 +294,6 @@ class AddressInUseTest(EgressdTestCase):
         self.assertIn(address, failed.get("error", ""), failed)
         self.assertRegex(failed.get("error", ""), r"(?i)address (already )?in use", failed)
 
-    def free_port(self) -> int:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        return port
-
     def test_second_instance_on_the_same_address_fails(self):
         o = self.o
         first = self.start_daemon(make_config(allow=[o.echo.hostport], workers=2))
@@ -311,7 +304,7 @@ class AddressInUseTest(EgressdTestCase):
             self.connect_echo_ok(ep, o.echo.hostport)
 
     def test_port_held_by_netcat_fails(self):
-        port = self.free_port()
+        port = harness.free_port()
         nc = subprocess.Popen([harness.require_tool("nc"), "-l", "127.0.0.1", str(port)], stdin=subprocess.PIPE,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(nc.wait, 10)
