@@ -71,6 +71,12 @@ bool audit_enabled() noexcept;
 /// lines whatever log.format says: `record` is built with json_object::json().
 void log_audit(const json_object& record);
 
+/// SIGUSR1: closes the audit file and opens it again at its configured path (after
+/// logrotate renamed it), logging the outcome; on failure records keep going to the
+/// old file. Nothing to do when access records go to stdout, stderr or nowhere.
+/// Thread-safe; records written meanwhile go to one file or the other, whole.
+void reopen_audit_log();
+
 /// Flushes both loggers (before exit).
 void flush_logs();
 

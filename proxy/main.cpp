@@ -58,7 +58,8 @@ Options:
                     the --config file's).
   -h, --help        This text; after a command, that command's help.
 
-Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT drain and stop.
+Signals: SIGHUP reloads the configuration; SIGUSR1 reopens the audit file
+(logrotate); SIGTERM/SIGINT drain and stop.
 )";
 
 // One command's part of `usage`: its "  egressd COMMAND" block, then the options.

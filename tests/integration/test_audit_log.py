@@ -6,6 +6,7 @@ then `kill -USR1`); bad sizes fail check-config with their path and line."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -77,6 +78,108 @@ class TextFormatTest(EgressdTestCase):
             obj = json.loads(line)  # raises on a text line
             self.assertIn("event", obj)
             self.assertIn("time", obj)
+
+
+class AuditFileTest(EgressdTestCase):
+    """`log.audit: FILE`: rotation by size, and SIGUSR1 to reopen."""
+
+    def audit_daemon(self, **log: object) -> tuple[harness.Egressd, str]:
+        directory = harness.short_tempdir("egd-audit-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "audit.log")
+        cfg = make_config()
+        cfg["log"] = {"format": "json", "level": "info", "audit": path, **log}
+        return self.start_daemon(cfg), path
+
+    def test_rotation_keeps_every_record_whole(self):
+        max_size = 2048
+        d, path = self.audit_daemon(audit_max_size="2KiB", audit_max_files=100)
+        ep = d.endpoint(0)
+        n = 40
+        for i in range(n):
+            denied_request(ep, f"h{i}.rotate.test")
+        directory = os.path.dirname(path)
+
+        def files() -> list[str]:
+            # spdlog's rotating sink: audit.log, then audit.1.log, audit.2.log, ...
+            names = sorted(f for f in os.listdir(directory) if f.startswith("audit."))
+            return [os.path.join(directory, f) for f in names]
+
+        def records() -> list[dict]:
+            return [r for f in files() for r in read_json_lines(f)]
+
+        harness.wait_until(lambda: len(records()) >= n, harness.AUDIT_TIMEOUT, f"{n} records in {directory}")
+        d.stop()
+        names = sorted(os.path.basename(f) for f in files())
+        self.assertIn("audit.log", names)
+        self.assertIn("audit.1.log", names)
+        self.assertGreaterEqual(len(names), 4, names)  # 40 records of ~300 bytes in 2 KiB files
+        for f in files():
+            self.assertLessEqual(os.path.getsize(f), max_size, f)
+        recs = records()
+        hosts = sorted(r["host"] for r in recs if r.get("event") == "request")
+        self.assertEqual(hosts, sorted(f"h{i}.rotate.test" for i in range(n)))  # none lost, none twice
+        self.assertEqual(len(recs), n)
+
+    def test_sigusr1_reopens_the_file_at_its_path(self):
+        d, path = self.audit_daemon()
+        ep = d.endpoint(0)
+        denied_request(ep, "before.move.test")
+        harness.wait_until(lambda: os.path.exists(path) and read_json_lines(path), harness.AUDIT_TIMEOUT,
+                           "the first record")
+        moved = path + ".1"
+        os.rename(path, moved)  # logrotate's default: mv, then a signal
+        denied_request(ep, "after.move.test")
+        harness.wait_until(lambda: len(read_json_lines(moved)) >= 2, harness.AUDIT_TIMEOUT,
+                           "the second record in the moved file")
+        self.assertFalse(os.path.exists(path), "a new file appeared before SIGUSR1")
+        mark = d.log_mark()
+        d.send_signal(signal.SIGUSR1)
+        reopened = d.wait_log("audit file reopened", start=mark)
+        self.assertEqual(reopened["path"], path)
+        denied_request(ep, "after.reopen.test")
+        harness.wait_until(lambda: os.path.exists(path) and read_json_lines(path), harness.AUDIT_TIMEOUT,
+                           "a record in the reopened file")
+        d.stop()
+        self.assertEqual([r["host"] for r in read_json_lines(moved)], ["before.move.test", "after.move.test"])
+        self.assertEqual([r["host"] for r in read_json_lines(path)], ["after.reopen.test"])
+
+    def test_sigusr1_with_stdout_audit_is_harmless(self):
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{self.o.echo.port}"]))
+        mark = d.log_mark()
+        d.send_signal(signal.SIGUSR1)
+        d.wait_log("SIGUSR1: access records go to no file; nothing to reopen", start=mark)
+        self.connect_echo_ok(d.endpoint(0), f"127.0.0.1:{self.o.echo.port}")
+        d.wait_audit(event="request", port=self.o.echo.port)
+        d.stop()
+
+
+class CheckConfigTest(unittest.TestCase):
+    def check_config(self, text: str) -> tuple[subprocess.CompletedProcess, str]:
+        directory = harness.short_tempdir("egd-audit-cfg-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "egressd.yaml")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace("DIR", directory))
+        r = subprocess.run([harness.egressd_binary(), "check-config", "--config", path], capture_output=True,
+                           text=True, timeout=30, env=harness.tool_env())
+        return r, path
+
+    def test_bad_size_fails_with_path_and_line(self):
+        head = "version: 1\nlisteners:\n  - address: 127.0.0.1:0\nlog:\n  audit: DIR/audit.log\n"
+        for value, words in (("100", "100B"), ("10XB", "unknown unit"), ("512B", "at least 1KiB")):
+            with self.subTest(value=value):
+                r, path = self.check_config(head + f"  audit_max_size: {value}\n")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn(f"{path}:6:", r.stderr)
+                self.assertIn("error: log.audit_max_size:", r.stderr)
+                self.assertIn(words, r.stderr)
+        r, path = self.check_config(head + "  audit_max_size: 100MB\n  audit_max_files: 3\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r, path = self.check_config(head.replace("DIR/audit.log", "stdout") + "  audit_max_size: 100MB\n")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn(f"{path}:6:", r.stderr)
+        self.assertIn("applies to an audit file only", r.stderr)
 
 
 if __name__ == "__main__":
