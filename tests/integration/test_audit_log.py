@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -87,7 +88,7 @@ class AuditFileTest(EgressdTestCase):
         directory = harness.short_tempdir("egd-audit-")
         self.addCleanup(shutil.rmtree, directory, True)
         path = os.path.join(directory, "audit.log")
-        cfg = make_config()
+        cfg = make_config(workers=2)
         cfg["log"] = {"format": "json", "level": "info", "audit": path, **log}
         return self.start_daemon(cfg), path
 
@@ -96,8 +97,22 @@ class AuditFileTest(EgressdTestCase):
         d, path = self.audit_daemon(audit_max_size="2KiB", audit_max_files=100)
         ep = d.endpoint(0)
         n = 40
-        for i in range(n):
-            denied_request(ep, f"h{i}.rotate.test")
+        # Four clients at once, so that records of several workers meet at a rotation.
+        errors: list[BaseException] = []
+
+        def client(k: int) -> None:
+            try:
+                for i in range(k, n, 4):
+                    denied_request(ep, f"h{i}.rotate.test")
+            except BaseException as e:  # reported below, in the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        self.assertEqual(errors, [])
         directory = os.path.dirname(path)
 
         def files() -> list[str]:
