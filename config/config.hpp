@@ -108,14 +108,32 @@ struct metrics_config {
 /// `log.format`.
 enum class log_format : std::uint8_t { json, text };
 
+/// `log.audit`: where access records go (always JSON lines, whatever `format` says).
+/// Not `stdout`/`stderr`: those are macros of <cstdio>.
+enum class audit_target : std::uint8_t { standard_output, standard_error, off, file };
+
 /// `log:`.
 struct log_config {
+  /// The operational log's format only.
   log_format format = log_format::json;
   /// One of trace, debug, info, warn, error, critical, off (spdlog's names).
   std::string level = "info";
-  /// Where audit records go: `stdout`, `stderr`, `off`, or a file path (non-empty).
-  std::string audit = "stdout";
+  /// `audit:` `stdout` | `stderr` | `off` | a file path.
+  audit_target audit = audit_target::standard_output;
+  /// The path when `audit` is `file` (non-empty, its directory existed and was
+  /// writable at load); empty otherwise.
+  std::string audit_file;
+  /// `audit_max_size:` rotate the audit file before it grows beyond this many bytes;
+  /// 0 (the default): never rotate (logrotate and SIGUSR1 instead). Non-zero only with
+  /// a file, and then at least 1 KiB.
+  std::uint64_t audit_max_size = 0;
+  /// `audit_max_files:` rotated files kept (`audit.1.log` ... `audit.N.log`); in
+  /// [1, 1000]; given only together with `audit_max_size`.
+  std::size_t audit_max_files = 5;
 };
+
+/// `log.audit` as written: "stdout", "stderr", "off" or the file's path.
+std::string audit_text(const log_config& log);
 
 /// One `auth.users[]` entry (HTTP Basic `Proxy-Authorization` and SOCKS5
 /// username/password, RFC 1929). Both 1..255 bytes; the username has no `:`.

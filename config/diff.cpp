@@ -79,7 +79,9 @@ change_summary describe_changes(const config& before, const config& after) {
   if (!same_dns(before.dns, after.dns)) out.restart_keys.push_back("dns");
   if (before.log.format != after.log.format) out.restart_keys.push_back("log.format");
   if (before.log.level != after.log.level) out.restart_keys.push_back("log.level");
-  if (before.log.audit != after.log.audit) out.restart_keys.push_back("log.audit");
+  if (before.log.audit != after.log.audit || before.log.audit_file != after.log.audit_file ||
+      before.log.audit_max_size != after.log.audit_max_size || before.log.audit_max_files != after.log.audit_max_files)
+    out.restart_keys.push_back("log.audit");
 
   // Read by each new session from the swapped snapshot.
   if (before.policy.unknown != after.policy.unknown) out.applied_keys.push_back("policy.unknown");

@@ -11,6 +11,7 @@
 
 #include "config/load.hpp"
 
+#include "config/byte_size.hpp"
 #include "config/json.hpp"
 #include "policy/address.hpp"
 
@@ -215,7 +216,7 @@ constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_tim
                                                     "drain_timeout"};
 constexpr std::array<std::string_view, 5> dns = {"servers", "timeout", "max_ttl", "negative_ttl", "hosts_file"};
 constexpr std::array<std::string_view, 1> metrics = {"max_domains"};
-constexpr std::array<std::string_view, 3> log = {"format", "level", "audit"};
+constexpr std::array<std::string_view, 5> log = {"format", "level", "audit", "audit_max_size", "audit_max_files"};
 constexpr std::array<std::string_view, 1> auth = {"users"};
 constexpr std::array<std::string_view, 2> user = {"username", "password"};
 
@@ -716,10 +717,30 @@ void read_log(yaml_reader& r, const field& f, config& c) {
         c.log.level = v.node.Scalar();
     } else if (key == "audit") {
       auto s = r.string(v);
-      if (s && s->empty())
+      if (s && s->empty()) {
         r.diag().error(v.at, v.path, "empty audit destination", "write stdout, stderr, off or a file path");
-      else if (s)
-        c.log.audit = std::move(*s);
+      } else if (s) {
+        c.log.audit = *s == "stdout"   ? audit_target::standard_output
+                      : *s == "stderr" ? audit_target::standard_error
+                      : *s == "off"    ? audit_target::off
+                                       : audit_target::file;
+        if (c.log.audit == audit_target::file) c.log.audit_file = std::move(*s);
+      }
+    } else if (key == "audit_max_size") {
+      if (!v.node.IsScalar()) {
+        r.wrong_type(v, "a size such as 100MB");
+        return;
+      }
+      auto parsed = parse_byte_size(v.node.Scalar());
+      if (!parsed.value)
+        r.diag().error(v.at, v.path, parsed.error, parsed.hint);
+      else if (*parsed.value < 1024)
+        r.diag().error(v.at, v.path, "`" + v.node.Scalar() + "` is too small: rotation needs at least 1KiB",
+                       "write a size such as 100MB");
+      else
+        c.log.audit_max_size = *parsed.value;
+    } else if (key == "audit_max_files") {
+      assign_count(c.log.audit_max_files, r.integer(v, 1, 1000));
     }
   });
 }
@@ -982,10 +1003,21 @@ void check_config(const config& c, const origins& where, diagnostics& diag) {
 
   // Audit file: its directory must exist and be writable now; egressd never
   // creates directories (running as root, it would create them as root).
-  if (c.log.audit != "stdout" && c.log.audit != "stderr" && c.log.audit != "off" && !c.log.audit.empty() &&
-      !diag.has_error_under("log.audit")) {
-    if (auto why = audit_path_problem(c.log.audit))
+  if (c.log.audit == audit_target::file && !diag.has_error_under("log.audit")) {
+    if (auto why = audit_path_problem(c.log.audit_file))
       error("log.audit", *why, "create the directory first, or write stdout, stderr or off");
+  }
+  // Rotation applies to a file only, and the number of files kept to rotation only:
+  // a key that would do nothing is an error, not ignored.
+  if (c.log.audit != audit_target::file) {
+    for (const char* key : {"log.audit_max_size", "log.audit_max_files"})
+      if (where.has(key) && !diag.has_error_under(key))
+        error(key, std::string("applies to an audit file only; log.audit is ") + audit_text(c.log),
+              "set log.audit to a file path, or remove this key");
+  } else if (where.has("log.audit_max_files") && !where.has("log.audit_max_size") &&
+             !diag.has_error_under("log.audit_max_files")) {
+    error("log.audit_max_files", "audit_max_files needs audit_max_size: without it the file never rotates",
+          "add audit_max_size: 100MB, or remove audit_max_files");
   }
 
   check_rule_lists(c.policy, diag);
@@ -1389,6 +1421,16 @@ bool looks_like_settings(const YAML::Node& root) {
 
 // ---------------------------------------------------------------------------
 // Public API
+
+std::string audit_text(const log_config& log) {
+  switch (log.audit) {
+    case audit_target::standard_output: return "stdout";
+    case audit_target::standard_error: return "stderr";
+    case audit_target::off: return "off";
+    case audit_target::file: return log.audit_file;
+  }
+  return "off";
+}
 
 std::string problem::to_string() const {
   std::string out = file;

@@ -2,6 +2,8 @@
 
 #include <libpsl.h>
 
+#include "policy/address.hpp"
+
 #include <array>
 #include <memory>
 
@@ -48,6 +50,17 @@ bool is_public_suffix(std::string_view domain) noexcept {
 
 bool is_platform_suffix(std::string_view domain) noexcept {
   return is_suffix(domain, PSL_TYPE_PRIVATE | PSL_TYPE_NO_STAR_RULE);
+}
+
+std::string registrable_domain(std::string_view host) {
+  if (host.empty() || host.size() > 253 || policy::parse_ip(host)) return {};
+  for (const char c : host)
+    if (static_cast<unsigned char>(c) >= 0x80 || c == '\0' || (c >= 'A' && c <= 'Z')) return {};
+  const psl_ctx_t* psl = context();
+  if (psl == nullptr) return {};
+  const std::string text(host);  // libpsl wants a NUL-terminated string
+  const char* found = psl_registrable_domain(psl, text.c_str());
+  return found == nullptr ? std::string() : std::string(found);
 }
 
 }  // namespace egressd::config

@@ -2,6 +2,7 @@
 // Public suffixes (https://publicsuffix.org) over libpsl, so that policy
 // compilation can refuse wildcards as wide as a registry (`*.co.uk`, `*.com`).
 
+#include <string>
 #include <string_view>
 
 namespace egressd::config {
@@ -26,5 +27,14 @@ bool is_public_suffix(std::string_view domain) noexcept;
 /// list the names they hand out to their customers (`github.io`, `s3.amazonaws.com`,
 /// `herokuapp.com`). Same data, rules and guarantees as is_public_suffix().
 bool is_platform_suffix(std::string_view domain) noexcept;
+
+/// The registrable domain of a host name: its public suffix (ICANN or PRIVATE section)
+/// plus one label. `api.github.com` → `github.com`, `a.b.example.co.uk` →
+/// `example.co.uk`, `x.foo.github.io` → `foo.github.io`; an unlisted TLD counts as a
+/// suffix (the list's `*` rule), so `api.corp.internal` → `corp.internal`. Empty when
+/// there is none: `host` is a suffix itself (`com`, `github.io`), a single label
+/// (`localhost`), an IP literal, empty, or not lower-case ASCII. Same data and
+/// guarantees as is_public_suffix(); `host` is canonical (policy::canonicalize_host).
+std::string registrable_domain(std::string_view host);
 
 }  // namespace egressd::config

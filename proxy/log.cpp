@@ -1,7 +1,9 @@
 #include "proxy/log.hpp"
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -9,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cassert>
 #include <charconv>
 #include <memory>
 #include <mutex>
@@ -242,17 +245,74 @@ std::string render(std::string_view msg, const json_object& fields) {
   return line;
 }
 
-// spdlog's file sink creates missing parent directories (as root, when egressd
-// runs as root); the configuration check already refused a missing directory, and
-// this refuses one that vanished since, rather than create it.
-spdlog::sink_ptr open_audit_file(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-    throw std::runtime_error("log.audit: the directory " + dir + " of " + path + " does not exist");
-  return std::make_shared<spdlog::sinks::basic_file_sink_mt>(path);
-}
+// The audit file: spdlog's file sink, rotating by size when log.audit_max_size is set,
+// behind a sink of our own that can swap it for a fresh one opened at the same path.
+// That is SIGUSR1 for logrotate: after `mv audit.log audit.log.1` records keep going
+// to the renamed file until reopen(), then to a new audit.log. Writes stay as they were
+// (synchronous, one mutex per sink); reopen() opens the new file before taking it.
+class audit_file_sink final : public spdlog::sinks::sink {
+ public:
+  explicit audit_file_sink(const config::log_config& cfg)
+      : path_(cfg.audit_file), max_size_(cfg.audit_max_size), max_files_(cfg.audit_max_files), inner_(open()) {}
+
+  void log(const spdlog::details::log_msg& msg) override {
+    std::lock_guard lock(mutex_);
+    inner_->log(msg);
+  }
+  void flush() override {
+    std::lock_guard lock(mutex_);
+    inner_->flush();
+  }
+  void set_pattern(const std::string& pattern) override {
+    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
+  }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    std::lock_guard lock(mutex_);
+    formatter_ = formatter->clone();
+    inner_->set_formatter(std::move(formatter));
+  }
+
+  /// Opens the path anew and writes there from now on; throws (keeping the old file)
+  /// when it cannot be opened.
+  void reopen() {
+    auto fresh = open();
+    {
+      std::lock_guard lock(mutex_);
+      if (formatter_) fresh->set_formatter(formatter_->clone());
+      inner_->flush();
+      std::swap(inner_, fresh);
+    }
+    // `fresh` now holds the old file: closed here, outside the lock.
+  }
+
+  const std::string& path() const noexcept { return path_; }
+
+ private:
+  // spdlog's file sinks create missing parent directories (as root, when egressd runs
+  // as root); the configuration check already refused a missing directory, and this
+  // refuses one that vanished since, rather than create it.
+  std::unique_ptr<spdlog::sinks::sink> open() const {
+    const std::size_t slash = path_.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      throw std::runtime_error("log.audit: the directory " + dir + " of " + path_ + " does not exist");
+    // The _st variants: this sink's mutex serialises every call.
+    if (max_size_ > 0)
+      return std::make_unique<spdlog::sinks::rotating_file_sink_st>(path_, max_size_, max_files_);
+    return std::make_unique<spdlog::sinks::basic_file_sink_st>(path_);
+  }
+
+  const std::string path_;
+  const std::uint64_t max_size_;
+  const std::size_t max_files_;
+  std::mutex mutex_;
+  std::unique_ptr<spdlog::sinks::sink> inner_;
+  std::unique_ptr<spdlog::formatter> formatter_;
+};
+
+// The audit file sink in use, for reopen_audit_log(); guarded by install_mutex.
+std::shared_ptr<audit_file_sink> audit_file;
 
 }  // namespace
 
@@ -263,12 +323,24 @@ void init_logging(const config::log_config& cfg) {
   auto level = spdlog::level::from_str(cfg.level);
   ops_new->set_level(level == spdlog::level::off && cfg.level != "off" ? spdlog::level::info : level);
   std::shared_ptr<spdlog::logger> audit_new;
-  if (cfg.audit == "stdout")
-    audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stdout_sink_mt>(), json);
-  else if (cfg.audit == "stderr")
-    audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>(), json);
-  else if (cfg.audit != "off" && !cfg.audit.empty())
-    audit_new = make_logger("audit", open_audit_file(cfg.audit), json);
+  std::shared_ptr<audit_file_sink> file_sink;
+  switch (cfg.audit) {
+    case config::audit_target::standard_output:
+      audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stdout_sink_mt>(), true);
+      break;
+    case config::audit_target::standard_error:
+      audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>(), true);
+      break;
+    case config::audit_target::file:
+      file_sink = std::make_shared<audit_file_sink>(cfg);
+      audit_new = make_logger("audit", file_sink, true);
+      break;
+    case config::audit_target::off: break;
+  }
+  {
+    std::lock_guard lock(install_mutex);
+    audit_file = std::move(file_sink);
+  }
   if (audit_new) audit_new->flush_on(spdlog::level::info);
   ops_new->flush_on(spdlog::level::debug);
   install(ops_logger, std::move(ops_new));
@@ -290,10 +362,30 @@ bool audit_enabled() noexcept { return audit() != nullptr; }
 void log_audit(const json_object& record) {
   auto* logger = audit();
   if (!logger) return;
-  if (record.is_json())
-    logger->info("{}}}", record.fields());
-  else
-    logger->info("{}", std::string_view(record.fields()).substr(record.fields().empty() ? 0 : 1));
+  // Access records are JSON lines whatever log.format says (DESIGN.md §2.6): the
+  // audit logger's pattern always opens the object, and a record is always built
+  // with json_object::json().
+  assert(record.is_json());
+  logger->info("{}}}", record.fields());
+}
+
+void reopen_audit_log() {
+  std::shared_ptr<audit_file_sink> sink;
+  {
+    std::lock_guard lock(install_mutex);
+    sink = audit_file;
+  }
+  if (!sink) {
+    log_event(log_level::info, "SIGUSR1: access records go to no file; nothing to reopen");
+    return;
+  }
+  try {
+    sink->reopen();
+    log_event(log_level::info, "audit file reopened", json_object().add("path", sink->path()));
+  } catch (const std::exception& e) {
+    log_event(log_level::error, "cannot reopen the audit file; records keep going to the old one",
+              json_object().add("path", sink->path()).add("error", e.what()));
+  }
 }
 
 void flush_logs() {

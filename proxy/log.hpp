@@ -1,7 +1,8 @@
 #pragma once
 // Structured logging: one event is a message plus typed fields, rendered as one JSON
 // object per line (log.format: json) or as "msg key=value" text. Operational logs go
-// to stderr; access records (audit) go to the configured audit sink. Thread-safe.
+// to stderr; access records (audit) go to the configured audit sink, always as JSON
+// lines (log.format is for the operational log only). Thread-safe.
 
 #include <cstdint>
 #include <string>
@@ -66,8 +67,15 @@ void log_event(log_level level, std::string_view msg, const json_object& fields 
 /// records when not.
 bool audit_enabled() noexcept;
 
-/// Emits one access record to the audit sink (if enabled).
+/// Emits one access record to the audit sink (if enabled). Access records are JSON
+/// lines whatever log.format says: `record` is built with json_object::json().
 void log_audit(const json_object& record);
+
+/// SIGUSR1: closes the audit file and opens it again at its configured path (after
+/// logrotate renamed it), logging the outcome; on failure records keep going to the
+/// old file. Nothing to do when access records go to stdout, stderr or nowhere.
+/// Thread-safe; records written meanwhile go to one file or the other, whole.
+void reopen_audit_log();
 
 /// Flushes both loggers (before exit).
 void flush_logs();

@@ -2,9 +2,12 @@
 //   egressd [run] [--config FILE] [--settings FILE]
 //   egressd check-config [--config FILE] [--settings FILE]
 //   egressd check [--config FILE] [--settings FILE] (HOST[:PORT] | URL) [--json] [--resolve]
+//   egressd suggest [--settings] AUDIT_LOG...
 //   egressd version | --version | --help
 
 #include <csignal>
+#include <cstring>
+#include <fstream>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -16,6 +19,7 @@
 #include "proxy/runtime.hpp"
 #include "proxy/server.hpp"
 #include "proxy/startup.hpp"
+#include "proxy/suggest.hpp"
 
 #ifndef EGRESSD_VERSION
 #define EGRESSD_VERSION "0.0.0"
@@ -46,6 +50,16 @@ Usage:
       neither option, the embedded default config. --json prints one object.
       Exit status: 0 allow, 1 deny, 3 ask, 2 usage error, 4 the configuration
       does not load.
+  egressd suggest [--settings] AUDIT_LOG...
+      Read access records (log.audit files; - for stdin) and print a proposed
+      allowlist as YAML to paste under the config: the destinations denied, or
+      let through by `unknown: allow`, for want of a rule (not those a rule or
+      the address guard refused), with their request counts and ports. Two or
+      more subdomains of one registrable domain become *.domain; an entry gets
+      :PORT when all its requests used that one port and it is not 443.
+      --settings prints a sandbox-runtime {"network": {"allowedDomains": [...]}}
+      instead. Lines that are not JSON or no request record are skipped and
+      counted on stderr. Exit status: 0, 1 when a file cannot be read, 2 usage.
   egressd version
       Print the version.
 
@@ -58,7 +72,8 @@ Options:
                     the --config file's).
   -h, --help        This text; after a command, that command's help.
 
-Signals: SIGHUP reloads the configuration; SIGTERM/SIGINT drain and stop.
+Signals: SIGHUP reloads the configuration; SIGUSR1 reopens the audit file
+(logrotate); SIGTERM/SIGINT drain and stop.
 )";
 
 // One command's part of `usage`: its "  egressd COMMAND" block, then the options.
@@ -75,7 +90,7 @@ std::string command_help(const std::string& command) {
   const std::size_t options = text.find("\nOptions:");
   if (end == std::string::npos || end > options) end = options;
   std::string out = "Usage:" + text.substr(start, end - start) + "\n";
-  if (command == "version") return out;
+  if (command == "version" || command == "suggest") return out;  // suggest: no --config/--settings FILE
   out += text.substr(options);
   if (command != "run") out.erase(out.find("\nSignals:"));
   return out;
@@ -87,6 +102,7 @@ struct arguments {
   std::vector<std::string> positional;
   bool json = false;
   bool resolve = false;
+  bool settings_output = false;  ///< `suggest --settings`: print sandbox-runtime JSON
   bool help = false;
   bool explicit_command = false;  ///< the command was named (`egressd run --help`)
 };
@@ -97,7 +113,7 @@ int usage_error(const std::string& message) {
 }
 
 bool known_command(const std::string& c) {
-  return c == "run" || c == "check-config" || c == "check" || c == "version" || c == "help";
+  return c == "run" || c == "check-config" || c == "check" || c == "suggest" || c == "version" || c == "help";
 }
 
 // A positional argument that names a file: the option it was probably meant for.
@@ -139,7 +155,14 @@ std::optional<arguments> parse_arguments(int argc, char** argv, int& exit_code) 
     };
     auto next_value = [&]() -> std::string { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
     bool ok = true;
-    if (arg == "--config") {
+    if (a.command == "suggest" && arg == "--settings") {
+      // suggest's --settings names the output, not a file to load.
+      a.settings_output = true;
+    } else if (a.command == "suggest" && (arg == "--config" || arg.rfind("--config=", 0) == 0 ||
+                                          arg.rfind("--settings=", 0) == 0 || arg == "--json" || arg == "--resolve")) {
+      exit_code = usage_error("suggest does not take " + arg.substr(0, arg.find('=')));
+      return std::nullopt;
+    } else if (arg == "--config") {
       ok = take_file(arg, next_value(), &config_source::yaml);
     } else if (arg == "--settings") {
       ok = take_file(arg, next_value(), &config_source::settings);
@@ -234,6 +257,35 @@ int cmd_check(const arguments& a) {
   return egressd::proxy::exit_status(report);
 }
 
+int cmd_suggest(const arguments& a) {
+  if (a.positional.empty()) return usage_error("suggest needs at least one AUDIT_LOG (- for stdin)");
+  egressd::proxy::suggest::collector collector;
+  std::string line;
+  for (const auto& name : a.positional) {
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (name != "-") {
+      file.open(name, std::ios::binary);
+      if (!file) {
+        std::cerr << "egressd suggest: cannot read " << name << ": " << std::strerror(errno) << "\n";
+        return 1;
+      }
+      in = &file;
+    }
+    while (std::getline(*in, line)) collector.add_line(line);
+    if (in->bad()) {
+      std::cerr << "egressd suggest: error reading " << name << "\n";
+      return 1;
+    }
+    if (in == &std::cin) std::cin.clear();
+  }
+  const auto entries = egressd::proxy::suggest::collapse(collector.seen());
+  std::cout << (a.settings_output ? egressd::proxy::suggest::to_settings_json(entries)
+                                  : egressd::proxy::suggest::to_yaml(entries, collector.counts()));
+  std::cerr << "egressd suggest: " << egressd::proxy::suggest::summary(collector.counts(), entries.size()) << "\n";
+  return 0;
+}
+
 int cmd_run(const arguments& a) {
   config_source source = a.source.value_or(config_source{});
   auto loaded = egressd::proxy::load_config_source(source);
@@ -276,6 +328,7 @@ int main(int argc, char** argv) {
     if (args->command == "run") return cmd_run(*args);
     if (args->command == "check-config") return cmd_check_config(*args);
     if (args->command == "check") return cmd_check(*args);
+    if (args->command == "suggest") return cmd_suggest(*args);
     return usage_error("unknown command '" + args->command + "'");
   } catch (const std::exception& e) {
     std::cerr << "egressd: " << e.what() << "\n";

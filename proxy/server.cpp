@@ -12,7 +12,8 @@
 //     EMFILE the worker's reserve descriptor makes room to refuse one waiting client;
 //     other accept errors back off (10 ms doubling to 1 s) instead of spinning.
 //  4. The main thread handles signals: SIGHUP reloads (load, validate, compile aside,
-//     swap atomically; a bad file keeps the old policy); SIGTERM/SIGINT stop accepting,
+//     swap atomically; a bad file keeps the old policy); SIGUSR1 reopens the audit
+//     file (logrotate); SIGTERM/SIGINT stop accepting,
 //     wait for open sessions up to `limits.drain_timeout`, then cancel them.
 
 #include "proxy/server.hpp"
@@ -199,6 +200,7 @@ struct server::impl {
         generation{initial.config, initial.policy,
                    std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
     rt.max_connections.store(initial.config->limits.max_connections);
+    signals.add(SIGUSR1);  // the constructor takes three signals at most
   }
 
   void bind_listener(const config::listener_config& lc) {
@@ -408,7 +410,9 @@ struct server::impl {
   void wait_signal() {
     signals.async_wait([this](const boost::system::error_code& ec, int sig) {
       if (ec) return;
-      if (sig == SIGHUP) {
+      if (sig == SIGUSR1) {
+        reopen_audit_log();  // logrotate: `mv audit.log audit.log.1; kill -USR1`
+      } else if (sig == SIGHUP) {
         reload();
       } else if (!stopping) {
         begin_drain(sig);
@@ -526,7 +530,7 @@ int server::run() {
                 .add("fd_limit", fd_limit)
                 .add("busy_poll_us", cfg->busy_poll_us)
                 .add("config", cfg->source)
-                .add("audit", cfg->log.audit)
+                .add("audit", config::audit_text(cfg->log))
                 .add("rules", static_cast<std::uint64_t>(s.rt.current.load()->policy->rule_count())));
   s.control.run();
 

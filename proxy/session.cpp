@@ -491,7 +491,7 @@ std::int64_t elapsed_ms(steady::time_point since) noexcept {
 
 // The fields common to a request record and its tunnel's closing record.
 json_object base_record(const session& s, const request_context& ctx, std::string_view event) {
-  json_object o;
+  json_object o = json_object::json();  // access records are JSON lines whatever log.format says
   o.add("event", event)
       .add("connection", s.id)
       .add("client", s.peer)

@@ -2,7 +2,9 @@
 the code: every fenced `sh`, `yaml` and `json` block of README.md is taken apart and each
 command and config in it is checked against the real binary (and the repository).
 
-- `yaml` blocks are whole configurations: `egressd check-config --config` accepts each.
+- `yaml` blocks are configurations: `egressd check-config --config` accepts each; a
+  block without `version:` is a part of one (a policy to paste) and is checked inside a
+  minimal configuration.
 - `json` blocks are settings files (`check-config --settings` accepts them) or access
   records (every line is JSON, and each field is one the README's field table names).
 - `sh` blocks: each command line (a leading `$ ` marks one followed by its output) is
@@ -154,6 +156,8 @@ class ReadmeExamplesTest(EgressdTestCase):
                 continue
             n += 1
             with self.subTest(line=line):
+                if not re.search(r"^version:", body, re.M):
+                    body = "version: 1\nlisteners: [{address: 127.0.0.1:0}]\n" + body
                 r = self.egressd(["check-config", "--config", self.write(f"block{line}.yaml", body)])
                 self.assertEqual(r.returncode, 0, f"README.md:{line}: {r.stderr}")
         self.assertGreater(n, 0)

@@ -225,7 +225,8 @@ TEST_CASE("valid/full.yaml: every key", "[unit][config]") {
   CHECK_FALSE(c.dns.hosts_file);
   CHECK(c.log.format == cfg::log_format::text);
   CHECK(c.log.level == "debug");
-  CHECK(c.log.audit == "/tmp/egressd-full-audit.jsonl");
+  CHECK(c.log.audit == cfg::audit_target::file);
+  CHECK(c.log.audit_file == "/tmp/egressd-full-audit.jsonl");
   REQUIRE(c.auth.users.size() == 2);
   CHECK(c.auth.users[0].username == "alice");
   CHECK(c.auth.users[0].password == "s3cret");
@@ -265,7 +266,7 @@ TEST_CASE("valid/minimal.yaml: defaults applied", "[unit][config]") {
   CHECK(c.metrics.max_domains == 500);
   CHECK(c.log.format == cfg::log_format::json);
   CHECK(c.log.level == "info");
-  CHECK(c.log.audit == "stdout");
+  CHECK(c.log.audit == cfg::audit_target::standard_output);
   CHECK(c.auth.users.empty());
   CHECK(c.workers == 0);
   CHECK(c.busy_poll_us == 0);
@@ -734,7 +735,7 @@ TEST_CASE("the embedded default config", "[unit][config]") {
   CHECK(c.policy.unknown == policy::unknown_mode::deny);
   CHECK_FALSE(c.hook);
   CHECK(c.log.format == cfg::log_format::json);
-  CHECK(c.log.audit == "stdout");
+  CHECK(c.log.audit == cfg::audit_target::standard_output);
 
   // Its policy compiles without a single problem, public-suffix check included.
   policy::compile_options options;
