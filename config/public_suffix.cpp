@@ -5,6 +5,8 @@
 #include <array>
 #include <memory>
 
+#include "policy/address.hpp"
+
 namespace egressd::config {
 
 namespace {
@@ -40,6 +42,10 @@ bool is_suffix(std::string_view domain, int type) noexcept {
   return psl_is_public_suffix2(psl, lower.data(), type) != 0;
 }
 
+bool is_label_byte(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
 }  // namespace
 
 bool is_public_suffix(std::string_view domain) noexcept {
@@ -48,6 +54,30 @@ bool is_public_suffix(std::string_view domain) noexcept {
 
 bool is_platform_suffix(std::string_view domain) noexcept {
   return is_suffix(domain, PSL_TYPE_PRIVATE | PSL_TYPE_NO_STAR_RULE);
+}
+
+std::string registrable_domain(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    return policy::parse_ip(host) ? "ip" : "invalid";
+  }
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.empty() || host.size() > 253) return "invalid";
+  if (policy::parse_ip(host)) return "ip";
+  std::array<char, 254> lower{};
+  std::size_t length = 0;
+  for (const char c : host) {
+    const char l = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
+    if (!is_label_byte(l)) return "invalid";
+    lower[length++] = l;
+  }
+  const std::string_view text(lower.data(), length);
+  if (text.front() == '.' || text.find("..") != std::string_view::npos) return "invalid";
+  const psl_ctx_t* psl = context();
+  // NULL when the host is itself a public suffix (or no list is available): the host
+  // then stands for itself, as it does for a single label such as `localhost`.
+  const char* registrable = psl ? psl_registrable_domain(psl, lower.data()) : nullptr;
+  return std::string(registrable ? std::string_view(registrable) : text);
 }
 
 }  // namespace egressd::config

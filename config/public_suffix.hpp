@@ -2,6 +2,7 @@
 // Public suffixes (https://publicsuffix.org) over libpsl, so that policy
 // compilation can refuse wildcards as wide as a registry (`*.co.uk`, `*.com`).
 
+#include <string>
 #include <string_view>
 
 namespace egressd::config {
@@ -26,5 +27,15 @@ bool is_public_suffix(std::string_view domain) noexcept;
 /// list the names they hand out to their customers (`github.io`, `s3.amazonaws.com`,
 /// `herokuapp.com`). Same data, rules and guarantees as is_public_suffix().
 bool is_platform_suffix(std::string_view domain) noexcept;
+
+/// The value of the `domain` metric label for `host` (DESIGN.md §2.6): its registrable
+/// domain (`api.github.com` → `github.com`, `a.b.example.co.uk` → `example.co.uk`,
+/// `user.github.io` → `user.github.io`: the PRIVATE section counts here, so one
+/// platform's customers stay apart); a host that is itself a public suffix, or has no
+/// dot (`localhost`, `com`), stands for itself; an IP literal (bracketed or not) is
+/// `ip`; anything else (empty, over 253 bytes, bytes outside letters, digits, `-`,
+/// `_` and `.`, an empty label) is `invalid`. Case and one trailing dot are ignored.
+/// Same data and guarantees as is_public_suffix(); allocates the returned string.
+std::string registrable_domain(std::string_view host);
 
 }  // namespace egressd::config

@@ -8,7 +8,8 @@
 namespace egressd::proxy {
 
 worker::worker(runtime& rt, unsigned index, const dns_options& dns)
-    : rt_(rt), index_(index), guard_(io_.get_executor()), dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)) {}
+    : rt_(rt), index_(index), guard_(io_.get_executor()), dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
+      domains_(rt.stats) {}
 
 worker::~worker() { stop_and_join(); }
 
