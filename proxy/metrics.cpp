@@ -90,7 +90,7 @@ metrics::metrics(std::size_t max_domains)
     guard_refusals_[i] = &guard.Add({{"class", str(policy::to_string(static_cast<policy::address_class>(i)))}});
   auto& dns = prometheus::BuildCounter()
                   .Name("egressd_dns_lookups_total")
-                  .Help("DNS lookups sent by egressd (cache misses), by result.")
+                  .Help("Name lookups a request waited for (cache misses), by result.")
                   .Register(*registry_);
   for (std::size_t i = 0; i < dns_results.size(); ++i) dns_lookups_[i] = &dns.Add({{"result", str(dns_results[i])}});
   reloads_ = &prometheus::BuildCounter()
@@ -197,7 +197,7 @@ std::string metrics::render() const {
   request_seconds_.collect("egressd_request_duration_seconds",
                            "Time from a request's head to its decision and reply (tunnels: until established).",
                            families);
-  dns_seconds_.collect("egressd_dns_lookup_seconds", "DNS lookups sent by egressd, until their answer.", families);
+  dns_seconds_.collect("egressd_dns_lookup_seconds", "How long a request waited for a name lookup (cache misses).", families);
   std::sort(families.begin(), families.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return prometheus::TextSerializer().Serialize(families);
 }

@@ -253,7 +253,16 @@ asio::awaitable<void> dial(session& s, destination& d) {
   if (host.is_ip()) {
     addresses.push_back(to_asio(*host.address));
   } else {
+    const auto asked = steady::now();
     auto [ec, answer] = co_await s.w.dns().resolve(host.text);
+    if (!answer.from_cache && !s.aborted) {
+      // A lookup this request waited for (its own, or one it joined); hits are free.
+      auto& stats = s.w.shared().stats;
+      stats.observe_dns(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - asked));
+      stats.count_dns_lookup(!ec ? metrics::dns_result::ok
+                             : (ec == dns_errc::not_found || ec == dns_errc::no_data) ? metrics::dns_result::no_such_name
+                                                                                       : metrics::dns_result::error);
+    }
     if (s.aborted) {
       d.error = dial_error::aborted;
       co_return;
