@@ -19,7 +19,12 @@ import socket
 import string
 import subprocess
 import sys
+import tempfile
+import time
 import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -332,6 +337,95 @@ class RouteTableTest(EgressdTestCase):
         self.assertEqual(body, "")
         self.assertGreater(int(headers["content-length"]), 0)
         self.assertEqual(headers.get("content-type"), CONTENT_TYPE)
+
+
+def free_port() -> int:
+    """A loopback port free now (Prometheus is given a fixed address; a tiny race)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class PrometheusScrapeTest(EgressdTestCase):
+    """A real Prometheus server (Debian package `prometheus`) scrapes egressd every second
+    and answers, through its query API, egressd_requests_total for the test's domain."""
+
+    def start_prometheus(self, target: str) -> str:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            self.skipTest("the prometheus server is not installed (Debian package `prometheus`)")
+        workdir = tempfile.mkdtemp(prefix="egd-prom-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                    "scrape_configs:\n"
+                    "  - job_name: egressd\n"
+                    f"    static_configs: [{{targets: ['{target}']}}]\n")
+        address = f"127.0.0.1:{free_port()}"
+        log = open(os.path.join(workdir, "prometheus.log"), "wb")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+                                 f"--web.listen-address={address}"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=harness.tool_env())
+
+        def stop():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.addCleanup(stop)
+        self.prom_log = os.path.join(workdir, "prometheus.log")
+        self.prom_proc = proc
+        return address
+
+    def query(self, address: str, promql: str) -> list:
+        url = f"http://{address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        try:
+            with urllib.request.urlopen(url, timeout=5) as res:
+                doc = json.load(res)
+        except urllib.error.HTTPError:
+            raise
+        except OSError:
+            return []  # not up yet
+        self.assertEqual(doc.get("status"), "success", doc)
+        return doc["data"]["result"]
+
+    def test_prometheus_scrapes_requests_by_domain(self):
+        d = self.start_daemon(make_config(admin={"address": "127.0.0.1:0"}))
+        admin = d.wait_log("admin listening")["address"]
+        name = "".join(random.choices(string.ascii_lowercase, k=12))
+        self.assertEqual(refuse_connect(d.endpoint(0), f"api.{name}.co.uk:443"), 403)
+        prom = self.start_prometheus(admin)
+        promql = f'egressd_requests_total{{domain="{name}.co.uk",decision="deny"}}'
+        deadline = Deadline(60.0)
+        result: list = []
+        while not deadline.expired():
+            if self.prom_proc.poll() is not None:
+                break
+            result = self.query(prom, promql)
+            if result:
+                break
+            time.sleep(0.25)  # polling a server that scrapes once a second; no event to wait on
+        if not result:
+            with open(self.prom_log, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://{prom}/api/v1/targets", timeout=5) as res:
+                    targets = res.read().decode()[:2000]
+            except OSError as e:
+                targets = repr(e)
+            self.fail(f"Prometheus did not return {promql} within 60s (exit {self.prom_proc.poll()}); "
+                      f"targets: {targets}\n{tail}")
+        self.assertEqual(len(result), 1, result)
+        self.assertEqual(result[0]["metric"]["protocol"], "connect")
+        self.assertEqual(result[0]["metric"]["reason"], "unknown_denied")
+        self.assertEqual(float(result[0]["value"][1]), 1.0)
+        up = self.query(prom, 'up{job="egressd"}')
+        self.assertEqual([float(r["value"][1]) for r in up], [1.0])
 
 
 if __name__ == "__main__":
