@@ -13,8 +13,9 @@
 //  4. Reply (200 Connection Established / SOCKS 00), send the bytes the client pipelined
 //     behind its request upstream first, free the head buffer, relay (relay.cpp).
 //  5. account(): each request's typed context (request_context) becomes exactly one
-//     access record on every exit, the early ones too (400, 407, 408, 431, a failed
-//     SOCKS5 authentication, SOCKS4); a tunnel's closing record is pre-rendered from it.
+//     access record and one set of metric updates on every exit, the early ones too
+//     (400, 407, 408, 431, a failed SOCKS5 authentication, SOCKS4); a tunnel's closing
+//     record is pre-rendered from it.
 
 #include "proxy/session.hpp"
 
