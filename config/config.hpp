@@ -101,8 +101,9 @@ struct dns_config {
 
 /// `metrics:`.
 struct metrics_config {
-  /// Distinct values of the `domain` label before the rest count as `_other`; >= 1.
-  std::size_t max_domains = 500;
+  /// Distinct values of the `domain` label before the rest count as `_other`;
+  /// 1..100000. Takes effect on SIGHUP for new domains (existing series stay).
+  std::size_t max_domains = 1000;
 };
 
 /// `log.format`.

@@ -88,6 +88,7 @@ change_summary describe_changes(const config& before, const config& after) {
   if (before.policy.guard.allow_private != after.policy.guard.allow_private)
     out.applied_keys.push_back("policy.guard.allow_private");
   if (!same_limits(before.limits, after.limits)) out.applied_keys.push_back("limits");
+  if (before.metrics.max_domains != after.metrics.max_domains) out.applied_keys.push_back("metrics.max_domains");
   if (!same_users(before.auth, after.auth)) out.applied_keys.push_back("auth");
   return out;
 }

@@ -199,7 +199,7 @@ bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_va
 // are errors ("not yet supported") until the flag is turned on with the feature.
 namespace features {
 constexpr bool hook = false;     // hook:, decisions_file: (DESIGN.md §2.5)
-constexpr bool metrics = false;  // metrics: (DESIGN.md §2.6)
+constexpr bool metrics = true;   // metrics: (DESIGN.md §2.6)
 }  // namespace features
 
 namespace keys {
@@ -825,7 +825,7 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
     } else if (key == "metrics") {
       if (features::metrics)
         r.mapping(v, keys::metrics, [&](std::string_view, const field& m) {
-          assign_count(c.metrics.max_domains, r.integer(m, 1, max_size));
+          assign_count(c.metrics.max_domains, r.integer(m, 1, 100000));
         });
       else
         not_yet_supported(r, root, v, "Prometheus metrics", "remove it");

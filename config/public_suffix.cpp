@@ -7,6 +7,8 @@
 #include <array>
 #include <memory>
 
+#include "policy/address.hpp"
+
 namespace egressd::config {
 
 namespace {
@@ -42,6 +44,10 @@ bool is_suffix(std::string_view domain, int type) noexcept {
   return psl_is_public_suffix2(psl, lower.data(), type) != 0;
 }
 
+bool is_label_byte(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.';
+}
+
 }  // namespace
 
 bool is_public_suffix(std::string_view domain) noexcept {
@@ -61,6 +67,25 @@ std::string registrable_domain(std::string_view host) {
   const std::string text(host);  // libpsl wants a NUL-terminated string
   const char* found = psl_registrable_domain(psl, text.c_str());
   return found == nullptr ? std::string() : std::string(found);
+}
+
+std::string domain_label(std::string_view host) {
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+    return policy::parse_ip(host) ? "ip" : "invalid";
+  }
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.empty() || host.size() > 253) return "invalid";
+  if (policy::parse_ip(host)) return "ip";
+  std::string lower(host);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (!is_label_byte(c)) return "invalid";
+  }
+  if (lower.front() == '.' || lower.find("..") != std::string::npos) return "invalid";
+  // None when the host is itself a public suffix or one label: it stands for itself.
+  std::string registrable = registrable_domain(lower);
+  return registrable.empty() ? lower : registrable;
 }
 
 }  // namespace egressd::config

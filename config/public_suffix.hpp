@@ -37,4 +37,12 @@ bool is_platform_suffix(std::string_view domain) noexcept;
 /// guarantees as is_public_suffix(); `host` is canonical (policy::canonicalize_host).
 std::string registrable_domain(std::string_view host);
 
+/// The value of the `domain` metric label for `host`: its registrable domain (the
+/// PRIVATE section counts, so one platform's customers stay apart: `x.user.github.io` →
+/// `user.github.io`); a host that is itself a public suffix, or has no dot
+/// (`localhost`, `com`), stands for itself; an IP literal (bracketed or not) is `ip`;
+/// anything else (empty, over 253 bytes, bytes outside letters, digits, `-`, `_` and
+/// `.`, an empty label) is `invalid`. Case and one trailing dot are ignored.
+std::string domain_label(std::string_view host);
+
 }  // namespace egressd::config

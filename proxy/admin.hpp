@@ -1,8 +1,11 @@
 #pragma once
-// The admin endpoint (DESIGN.md §2.6): /healthz (the process is up) and /readyz
-// (listeners bound, not draining, and every worker loop answering within a second).
-// /metrics and the /v1 endpoints arrive with the metrics and hook work; until then
-// they answer 404. Runs on the control io_context (the main thread), never on a worker.
+// The admin endpoint (DESIGN.md §2.6, STYLE.md §13): routes from one table (path,
+// methods, handler, one help line), which `GET /` and the startup log list, so they
+// cannot drift: / (the route list), /healthz (the process is up), /readyz (listeners
+// bound, not draining, every worker loop answering within a second), /metrics
+// (Prometheus text format). An unknown path answers 404 and a method a route does not
+// take 405 with Allow, both as JSON. The /v1 endpoints arrive with the hook work.
+// Runs on the control io_context (the main thread), never on a worker.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -28,6 +31,8 @@ class admin_server {
 
   /// The bound address ("127.0.0.1:9090").
   const std::string& address() const noexcept;
+  /// The routes' paths, space-separated, from the table (for the startup log).
+  std::string route_list() const;
   /// Starts accepting.
   void start();
   /// Stops accepting (open admin connections finish their request).

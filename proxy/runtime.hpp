@@ -12,6 +12,7 @@
 #include "policy/address.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/dns.hpp"
+#include "proxy/metrics.hpp"
 
 namespace egressd::proxy {
 
@@ -35,6 +36,8 @@ struct runtime {
   /// limits.max_connections of the current config, for the accept path.
   std::atomic<std::size_t> max_connections{0};
   std::atomic<bool> draining{false};
+  /// Every metric (DESIGN.md §2.6); workers reach domain handles through their cache.
+  metrics stats;
 };
 
 /// The resolver's options as the `dns:` section sets them (the daemon's workers and

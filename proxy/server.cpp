@@ -201,6 +201,9 @@ struct server::impl {
                    std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
     rt.max_connections.store(initial.config->limits.max_connections);
     signals.add(SIGUSR1);  // the constructor takes three signals at most
+    rt.stats.set_connections_source(&rt.active_connections);
+    rt.stats.set_max_domains(initial.config->metrics.max_domains);
+    rt.stats.set_config_hash(policy_hash(*initial.policy));
   }
 
   void bind_listener(const config::listener_config& lc) {
@@ -367,6 +370,7 @@ struct server::impl {
       if (!next.errors.empty()) f.add("first_error", next.errors.front());
       log_event(log_level::error, "reload failed; the previous configuration stays in force", f);
       for (const auto& e : next.errors) log_event(log_level::error, "config problem", json_object().add("problem", e));
+      rt.stats.count_reload(false);
       return;
     }
     auto old = rt.current.load()->config;
@@ -385,6 +389,9 @@ struct server::impl {
         generation{next.config, next.policy,
                    std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
     rt.max_connections.store(next.config->limits.max_connections);
+    rt.stats.set_max_domains(next.config->metrics.max_domains);
+    rt.stats.set_config_hash(policy_hash(*next.policy));
+    rt.stats.count_reload(true);
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
               json_object()
@@ -518,7 +525,7 @@ int server::run() {
   if (s.admin) {
     s.admin->start();
     log_event(log_level::info, "admin listening",
-              json_object().add("address", s.admin->address()).add("paths", "/healthz /readyz"));
+              json_object().add("address", s.admin->address()).add("paths", s.admin->route_list()));
   }
   for (auto& w : s.workers) w->start();
   s.wait_signal();

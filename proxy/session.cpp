@@ -13,8 +13,9 @@
 //  4. Reply (200 Connection Established / SOCKS 00), send the bytes the client pipelined
 //     behind its request upstream first, free the head buffer, relay (relay.cpp).
 //  5. account(): each request's typed context (request_context) becomes exactly one
-//     access record on every exit, the early ones too (400, 407, 408, 431, a failed
-//     SOCKS5 authentication, SOCKS4); a tunnel's closing record is pre-rendered from it.
+//     access record and one set of metric updates on every exit, the early ones too
+//     (400, 407, 408, 431, a failed SOCKS5 authentication, SOCKS4); a tunnel's closing
+//     record is pre-rendered from it.
 
 #include "proxy/session.hpp"
 
@@ -253,7 +254,16 @@ asio::awaitable<void> dial(session& s, destination& d) {
   if (host.is_ip()) {
     addresses.push_back(to_asio(*host.address));
   } else {
+    const auto asked = steady::now();
     auto [ec, answer] = co_await s.w.dns().resolve(host.text);
+    if (!answer.from_cache && !s.aborted) {
+      // A lookup this request waited for (its own, or one it joined); hits are free.
+      auto& stats = s.w.shared().stats;
+      stats.observe_dns(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - asked));
+      stats.count_dns_lookup(!ec ? metrics::dns_result::ok
+                             : (ec == dns_errc::not_found || ec == dns_errc::no_data) ? metrics::dns_result::no_such_name
+                                                                                       : metrics::dns_result::error);
+    }
     if (s.aborted) {
       d.error = dial_error::aborted;
       co_return;
@@ -530,8 +540,45 @@ json_object base_record(const session& s, const request_context& ctx, std::strin
 
 }  // namespace
 
+namespace {
+
+// The request's metrics: one cached lookup of its domain's handles, then atomics.
+void count_request(const session& s, const request_context& ctx) {
+  static_assert(static_cast<std::size_t>(access_protocol::socks4) < request_labels::protocols);
+  static_assert(static_cast<std::size_t>(policy::outcome::ask) < request_labels::decisions);
+  // Reasons: the policy's decision_reason values, then the request outcomes after them.
+  constexpr std::size_t outcome_base = static_cast<std::size_t>(decision_reason::resolve_failed);
+  static_assert(outcome_base + static_cast<std::size_t>(request_outcome::unsupported_command) <
+                request_labels::reasons);
+  auto& stats = s.w.shared().stats;
+  const destination* d = ctx.dest;
+  std::string_view host = d ? (d->host.ok() ? std::string_view(d->host.host->text) : std::string_view(d->raw_host))
+                            : ctx.host;
+  request_labels l;
+  l.protocol = static_cast<std::uint8_t>(ctx.protocol);
+  l.protocol_name = to_string(ctx.protocol);
+  if (ctx.outcome != request_outcome::decided || !d) {
+    l.decision = static_cast<std::uint8_t>(policy::outcome::deny);
+    l.decision_name = policy::to_string(policy::outcome::deny);
+    l.reason = static_cast<std::uint8_t>(outcome_base + static_cast<std::size_t>(ctx.outcome));
+    l.reason_name = to_string(ctx.outcome);
+  } else {
+    l.decision = static_cast<std::uint8_t>(d->decision.result);
+    l.decision_name = policy::to_string(d->decision.result);
+    l.reason = static_cast<std::uint8_t>(d->decision.reason);
+    l.reason_name = policy::to_string(d->decision.reason);
+  }
+  stats.count_request(s.w.domains().lookup(host), l);
+  if (d && d->connected() && d->connect_time) stats.observe_connect(*d->connect_time);
+  if (d && d->error == dial_error::guard_refused) stats.count_guard_refusal(d->refused_class);
+  stats.observe_request(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - ctx.started));
+}
+
+}  // namespace
+
 void account(const session& s, const request_context& ctx) {
-  // The single end of every request: the audit record now, metrics later.
+  // The single end of every request: its metrics, then its audit record.
+  count_request(s, ctx);
   if (!audit_enabled()) return;
   json_object o = base_record(s, ctx, "request");
   if (ctx.status != 0) o.add("status", ctx.status);
@@ -589,9 +636,16 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
   // frame and no head buffer.
   std::string().swap(s.in);
   std::function<void(const relay_result&)> on_close;
+  auto& stats = s.w.shared().stats;
+  stats.tunnel_opened();
   if (audit_enabled()) {
-    on_close = [record = base_record(s, ctx, "tunnel_closed"), started = ctx.started](
-                   const relay_result& r) mutable { finish_tunnel_record(record, started, r); };
+    on_close = [record = base_record(s, ctx, "tunnel_closed"), started = ctx.started, &stats](
+                   const relay_result& r) mutable {
+      stats.tunnel_closed();
+      finish_tunnel_record(record, started, r);
+    };
+  } else {
+    on_close = [&stats](const relay_result&) { stats.tunnel_closed(); };
   }
   start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, std::move(on_close));
 }

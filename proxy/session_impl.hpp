@@ -210,8 +210,9 @@ struct request_context {
   std::uint64_t bytes_down = 0;           ///< response bytes (head and body) sent to the client
 };
 
-/// Ends a request: writes its access record (and, later, updates its metrics). Every
-/// request ends in exactly one call, on every exit. Costs nothing when audit is off.
+/// Ends a request: updates its metrics (a cached lookup of its domain's handles, then
+/// atomics) and writes its access record (skipped when audit is off). Every request
+/// ends in exactly one call, on every exit.
 void account(const session& s, const request_context& ctx);
 /// The record of a closed tunnel: the request's fields and the relay's outcome.
 void account_tunnel(const session& s, const request_context& ctx, const relay_result& r);

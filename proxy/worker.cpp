@@ -21,7 +21,8 @@ worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t 
       guard_(io_.get_executor()),
       dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
       pipes_(max_pipes),
-      reserve_fd_(open_reserve()) {}
+      reserve_fd_(open_reserve()),
+      domains_(rt.stats) {}
 
 worker::~worker() {
   stop_and_join();

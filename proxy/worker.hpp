@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "proxy/dns.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/relay.hpp"
 
 namespace egressd::proxy {
@@ -56,6 +57,8 @@ class worker {
   runtime& shared() noexcept { return rt_; }
   resolver& dns() noexcept { return *dns_; }
   pipe_pool& pipes() noexcept { return pipes_; }
+  /// This worker's host → metric handles cache (worker thread only).
+  domain_cache& domains() noexcept { return domains_; }
 
   /// Sessions and tunnels attach while alive (worker thread only). Attaching starts
   /// the sweep if it is not running.
@@ -89,6 +92,7 @@ class worker {
   std::unique_ptr<resolver> dns_;
   pipe_pool pipes_;
   int reserve_fd_ = -1;
+  domain_cache domains_;
   worker_task* tasks_ = nullptr;  // head of the intrusive list
   boost::asio::steady_timer sweep_timer_{io_};
   bool sweeping_ = false;

@@ -10,7 +10,7 @@ build_packages=(
   catch2 libc-ares-dev libpsl-dev publicsuffix
 )
 test_packages=(
-  curl python3 socat netcat-openbsd openssl procps
+  curl python3 socat netcat-openbsd openssl procps prometheus
   clang libclang-rt-14-dev
 )
 

@@ -263,7 +263,7 @@ class ValidationTest(TempDirTest):
 
     def test_keys_of_features_not_built_yet_fail(self):
         base = to_yaml(make_config())
-        for extra in ("hook:\n  console: true\n", "decisions_file: /tmp/d.yaml\n", "metrics:\n  max_domains: 5\n"):
+        for extra in ("hook:\n  console: true\n", "decisions_file: /tmp/d.yaml\n"):
             with self.subTest(extra=extra):
                 r = self.check_config(base + extra)
                 self.assertEqual(r.returncode, 1, r.stderr)

@@ -263,7 +263,7 @@ TEST_CASE("valid/minimal.yaml: defaults applied", "[unit][config]") {
   CHECK(c.dns.servers.empty());
   CHECK(c.dns.timeout == 5s);
   CHECK(c.dns.hosts_file);
-  CHECK(c.metrics.max_domains == 500);
+  CHECK(c.metrics.max_domains == 1000);
   CHECK(c.log.format == cfg::log_format::json);
   CHECK(c.log.level == "info");
   CHECK(c.log.audit == cfg::audit_target::standard_output);
@@ -459,9 +459,8 @@ TEST_CASE("Unix listeners: mode and group", "[unit][config]") {
 }
 
 TEST_CASE("keys of features not built yet are errors, not silently ignored", "[unit][config]") {
-  // hook:, decisions_file: and metrics: are in the schema (DESIGN.md §2.2), but this
-  // version has neither the hook nor the metrics: accepting them would promise what
-  // does not happen.
+  // hook: and decisions_file: are in the schema (DESIGN.md §2.2), but this version has
+  // no hook: accepting them would promise what does not happen.
   const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
   CHECK_FALSE(r.ok());
   CHECK_THAT(expect_error(r, "hook", 6).message, Catch::Contains("is not yet supported by this version of egressd"));
@@ -472,8 +471,22 @@ TEST_CASE("keys of features not built yet are errors, not silently ignored", "[u
              Catch::Contains("not yet supported"));
   CHECK_THAT(expect_error(yaml(head + "decisions_file: /var/lib/egressd/d.yaml\n"), "decisions_file", 4).message,
              Catch::Contains("not yet supported"));
-  CHECK_THAT(expect_error(yaml(head + "metrics: {max_domains: 20}\n"), "metrics", 4).message,
-             Catch::Contains("not yet supported"));
+}
+
+TEST_CASE("metrics: max_domains is 1..100000", "[unit][config]") {
+  const std::string head(minimal_head);
+  const auto ok = yaml(head + "metrics: {max_domains: 20}\n");
+  INFO(dump(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.value->metrics.max_domains == 20);
+  CHECK(yaml(head + "metrics: {max_domains: 100000}\n").ok());
+  for (const char* bad : {"0", "100001", "-1", "many"}) {
+    INFO(bad);
+    const auto r = yaml(head + "metrics:\n  max_domains: " + bad + "\n");
+    expect_error(r, "metrics.max_domains", 5);
+  }
+  CHECK_THAT(expect_error(yaml(head + "metrics: {max_domain: 20}\n"), "metrics.max_domain", 4).hint,
+             Catch::Contains("max_domains"));
 }
 
 TEST_CASE("invalid: YAML syntax error with its line", "[unit][config]") {
@@ -498,7 +511,7 @@ TEST_CASE("invalid: every problem reported in one pass", "[unit][config]") {
   CHECK(expect_error(r, "policy.guard.allow_privat", 8).hint == "did you mean `allow_private`?");
   expect_error(r, "limits.idle_timeout", 10);
   expect_error(r, "limits.max_head_bytes", 11);
-  expect_error(r, "metrics", 12);  // not yet supported, at the key
+  expect_error(r, "metrics.max_domains", 13);  // out of range
   CHECK_THAT(expect_error(r, "auth.users[1].username", 17).message, Catch::Contains("duplicate username"));
   CHECK(count(r, cfg::severity::error) == 6);
   const cfg::problem* w = at_path(r, "policy.unknown");
@@ -1079,4 +1092,27 @@ TEST_CASE("a wildcard over a hosting platform's suffix in allow is a warning", "
   // The two allow wildcards; not the exact name, not the preset's own entries (the
   // @github preset has *.githubusercontent.com), not the deny entry.
   CHECK(warned == std::vector<int>{1, 2});
+}
+
+TEST_CASE("domain_label: the metrics' domain label", "[unit][config]") {
+  CHECK(cfg::domain_label("api.github.com") == "github.com");
+  CHECK(cfg::domain_label("github.com") == "github.com");
+  CHECK(cfg::domain_label("A.B.Example.CO.UK.") == "example.co.uk");
+  CHECK(cfg::domain_label("www.city.kawasaki.jp") == "city.kawasaki.jp");  // exception rule
+  // The private section counts: each platform customer is its own domain.
+  CHECK(cfg::domain_label("x.user.github.io") == "user.github.io");
+  // A public suffix or a single label stands for itself.
+  CHECK(cfg::domain_label("co.uk") == "co.uk");
+  CHECK(cfg::domain_label("localhost") == "localhost");
+  CHECK(cfg::domain_label("db.internal") == "db.internal");
+  // IP literals are one value.
+  CHECK(cfg::domain_label("127.0.0.1") == "ip");
+  CHECK(cfg::domain_label("::1") == "ip");
+  CHECK(cfg::domain_label("[2001:db8::1]") == "ip");
+  // Anything a label may not hold is one value too, never echoed into a label.
+  for (const char* bad : {"", ".", "a..b", ".a.com", "a b.com", "a\"b.com", "caf\xc3\xa9.com", "[zz]", "a\nb"}) {
+    INFO(bad);
+    CHECK(cfg::domain_label(bad) == "invalid");
+  }
+  CHECK(cfg::domain_label(std::string(254, 'a')) == "invalid");
 }

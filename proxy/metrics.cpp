@@ -1,0 +1,229 @@
+#include "proxy/metrics.hpp"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include <algorithm>
+
+#include "config/public_suffix.hpp"
+
+#ifndef EGRESSD_VERSION
+#define EGRESSD_VERSION "unknown"
+#endif
+
+namespace egressd::proxy {
+
+namespace {
+
+constexpr std::string_view other_domain = "_other";
+
+// Closed label values are created at zero, so a family is present (and rate() works)
+// before its first event.
+constexpr std::array<std::string_view, 3> dns_results = {"ok", "no_such_name", "error"};
+constexpr auto last_address_class = policy::address_class::unique_local;
+
+std::string str(std::string_view s) { return std::string(s); }
+
+}  // namespace
+
+// ---- latency_histogram ------------------------------------------------------------------
+
+void latency_histogram::observe(std::chrono::microseconds d) noexcept {
+  const auto us = d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
+  const double seconds = static_cast<double>(us) / 1e6;
+  const auto at = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();
+  counts_[static_cast<std::size_t>(at)].fetch_add(1, std::memory_order_relaxed);
+  sum_us_.fetch_add(us, std::memory_order_relaxed);
+}
+
+void latency_histogram::collect(std::string_view name, std::string_view help,
+                                std::vector<prometheus::MetricFamily>& out) const {
+  prometheus::MetricFamily f;
+  f.name = str(name);
+  f.help = str(help);
+  f.type = prometheus::MetricType::Histogram;
+  prometheus::ClientMetric m;
+  std::uint64_t cumulative = 0;
+  for (std::size_t i = 0; i < counts_.size(); ++i) {
+    cumulative += counts_[i].load(std::memory_order_relaxed);
+    m.histogram.bucket.push_back(
+        {cumulative, i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity()});
+  }
+  // The count is the +Inf bucket, so the two always agree within one scrape.
+  m.histogram.sample_count = cumulative;
+  m.histogram.sample_sum = static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6;
+  f.metric.push_back(std::move(m));
+  out.push_back(std::move(f));
+}
+
+// ---- domain_cache -----------------------------------------------------------------------
+
+domain_metrics& domain_cache::lookup(std::string_view host) {
+  if (auto it = map_.find(host); it != map_.end()) return *it->second;
+  // A miss: libpsl and the shared map, then remember the host. Cleared when full
+  // rather than evicted one by one: misses are rare once a worker has seen its hosts.
+  if (map_.size() >= max_entries) map_.clear();
+  domain_metrics& d = metrics_.domain(config::domain_label(host));
+  map_.emplace(std::string(host), &d);
+  return d;
+}
+
+// ---- metrics ----------------------------------------------------------------------------
+
+metrics::metrics(std::size_t max_domains)
+    : registry_(std::make_shared<prometheus::Registry>()), max_domains_(max_domains) {
+  requests_ = &prometheus::BuildCounter()
+                   .Name("egressd_requests_total")
+                   .Help("Requests by registrable domain, protocol, decision and reason (denials: decision=deny).")
+                   .Register(*registry_);
+  auto& guard = prometheus::BuildCounter()
+                    .Name("egressd_guard_refusals_total")
+                    .Help("Requests refused by the address guard, by the class of the refused address.")
+                    .Register(*registry_);
+  static_assert(static_cast<std::size_t>(last_address_class) < std::tuple_size_v<decltype(guard_refusals_)>);
+  for (auto i = static_cast<std::size_t>(policy::address_class::none) + 1;
+       i <= static_cast<std::size_t>(last_address_class); ++i)
+    guard_refusals_[i] = &guard.Add({{"class", str(policy::to_string(static_cast<policy::address_class>(i)))}});
+  auto& dns = prometheus::BuildCounter()
+                  .Name("egressd_dns_lookups_total")
+                  .Help("Name lookups a request waited for (cache misses), by result.")
+                  .Register(*registry_);
+  for (std::size_t i = 0; i < dns_results.size(); ++i) dns_lookups_[i] = &dns.Add({{"result", str(dns_results[i])}});
+  reloads_ = &prometheus::BuildCounter()
+                  .Name("egressd_reloads_total")
+                  .Help("Configuration reloads (SIGHUP), by result.")
+                  .Register(*registry_);
+  reloads_->Add({{"result", "success"}});
+  reloads_->Add({{"result", "failure"}});
+  config_info_ = &prometheus::BuildGauge()
+                      .Name("egressd_config_info")
+                      .Help("The configuration in force: its hash as a label, value 1.")
+                      .Register(*registry_);
+  prometheus::BuildGauge()
+      .Name("egressd_build_info")
+      .Help("The egressd build: its version as a label, value 1.")
+      .Register(*registry_)
+      .Add({{"version", EGRESSD_VERSION}})
+      .Set(1);
+}
+
+metrics::~metrics() = default;
+
+domain_metrics& metrics::domain(std::string_view registrable) {
+  std::lock_guard lock(domains_mutex_);
+  if (auto it = domains_.find(registrable); it != domains_.end()) return *it->second;
+  // `_other` does not count against the cap: at most max_domains + 1 values.
+  std::string_view name = registrable;
+  if (domains_.size() - domains_.count(other_domain) >= max_domains_.load(std::memory_order_relaxed)) {
+    name = other_domain;
+    if (auto it = domains_.find(name); it != domains_.end()) return *it->second;
+  }
+  auto d = std::make_unique<domain_metrics>();
+  d->name = std::string(name);
+  auto& ref = *d;
+  domains_.emplace(d->name, std::move(d));
+  return ref;
+}
+
+std::size_t metrics::domain_count() const {
+  std::lock_guard lock(domains_mutex_);
+  return domains_.size();
+}
+
+void metrics::count_request(domain_metrics& d, const request_labels& l) {
+  const std::size_t slot =
+      (static_cast<std::size_t>(l.protocol) * request_labels::decisions + l.decision) * request_labels::reasons +
+      l.reason;
+  auto& handle = d.requests[slot % d.requests.size()];
+  prometheus::Counter* c = handle.load(std::memory_order_acquire);
+  if (!c) {
+    // First request of this combination for this domain: create its series once.
+    std::lock_guard lock(domains_mutex_);
+    c = handle.load(std::memory_order_acquire);
+    if (!c) {
+      c = &requests_->Add({{"domain", d.name},
+                           {"protocol", str(l.protocol_name)},
+                           {"decision", str(l.decision_name)},
+                           {"reason", str(l.reason_name)}});
+      handle.store(c, std::memory_order_release);
+    }
+  }
+  c->Increment();
+}
+
+void metrics::count_guard_refusal(policy::address_class c) noexcept {
+  const auto i = static_cast<std::size_t>(c);
+  if (i < guard_refusals_.size() && guard_refusals_[i]) guard_refusals_[i]->Increment();
+}
+
+void metrics::count_dns_lookup(dns_result r) noexcept {
+  const auto i = static_cast<std::size_t>(r);
+  if (i < dns_lookups_.size()) dns_lookups_[i]->Increment();
+}
+
+void metrics::count_reload(bool ok) { reloads_->Add({{"result", ok ? "success" : "failure"}}).Increment(); }
+
+void metrics::set_config_hash(std::string_view hash) {
+  std::lock_guard lock(config_mutex_);
+  if (config_series_ && config_hash_ == hash) return;
+  if (config_series_) config_info_->Remove(config_series_);
+  config_hash_ = std::string(hash);
+  config_series_ = &config_info_->Add({{"hash", config_hash_}});
+  config_series_->Set(1);
+}
+
+std::string metrics::render() const {
+  auto families = registry_->Collect();
+  auto gauge = [&](std::string_view name, std::string_view help, double value) {
+    prometheus::MetricFamily f;
+    f.name = str(name);
+    f.help = str(help);
+    f.type = prometheus::MetricType::Gauge;
+    prometheus::ClientMetric m;
+    m.gauge.value = value;
+    f.metric.push_back(std::move(m));
+    families.push_back(std::move(f));
+  };
+  gauge("egressd_connections_open", "Open client connections (tunnels included).",
+        connections_open_ ? static_cast<double>(connections_open_->load(std::memory_order_relaxed)) : 0.0);
+  gauge("egressd_tunnels_open", "Open tunnels (CONNECT and SOCKS5 after their success reply).",
+        static_cast<double>(std::max<std::int64_t>(0, tunnels_open_.load(std::memory_order_relaxed))));
+  connect_seconds_.collect("egressd_upstream_connect_seconds", "Time to connect to the upstream (TCP handshake).",
+                           families);
+  request_seconds_.collect("egressd_request_duration_seconds",
+                           "Time from a request's head to its decision and reply (tunnels: until established).",
+                           families);
+  dns_seconds_.collect("egressd_dns_lookup_seconds", "How long a request waited for a name lookup (cache misses).", families);
+  std::sort(families.begin(), families.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+std::string policy_hash(const policy::snapshot& p) {
+  std::uint64_t h = 14695981039346656037ULL;
+  auto mix = [&h](std::string_view bytes) {
+    for (const unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ULL;
+    }
+    h ^= 0xff;  // a separator no entry contains, so ("ab","c") and ("a","bc") differ
+    h *= 1099511628211ULL;
+  };
+  for (std::size_t i = 0; i < p.rule_count(); ++i) {
+    const auto& r = p.rule(static_cast<policy::rule_id>(i));
+    mix(r.list == policy::list_kind::allow ? "allow" : "deny");
+    mix(r.text);
+    mix(r.preset);
+  }
+  mix(std::to_string(static_cast<int>(p.unknown())));
+  mix(p.allow_private() ? "private" : "");
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out(16, '0');
+  for (int i = 15; i >= 0; --i, h >>= 4) out[static_cast<std::size_t>(i)] = digits[h & 0xf];
+  return out;
+}
+
+}  // namespace egressd::proxy

@@ -1,0 +1,176 @@
+#pragma once
+// Prometheus metrics (DESIGN.md §2.6, STYLE.md §12): one registry per process, served
+// as text by the admin endpoint's /metrics. prometheus-cpp's core library holds the
+// counters and gauges (atomic, no lock to update); the latency histograms are our
+// own lock-free ones, because prometheus-cpp's Histogram takes a mutex per
+// observation, which every worker would share.
+//
+// The `domain` label is the product's point and the one label not from a closed enum,
+// so it is bounded: the registrable domain of the host (config::domain_label),
+// at most `metrics.max_domains` distinct values, the rest under `_other`. A request
+// finds its domain's handles once (domain_cache, per worker: a hash lookup, no shared
+// lock on a hit) and then updates atomics only.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "policy/guard.hpp"
+#include "policy/snapshot.hpp"
+
+namespace prometheus {
+class Counter;
+class Gauge;
+class Registry;
+template <typename T>
+class Family;
+struct MetricFamily;
+}  // namespace prometheus
+
+namespace egressd::proxy {
+
+/// A latency histogram with the buckets every egressd histogram shares (100 µs to 30 s).
+/// observe() is lock-free (a few relaxed atomic adds); a scrape reads a snapshot that
+/// may miss observations made while it runs. Thread-safe.
+class latency_histogram {
+ public:
+  /// Upper bounds in seconds, ascending; +Inf is implied.
+  static constexpr std::array<double, 17> bounds = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                    0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                    1,      2.5,     5,      10,    30};
+  void observe(std::chrono::microseconds d) noexcept;
+  /// Appends this histogram as a MetricFamily of `name` to `out`.
+  void collect(std::string_view name, std::string_view help, std::vector<prometheus::MetricFamily>& out) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts_{};  // per bucket, +Inf last
+  std::atomic<std::uint64_t> sum_us_{0};
+};
+
+/// The per-request labels besides the domain, as small indices (for the handle table)
+/// and their names (for the series, used the first time a combination is seen).
+struct request_labels {
+  static constexpr std::size_t protocols = 4;
+  static constexpr std::size_t decisions = 3;
+  static constexpr std::size_t reasons = 24;  // 17 policy reasons, then request outcomes
+  std::uint8_t protocol = 0;  ///< < protocols
+  std::uint8_t decision = 0;  ///< < decisions
+  std::uint8_t reason = 0;    ///< < reasons
+  std::string_view protocol_name;
+  std::string_view decision_name;
+  std::string_view reason_name;
+};
+
+/// The handles of one `domain` label value, created once and never freed while the
+/// registry lives (so pointers to it stay valid). Per-domain byte counters go here too
+/// when the relay counts them: one lookup per request, then atomics per relay batch.
+struct domain_metrics {
+  std::string name;
+  /// egressd_requests_total per (protocol, decision, reason), created on first use.
+  std::array<std::atomic<prometheus::Counter*>,
+             request_labels::protocols * request_labels::decisions * request_labels::reasons>
+      requests{};
+};
+
+class metrics;
+
+/// A transparent hash, so maps keyed by std::string are searched with a string_view
+/// (no allocation on a lookup).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+/// One worker's cache of host → domain handles in front of metrics::domain(): a hit is
+/// one hash lookup without allocation or shared lock. Bounded (cleared when full, so a
+/// client inventing names cannot grow it). One thread only.
+class domain_cache {
+ public:
+  static constexpr std::size_t max_entries = 4096;
+  explicit domain_cache(metrics& m) noexcept : metrics_(m) {}
+  /// The handles for `host` (a canonical host, an IP literal, or empty/invalid text).
+  domain_metrics& lookup(std::string_view host);
+  std::size_t size() const noexcept { return map_.size(); }
+
+ private:
+  metrics& metrics_;
+  std::unordered_map<std::string, domain_metrics*, string_hash, std::equal_to<>> map_;
+};
+
+/// Every egressd metric. Thread-safe; updates take no lock shared by the workers
+/// (creating a new series does, once).
+class metrics {
+ public:
+  explicit metrics(std::size_t max_domains = 1000);
+  ~metrics();
+  metrics(const metrics&) = delete;
+  metrics& operator=(const metrics&) = delete;
+
+  /// metrics.max_domains; a lower value stops new domains, it never drops series.
+  void set_max_domains(std::size_t n) noexcept { max_domains_.store(n, std::memory_order_relaxed); }
+  /// The handles of `registrable` (a label value from config::domain_label), or
+  /// of `_other` once max_domains values exist. Takes a mutex: callers go through a
+  /// domain_cache.
+  domain_metrics& domain(std::string_view registrable);
+  /// How many distinct domain label values exist (`_other` included once used).
+  std::size_t domain_count() const;
+
+  /// One finished request (account()).
+  void count_request(domain_metrics& d, const request_labels& l);
+  void observe_connect(std::chrono::microseconds d) noexcept { connect_seconds_.observe(d); }
+  void observe_request(std::chrono::microseconds d) noexcept { request_seconds_.observe(d); }
+  void observe_dns(std::chrono::microseconds d) noexcept { dns_seconds_.observe(d); }
+  /// A request the guard refused, by the class of the refused address.
+  void count_guard_refusal(policy::address_class c) noexcept;
+  /// A DNS lookup's result.
+  enum class dns_result : std::uint8_t { ok, no_such_name, error };
+  void count_dns_lookup(dns_result r) noexcept;
+  void tunnel_opened() noexcept { tunnels_open_.fetch_add(1, std::memory_order_relaxed); }
+  void tunnel_closed() noexcept { tunnels_open_.fetch_sub(1, std::memory_order_relaxed); }
+  /// A reload attempt; on success `config_hash` replaces the egressd_config_info series.
+  void count_reload(bool ok);
+  /// egressd_config_info{hash} 1 for the configuration now in force.
+  void set_config_hash(std::string_view hash);
+  /// Where egressd_connections_open comes from (the runtime's counter), read at scrape.
+  void set_connections_source(const std::atomic<std::size_t>* open) noexcept { connections_open_ = open; }
+
+  /// The whole exposition, Prometheus text format 0.0.4.
+  std::string render() const;
+  /// The Content-Type of render()'s text.
+  static constexpr std::string_view content_type = "text/plain; version=0.0.4; charset=utf-8";
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>* requests_;
+  std::array<prometheus::Counter*, 32> guard_refusals_{};  // by address_class
+  std::array<prometheus::Counter*, 3> dns_lookups_{};      // by dns_result
+  prometheus::Family<prometheus::Counter>* reloads_;
+  prometheus::Family<prometheus::Gauge>* config_info_;
+  prometheus::Gauge* config_series_ = nullptr;
+  std::string config_hash_;
+  latency_histogram connect_seconds_;
+  latency_histogram request_seconds_;
+  latency_histogram dns_seconds_;
+  std::atomic<std::int64_t> tunnels_open_{0};
+  const std::atomic<std::size_t>* connections_open_ = nullptr;
+
+  std::atomic<std::size_t> max_domains_;
+  mutable std::mutex domains_mutex_;  // domains_ and the creation of request series
+  std::unordered_map<std::string, std::unique_ptr<domain_metrics>, string_hash, std::equal_to<>> domains_;
+  mutable std::mutex config_mutex_;  // config_series_, config_hash_
+};
+
+/// The egressd_config_info hash of a policy: 16 hex digits of FNV-1a 64 over its rules
+/// (list, entry text, preset) in order and its `unknown` and `allow_private` settings, so
+/// two hosts, or a host before and after a reload, compare by it.
+std::string policy_hash(const policy::snapshot& p);
+
+}  // namespace egressd::proxy

@@ -1,0 +1,109 @@
+// proxy/metrics without sockets: the domain cap, the per-worker cache, the request
+// series, the histograms and the exposition text.
+#define CATCH_CONFIG_MAIN
+#include <catch2/catch.hpp>
+
+#include <string>
+
+#include "proxy/metrics.hpp"
+
+using egressd::proxy::domain_cache;
+using egressd::proxy::latency_histogram;
+using egressd::proxy::metrics;
+using egressd::proxy::request_labels;
+
+namespace {
+
+request_labels deny_labels() {
+  request_labels l;
+  l.protocol = 1;
+  l.protocol_name = "http";
+  l.decision = 0;
+  l.decision_name = "deny";
+  l.reason = 7;
+  l.reason_name = "unknown_denied";
+  return l;
+}
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("the domain label is capped, the rest counted under _other", "[unit][metrics]") {
+  metrics m(3);
+  domain_cache cache(m);
+  for (int i = 0; i < 50; ++i) m.count_request(cache.lookup("h" + std::to_string(i) + ".example.com"), deny_labels());
+  // The same registrable domain: one value.
+  CHECK(m.domain_count() == 1);
+  for (int i = 0; i < 50; ++i) m.count_request(cache.lookup("d" + std::to_string(i) + ".test"), deny_labels());
+  CHECK(m.domain_count() == 4);  // 3 domains and _other
+  const auto text = m.render();
+  CHECK(count_of(text, "egressd_requests_total{") == 4);
+  CHECK(text.find("domain=\"example.com\",protocol=\"http\",reason=\"unknown_denied\"} 50") != std::string::npos);
+  CHECK(text.find("domain=\"_other\"") != std::string::npos);
+  // Other + 2 of the d*.test names: 50 requests in all besides example.com's.
+  CHECK(text.find("domain=\"_other\",protocol=\"http\",reason=\"unknown_denied\"} 48") != std::string::npos);
+  // A raised cap lets new domains in again; a known one keeps its series.
+  m.set_max_domains(4);
+  CHECK(m.domain(std::string_view("new.test")).name == "new.test");
+  CHECK(&m.domain(std::string_view("example.com")) == &cache.lookup("www.example.com"));
+}
+
+TEST_CASE("the worker cache is bounded and hits return the same handles", "[unit][metrics]") {
+  metrics m(100000);
+  domain_cache cache(m);
+  auto& a = cache.lookup("a.example.org");
+  CHECK(&cache.lookup("a.example.org") == &a);
+  CHECK(&cache.lookup("b.example.org") == &a);  // same registrable domain
+  CHECK(cache.lookup("127.0.0.1").name == "ip");
+  CHECK(cache.lookup("bad host").name == "invalid");
+  CHECK(cache.lookup("").name == "invalid");
+  for (std::size_t i = 0; i < domain_cache::max_entries * 2; ++i) cache.lookup("x" + std::to_string(i) + ".org");
+  CHECK(cache.size() <= domain_cache::max_entries);
+  CHECK(&cache.lookup("a.example.org") == &a);  // recomputed after a clear: same handles
+}
+
+TEST_CASE("latency histograms: cumulative buckets, count and sum", "[unit][metrics]") {
+  metrics m;
+  m.observe_connect(std::chrono::microseconds(50));       // <= 100 us
+  m.observe_connect(std::chrono::microseconds(2000));     // <= 2.5 ms
+  m.observe_connect(std::chrono::microseconds(60000000)); // +Inf
+  const auto text = m.render();
+  CHECK(text.find("egressd_upstream_connect_seconds_bucket{le=\"0.0001\"} 1") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_bucket{le=\"0.001\"} 1") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_bucket{le=\"0.0025\"} 2") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_bucket{le=\"30\"} 2") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_bucket{le=\"+Inf\"} 3") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_count 3") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_sum 60.00205") != std::string::npos);
+}
+
+TEST_CASE("reloads, config hash, guard refusals and gauges", "[unit][metrics]") {
+  metrics m;
+  std::atomic<std::size_t> open{7};
+  m.set_connections_source(&open);
+  m.set_config_hash("aaaa");
+  m.set_config_hash("bbbb");
+  m.count_reload(true);
+  m.count_reload(false);
+  m.count_reload(false);
+  m.count_guard_refusal(egressd::policy::address_class::loopback);
+  m.count_guard_refusal(egressd::policy::address_class::none);  // not a class: ignored
+  m.tunnel_opened();
+  m.tunnel_opened();
+  m.tunnel_closed();
+  const auto text = m.render();
+  CHECK(text.find("egressd_config_info{hash=\"bbbb\"} 1") != std::string::npos);
+  CHECK(text.find("hash=\"aaaa\"") == std::string::npos);
+  CHECK(text.find("egressd_reloads_total{result=\"success\"} 1") != std::string::npos);
+  CHECK(text.find("egressd_reloads_total{result=\"failure\"} 2") != std::string::npos);
+  CHECK(text.find("egressd_guard_refusals_total{class=\"loopback\"} 1") != std::string::npos);
+  CHECK(text.find("egressd_guard_refusals_total{class=\"private_network\"} 0") != std::string::npos);
+  CHECK(text.find("egressd_connections_open 7") != std::string::npos);
+  CHECK(text.find("egressd_tunnels_open 1") != std::string::npos);
+  CHECK(text.find("egressd_build_info{version=") != std::string::npos);
+}
