@@ -666,7 +666,7 @@ for key, title, unit in (("scale_bulk4", "bulk, 4 streams (CONNECT)", "MiB/s"), 
         v1 = w1.get("value") if w1 else None; v2 = w2.get("value") if w2 else None
         scal.append(f"| {title} | {fmt(v1)} {unit} | {fmt(v2)} {unit} | {ratio(v2, v1)} |")
 
-# key targets (DESIGN.md §4)
+# key targets (the README's Performance section)
 def val(row, peer, mode=None):
     r = find(row, peer, mode)
     return r.get("value") if r and "value" in r else None
@@ -742,7 +742,7 @@ md += lines
 if scal:
     md += ["", "### Scaling with worker threads (egressd)", "", "| scenario | workers: 1 | workers: 2 | 2 / 1 |", "|---|---:|---:|---:|"] + scal
 if keys:
-    md += ["", "### Against the targets of DESIGN.md §4", ""] + keys
+    md += ["", "### Against the targets of the README's Performance section", ""] + keys
 if notes:
     md += ["", "### Notes", ""] + [f"- {n}" for n in notes]
 md += ["", "### egressd stderr (lines above info level, and connections still open at SIGTERM)", ""]

@@ -1,7 +1,7 @@
 #pragma once
-// The typed configuration of egressd (DESIGN.md §2.2): plain values, filled and
+// The typed configuration of egressd (README "Configuration"): plain values, filled and
 // validated once by config/load.hpp. After a successful load the invariants noted
-// on each field hold, and nothing downstream re-validates them (STYLE.md §5).
+// on each field hold, and nothing downstream re-validates them.
 // Defaults here are the defaults of a YAML file that omits the key.
 
 #include "config/duration.hpp"
@@ -18,7 +18,7 @@
 namespace egressd::config {
 
 /// One `listeners[]` entry: a socket that serves HTTP proxy requests and/or
-/// SOCKS5, told apart by the first byte (DESIGN.md §1).
+/// SOCKS5, told apart by the first byte (README "Using it with Claude Code and sandbox-runtime").
 struct listener_config {
   /// `address:`; required. No two listeners share one (a port-0 TCP endpoint is
   /// never "the same" as another: the OS picks distinct ports).
@@ -38,17 +38,17 @@ struct listener_config {
   std::string group_name;
 };
 
-/// `admin:`: /metrics, /healthz, /readyz, /v1/... (DESIGN.md §2.6).
+/// `admin:`: /, /metrics, /healthz, /readyz (README "Admin endpoint").
 struct admin_config {
   /// `address:`; required; not the address of a listener.
   endpoint address;
 };
 
 /// `hook.on_timeout`: the answer when the hook does not answer in time.
-/// The zero value denies (STYLE.md §4).
+/// The zero value denies.
 enum class hook_fallback : std::uint8_t { deny, allow };
 
-/// `hook:`: the confirmation hook asked about unknown destinations (DESIGN.md §2.5).
+/// `hook:`: the confirmation hook asked about unknown destinations (not built yet).
 /// Exactly one of `exec`, `url`, `console` is set.
 struct hook_config {
   /// `exec: [program, args...]`: run per question, JSON on stdin/stdout. When set,
@@ -84,7 +84,7 @@ struct limits_config {
   duration drain_timeout = std::chrono::seconds{30};
 };
 
-/// `dns:`: the resolver (DESIGN.md §3).
+/// `dns:`: the resolver (README "Life of a session").
 struct dns_config {
   /// Name servers as IP literals, optionally with a port (`1.1.1.1`,
   /// `127.0.0.1:5353`, `[::1]:53`); empty: those of /etc/resolv.conf.

@@ -7,7 +7,7 @@
 // Settings files: text -> config/json.hpp (strict JSON, as JSON.parse reads it) ->
 // settings_data (lists, strictAllowlist, ports) -> onto the embedded default, or
 // layered onto a YAML config -> the same check_config().
-// yaml-cpp types never leave this file (STYLE.md §5).
+// yaml-cpp types never leave this file.
 
 #include "config/load.hpp"
 
@@ -198,8 +198,8 @@ bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_va
 // Features whose keys are in the schema but whose code is not built yet: their keys
 // are errors ("not yet supported") until the flag is turned on with the feature.
 namespace features {
-constexpr bool hook = false;     // hook:, decisions_file: (DESIGN.md §2.5)
-constexpr bool metrics = true;   // metrics: (DESIGN.md §2.6)
+constexpr bool hook = false;     // hook:, decisions_file: (README "Policy semantics")
+constexpr bool metrics = true;   // metrics: (README "Metrics")
 }  // namespace features
 
 namespace keys {
@@ -847,7 +847,7 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
 
 bool is_unspecified(const std::string& host) { return host == "0.0.0.0" || host == "::"; }
 
-// Whether binding both would collide. With SO_REUSEPORT (DESIGN.md §3) two
+// Whether binding both would collide. With SO_REUSEPORT (README "Life of a session") two
 // sockets on one address both bind and split the connections between them, so
 // a collision never fails at startup: it must be caught here.
 bool overlaps(const endpoint& a, const endpoint& b) {
@@ -1172,7 +1172,7 @@ constexpr std::array<std::string_view, 10> known = {"allowedDomains",     "denie
                                                     "allowLocalBinding",  "mitmProxy"};
 }  // namespace settings_keys
 
-// What a settings file contributes (DESIGN.md §2.1).
+// What a settings file contributes (README "Command line").
 struct settings_data {
   std::string file;
   bool has_network = false;

@@ -1,6 +1,6 @@
 #pragma once
-// Loading the configuration: egressd YAML (DESIGN.md §2.2) or a Claude Code /
-// sandbox-runtime settings JSON (DESIGN.md §2.1), parsed and validated in one
+// Loading the configuration: egressd YAML (README "Configuration") or a Claude Code /
+// sandbox-runtime settings JSON (README "Command line"), parsed and validated in one
 // pass that reports every problem with its file, path and line.
 // Pure apart from reading the named files and checking, with stat(2)/access(2),
 // that a `log.audit` file can be written: no logging, no globals; never throws for

@@ -35,7 +35,7 @@ bool is_suffix(std::string_view domain, int type) noexcept {
   std::size_t length = 0;
   for (const char c : domain) {
     // libpsl compares lower-case ASCII (or UTF-8 it would convert); patterns are
-    // ASCII by the time they reach us (DESIGN.md §2.3: IDNs as punycode).
+    // ASCII by the time they reach us (README "Policy semantics": IDNs as punycode).
     if (static_cast<unsigned char>(c) >= 0x80 || c == '\0') return false;
     lower[length++] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
   }

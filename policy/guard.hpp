@@ -1,5 +1,5 @@
 #pragma once
-// The address guard (DESIGN.md §2.3): after a name is allowed, every address it
+// The address guard (README "Policy semantics"): after a name is allowed, every address it
 // resolves to is classified, and only addresses that pass may be dialled.
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 #pragma once
-// Canonical form of a requested host (DESIGN.md §2.3), as sandbox-runtime 0.0.78
+// Canonical form of a requested host (README "Policy semantics"), as sandbox-runtime 0.0.78
 // computes it, with the deliberate differences listed in README.md ("Differences from
 // sandbox-runtime").
 

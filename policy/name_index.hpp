@@ -2,7 +2,7 @@
 // The index of name patterns, keyed by label suffixes. A host's suffixes at label
 // boundaries are hashed in one right-to-left pass (reversed labels), and each is looked
 // up in a flat open-addressing table, so a decision costs one probe per label whatever
-// the number of rules (DESIGN.md §3 "Matching").
+// the number of rules (README "Performance": a decision costs the same with 10 rules or 100,000).
 
 #include <array>
 #include <cstdint>

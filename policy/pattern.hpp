@@ -1,5 +1,5 @@
 #pragma once
-// The pattern grammar of allow and deny lists (DESIGN.md §2.3):
+// The pattern grammar of allow and deny lists (README "Policy semantics"):
 //   example.com        exactly that host
 //   *.example.com      strict subdomains at any depth, not the apex
 //   **.example.com     the apex and all subdomains            (egressd grammar only)

@@ -32,14 +32,14 @@ struct rule_entry {
 };
 
 /// What happens to a destination that no rule names.
-/// The zero value denies (STYLE.md §4: deny is the default and the zero value).
+/// The zero value denies.
 enum class unknown_mode : std::uint8_t {
   deny,   ///< refuse it
   ask,    ///< ask the confirmation hook
   allow,  ///< report-only: let it through and record that it would have been denied
 };
 
-/// Rules for the address guard (DESIGN.md §2.3), applied to every address a name
+/// Rules for the address guard (README "Policy semantics"), applied to every address a name
 /// resolves to.
 struct guard_rules {
   /// Extra ranges to refuse (CIDR or single addresses), on top of the built-in classes.

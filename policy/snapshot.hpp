@@ -119,7 +119,7 @@ class snapshot {
   bool allow_private_ = false;
 };
 
-/// The decision for a request (DESIGN.md §2.3 "Order"): invalid host → deny; a deny
+/// The decision for a request (README "Policy semantics", order of a decision): invalid host → deny; a deny
 /// rule → deny; an allow rule → allow; a remembered hook answer; then `unknown`.
 /// Pure, thread-safe, allocation-free.
 decision decide(const snapshot& policy, const request_facts& facts) noexcept;

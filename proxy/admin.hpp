@@ -1,5 +1,5 @@
 #pragma once
-// The admin endpoint (DESIGN.md §2.6, STYLE.md §13): routes from one table (path,
+// The admin endpoint (README "Admin endpoint"): routes from one table (path,
 // methods, handler, one help line), which `GET /` and the startup log list, so they
 // cannot drift: / (the route list), /healthz (the process is up), /readyz (listeners
 // bound, not draining, every worker loop answering within a second), /metrics

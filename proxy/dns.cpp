@@ -136,7 +136,7 @@ using result_signature = void(boost::system::error_code, dns_answer);
 using result_handler = asio::any_completion_handler<result_signature>;
 using result_pair = std::pair<boost::system::error_code, dns_answer>;
 
-// RFC 1035 §2.3.4, as the canonical host of DESIGN.md §2.3.
+// RFC 1035 §2.3.4, as the canonical host of README "Policy semantics".
 constexpr std::size_t max_name_bytes = 253;
 // Answers from the hosts file carry no TTL (c-ares reports 0).
 constexpr std::chrono::milliseconds hosts_ttl{5000};
@@ -638,7 +638,7 @@ void resolver::shutdown() { impl_->shutdown(); }
 asio::awaitable<std::pair<boost::system::error_code, dns_answer>> resolver::resolve(
     std::string name) {
   // Callers canonicalise first and judge IP literals by the IP rules alone
-  // (DESIGN.md §2.3), so this is only a safety net: no query, no cache.
+  // (README "Policy semantics"), so this is only a safety net: no query, no cache.
   if (const auto literal = parse_ip_literal(name)) {
     co_return result_pair{boost::system::error_code{}, dns_answer{{*literal}, false}};
   }
@@ -649,7 +649,7 @@ asio::awaitable<std::pair<boost::system::error_code, dns_answer>> resolver::reso
     co_return result_pair{boost::system::error_code{}, dns_answer{*hit->addresses, true}};
   }
 
-  // as_tuple: an error is a value here, not an exception (STYLE.md §3).
+  // as_tuple: an error is a value here, not an exception.
   const std::shared_ptr<impl> self = impl_;
   const auto token = asio::as_tuple(asio::use_awaitable);
   auto [ec, answer] = co_await asio::async_initiate<decltype(token), result_signature>(

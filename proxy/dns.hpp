@@ -1,5 +1,5 @@
 #pragma once
-// Asynchronous name resolution for the sessions (DESIGN.md §2.3 "Guard", §3 "DNS"):
+// Asynchronous name resolution for the sessions (README "Policy semantics", "Life of a session"):
 // c-ares driven by each worker's io_context, answers shared by all workers through a
 // TTL cache. A session resolves once, the guard classifies what came back, and the
 // dialer uses only those addresses: nothing here ever looks a name up twice for one
@@ -165,7 +165,7 @@ class dns_cache {
 /// name on one resolver share one query.
 /// @par Thread Safety
 /// Not thread-safe: construct, use and destroy it on its executor's thread only (a
-/// worker's sessions never leave that thread, DESIGN.md §3). The dns_cache it shares
+/// worker's sessions never leave that thread, README "Life of a session"). The dns_cache it shares
 /// is thread-safe.
 class resolver {
  public:
@@ -183,7 +183,7 @@ class resolver {
   resolver(const resolver&) = delete;
   resolver& operator=(const resolver&) = delete;
 
-  /// Resolves `name`, a canonical host (lower-case, no trailing dot; DESIGN.md §2.3)
+  /// Resolves `name`, a canonical host (lower-case, no trailing dot; README "Policy semantics")
   /// to its A and AAAA addresses. An IP literal (bracketed IPv6 too) comes back at
   /// once, uncached, without a query. Must be awaited by a coroutine running on this
   /// resolver's executor; completes there.

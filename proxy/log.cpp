@@ -362,7 +362,7 @@ bool audit_enabled() noexcept { return audit() != nullptr; }
 void log_audit(const json_object& record) {
   auto* logger = audit();
   if (!logger) return;
-  // Access records are JSON lines whatever log.format says (DESIGN.md §2.6): the
+  // Access records are JSON lines whatever log.format says (README "Logs and access records"): the
   // audit logger's pattern always opens the object, and a record is always built
   // with json_object::json().
   assert(record.is_json());

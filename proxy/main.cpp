@@ -1,4 +1,4 @@
-// egressd's command line and the only wiring place (STYLE.md §1).
+// egressd's command line and the only wiring place.
 //   egressd [run] [--config FILE] [--settings FILE]
 //   egressd check-config [--config FILE] [--settings FILE]
 //   egressd check [--config FILE] [--settings FILE] (HOST[:PORT] | URL) [--json] [--resolve]

@@ -1,5 +1,5 @@
 #pragma once
-// Prometheus metrics (DESIGN.md §2.6, STYLE.md §12): one registry per process, served
+// Prometheus metrics (README "Metrics"): one registry per process, served
 // as text by the admin endpoint's /metrics. prometheus-cpp's core library holds the
 // counters and gauges (atomic, no lock to update); the latency histograms are our
 // own lock-free ones, because prometheus-cpp's Histogram takes a mutex per

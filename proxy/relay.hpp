@@ -1,5 +1,5 @@
 #pragma once
-// The tunnel relay (DESIGN.md §3 "Relay"). Once a tunnel is established the session's
+// The tunnel relay (README "Life of a session"). Once a tunnel is established the session's
 // coroutines end and the tunnel lives on as one small object: two sockets, two pump
 // states and the counters. Each pump waits for readiness and moves bytes with
 // splice(2) through a pipe leased from a per-thread pool only while data moves (or

@@ -1,5 +1,5 @@
 #pragma once
-// The responses the proxy itself writes: refusals (DESIGN.md §2.4) with
+// The responses the proxy itself writes: refusals (README "Wire behaviour") with
 // `X-Proxy-Error: blocked-by-allowlist` (as sandbox-runtime sends) for policy
 // refusals, an RFC 9209 `Proxy-Status` field naming the error, the rule and the
 // reason, and a short text body saying what was refused and why.

@@ -36,7 +36,7 @@ struct runtime {
   /// limits.max_connections of the current config, for the accept path.
   std::atomic<std::size_t> max_connections{0};
   std::atomic<bool> draining{false};
-  /// Every metric (DESIGN.md §2.6); workers reach domain handles through their cache.
+  /// Every metric (README "Metrics"); workers reach domain handles through their cache.
   metrics stats;
 };
 

@@ -364,7 +364,7 @@ struct server::impl {
     auto next = load_config_source(source);
     if (!next.ok()) {
       // The swap happens only after a whole successful load: nothing of the bad file
-      // is in force (STYLE.md §4).
+      // is in force.
       json_object f;
       f.add("source", from).add("errors", static_cast<std::uint64_t>(next.errors.size()));
       if (!next.errors.empty()) f.add("first_error", next.errors.front());

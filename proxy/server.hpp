@@ -1,5 +1,5 @@
 #pragma once
-// The daemon: workers, listeners, signals, reload and drain (DESIGN.md §2.1, §3).
+// The daemon: workers, listeners, signals, reload and drain (README "Command line", "Life of a session").
 
 #include <memory>
 

@@ -216,7 +216,7 @@ dial_error classify_connect_error(const boost::system::error_code& ec) {
   return dial_error::unreachable;
 }
 
-// The confirmation hook's place in the path (DESIGN.md §2.5). Until a hook client is
+// The confirmation hook's place in the path (README "Policy semantics"). Until a hook client is
 // configured, an `ask` is a denial with its own reason.
 policy::decision confirm(const session&, const destination& d) {
   (void)d;
@@ -334,7 +334,7 @@ asio::awaitable<void> dial(session& s, destination& d) {
 namespace {
 
 // Where the running config keeps its allowlist, so that a refusal can say what to
-// change (DESIGN.md §2.4): the file, the key of its allow list, and the option that
+// change (README "Wire behaviour"): the file, the key of its allow list, and the option that
 // names the file to `egressd check`.
 struct allowlist_place {
   std::string_view file;  ///< empty: the embedded default config
@@ -465,7 +465,7 @@ refusal refusal_for(const session& s, const destination& d) {
       } else if (d.refused_class == address_class::non_loopback) {
         r.details += "; localhost names must resolve to loopback: check the hosts file";
       } else {
-        // An explicit IP allow entry re-opens its address (DESIGN.md §2.3); the
+        // An explicit IP allow entry re-opens its address (README "Policy semantics"); the
         // private classes also open with guard.allow_private (YAML configs only).
         const bool private_too = !p.settings && is_private_class(d.refused_class);
         r.details += add_entry_hint(p, address_entry(d.refused_address, d.port),

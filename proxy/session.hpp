@@ -1,5 +1,5 @@
 #pragma once
-// One client connection, from its first byte to its close (DESIGN.md §3):
+// One client connection, from its first byte to its close (README "Life of a session"):
 //   sniff -> parse head -> decide -> [hook] -> resolve -> guard -> dial -> reply -> relay
 // with exactly one access record per decision and one per closed tunnel.
 

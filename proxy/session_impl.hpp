@@ -55,7 +55,7 @@ enum class access_protocol : std::uint8_t {
   socks5,   ///< RFC 1928
   socks4,   ///< SOCKS4/4a: refused (egressd speaks SOCKS5 only)
 };
-/// Who made a request fail (STYLE.md §6), named in access records exactly as here.
+/// Who made a request fail, named in access records exactly as here.
 enum class error_source : std::uint8_t {
   none,      ///< nothing failed
   client,    ///< a malformed or unauthenticated request, a head that did not arrive

@@ -1,5 +1,5 @@
 #pragma once
-// `egressd suggest`: turns audit logs into a proposed allowlist (DESIGN.md §2.6).
+// `egressd suggest`: turns audit logs into a proposed allowlist (README "Logs and access records").
 // Pure: lines in, counts and patterns out; the command (proxy/main.cpp) reads the
 // files. No I/O, no clocks, no globals.
 //

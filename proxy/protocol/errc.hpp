@@ -1,6 +1,6 @@
 #pragma once
-// Why a protocol parser refused its input: one enum with a std::error_category
-// (STYLE.md §6). Parsers return these inside parse_failure; they never throw for
+// Why a protocol parser refused its input: one enum with a std::error_category.
+// Parsers return these inside parse_failure; they never throw for
 // bad input.
 
 #include <iosfwd>

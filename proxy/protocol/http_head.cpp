@@ -112,7 +112,7 @@ error parse_port(std::string_view text, std::uint16_t& port) noexcept {
 // A host as it appears in an authority. We only refuse what would change the meaning
 // of the authority or of the line: whitespace, controls, userinfo ('@'), a path ('/'),
 // brackets and colons out of place. Everything else (non-ASCII, '%', '_') is passed
-// through raw for the policy to canonicalise or reject (DESIGN.md §2.3).
+// through raw for the policy to canonicalise or reject (README "Policy semantics").
 bool is_plain_host_byte(char c) noexcept {
   return !(is_ctl(c) || c == ' ' || c == '@' || c == '/' || c == '[' || c == ']' || c == ':');
 }

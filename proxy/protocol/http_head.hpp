@@ -14,7 +14,7 @@
 
 namespace egressd::proxy::protocol {
 
-/// Size limits checked inside the parser (STYLE.md §2). A failure on any of them
+/// Size limits checked inside the parser. A failure on any of them
 /// maps to 431 (http_status_for).
 struct head_limits {
   /// The whole head, request line to the blank line inclusive.

@@ -1,5 +1,5 @@
 #pragma once
-// Shared vocabulary of the protocol parsers (STYLE.md §2): one call over the bytes
+// Shared vocabulary of the protocol parsers: one call over the bytes
 // received so far returns need_more, parse_failure{code}, or parsed{message, consumed}.
 // The caller owns the buffer and the socket; a parser owns nothing and keeps no state
 // between calls.

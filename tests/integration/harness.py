@@ -1,4 +1,4 @@
-"""Harness of egressd's integration tests (DESIGN.md §2, STYLE.md §10).
+"""Harness of egressd's integration tests.
 
 The tests start the real `egressd` binary (environment variable EGRESSD_BIN, required)
 on loopback port 0, drive it with real clients (curl, socat, OpenBSD nc, Python's
@@ -8,7 +8,7 @@ Python 3.11+ standard library only. Network: loopback only (127.0.0.0/8, ::1, un
 sockets). Every wait has a deadline and every loop a bound; nothing waits by sleeping:
 waits are on a condition (a log line, a closed socket, a process exit) with a deadline.
 
-Contract with the binary (beyond DESIGN.md), what this harness relies on:
+Contract with the binary (beyond the README), what this harness relies on:
   * `egressd run --config FILE` logs JSON objects, one per line, on stderr; once per
     listener `{"msg":"listening","listener":<address as written>,"address":<bound>}`
     (e.g. "127.0.0.1:41234", "[::1]:41234", "unix:/path"), then `{"msg":"ready"}`.
@@ -392,7 +392,7 @@ def make_config(listeners: Iterable[str] = ("127.0.0.1:0",), allow: Iterable[str
                 deny: Iterable[str] = (), unknown: str = "deny", guard: dict | None = None,
                 limits: dict | None = None, users: Iterable[tuple[str, str]] = (),
                 **extra: Any) -> dict:
-    """A config (DESIGN.md §2.2) as a dict: loopback listeners, no admin, audit on stdout."""
+    """A config (README "Configuration") as a dict: loopback listeners, no admin, audit on stdout."""
     policy: dict[str, Any] = {"allow": list(allow), "deny": list(deny), "unknown": unknown}
     if guard is not None:
         policy["guard"] = guard
@@ -1631,7 +1631,7 @@ class EgressdTestCase(unittest.TestCase):
     # assertions ------------------------------------------------------------------
     def assert_blocked(self, head: Head, host: str, *, body_has: Iterable[str] = (),
                        proxy_status_has: Iterable[str] = ()) -> None:
-        """A 403 refusal as DESIGN.md §2.4 words it."""
+        """A 403 refusal as README "Wire behaviour" words it."""
         self.assertEqual(head.status, 403, head.describe())
         self.assertEqual(head.get("X-Proxy-Error"), "blocked-by-allowlist", head.describe())
         ps = head.get("Proxy-Status")

@@ -1,4 +1,4 @@
-"""The audit log itself (DESIGN.md §2.6, README "Logs and access records"): access
+"""The audit log itself (README "Logs and access records"): access
 records are JSON lines whatever `log.format` says; `log.audit` as a file rotates by
 size (`audit_max_size`, `audit_max_files`) through spdlog's rotating sink without
 losing or splitting a line; SIGUSR1 reopens the file at its path (logrotate's `mv`

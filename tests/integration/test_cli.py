@@ -1,4 +1,4 @@
-"""`egressd check` through the real binary (DESIGN.md §2.1): the final answer (the
+"""`egressd check` through the real binary (README "Command line"): the final answer (the
 proxy's, after the address guard), the exit status (0 allow, 1 deny, 3 ask, 2 usage
 errors, 4 a configuration that does not load), the URL form, the JSON fields naming the
 rule's file, line, path and preset, and the embedded default config.

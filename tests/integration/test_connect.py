@@ -1,4 +1,4 @@
-"""HTTP CONNECT tunnels (DESIGN.md §1 client quirks, §2.4): curl, Python http.client and
+"""HTTP CONNECT tunnels (README "Using it with Claude Code and sandbox-runtime", "Wire behaviour"): curl, Python http.client and
 requests-style raw CONNECT, socat (git over ssh), OpenBSD nc; pipelined bytes; half-close
 from each side; refusals with their headers; 502/504; IPv6 and unix-socket listeners."""
 

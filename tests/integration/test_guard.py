@@ -1,4 +1,4 @@
-"""The address guard (DESIGN.md §2.3) seen from outside: an allowed name that resolves to
+"""The address guard (README "Policy semantics") seen from outside: an allowed name that resolves to
 loopback is refused with the class named, unless an explicit IP entry re-opens it;
 `localhost` / `*.localhost` may stay on loopback; IP literals are judged by IP rules;
 report-only mode (`unknown: allow`).
@@ -248,7 +248,7 @@ class ReportOnlyTest(EgressdTestCase):
 
 class ReportOnlyLocalhostTest(EgressdTestCase):
     """Report-only mode lets unknown names through, not onto loopback: `localhost` and
-    `*.localhost` may reach loopback only when a rule allows them by name (DESIGN.md §2.3)."""
+    `*.localhost` may reach loopback only when a rule allows them by name (README "Policy semantics")."""
 
     @classmethod
     def setUpClass(cls):

@@ -1,4 +1,4 @@
-"""Plain HTTP through the proxy (DESIGN.md §2.4): absolute-form rewritten to origin-form,
+"""Plain HTTP through the proxy (README "Wire behaviour"): absolute-form rewritten to origin-form,
 hop-by-hop and Proxy-* headers dropped, keep-alive on both sides, every request on a
 connection decided on its own, bodies of both framings streamed both ways, WebSocket
 upgrades, refusals, 502/504, and proxy authentication (407)."""

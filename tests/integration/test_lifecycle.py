@@ -1,4 +1,4 @@
-"""Process lifecycle (DESIGN.md §2.1): ready and listening lines, listeners of every kind,
+"""Process lifecycle (README "Command line"): ready and listening lines, listeners of every kind,
 SIGHUP reload (good, bad, under traffic, with open tunnels), SIGTERM/SIGINT drain, and
 the `check-config` and `check --json` commands."""
 

@@ -1,4 +1,4 @@
-"""Metrics and the admin endpoint's route table (DESIGN.md §2.6, STYLE.md §12-13), through
+"""Metrics and the admin endpoint's route table (README "Admin endpoint", "Metrics"), through
 the real binary: requests counted by registrable domain, protocol, decision and reason;
 tunnel and connection gauges; guard refusals; reloads and the config hash; the `domain`
 label capped at metrics.max_domains (+ `_other`) under 5,000 invented names; the text

@@ -1,10 +1,10 @@
-"""Access records field by field (DESIGN.md §2.6, README "Logs and access records"):
+"""Access records field by field (README "Logs and access records"):
 every request ends in exactly one record, on every exit (400, 407, 408, 431, a failed
 SOCKS5 authentication, SOCKS4 included); the decision is what policy said and an
 upstream failure is a field of its own; SOCKS5 records carry `socks_reply`, not
 `status`; authenticated records name the user; plain-HTTP records carry method, path
 (no query) and bytes; no credential ever appears in the daemon's output. Refusals say
-what would allow the destination (DESIGN.md §2.4)."""
+what would allow the destination (README "Wire behaviour")."""
 
 import json
 import os

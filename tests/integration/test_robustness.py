@@ -1,4 +1,4 @@
-"""Hostile and broken clients (DESIGN.md §2.4, STYLE.md §10): slow-loris heads closed at
+"""Hostile and broken clients (README "Wire behaviour"): slow-loris heads closed at
 head_timeout while other clients are served, oversized heads (431), malformed requests
 (400), random garbage, resets from either side, and the idle timeout of tunnels. After
 each, the daemon is still alive and serving."""

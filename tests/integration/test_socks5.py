@@ -1,4 +1,4 @@
-"""SOCKS5 (RFC 1928/1929, DESIGN.md §2.4): IPv4, domain and IPv6 targets, reply codes,
+"""SOCKS5 (RFC 1928/1929, README "Wire behaviour"): IPv4, domain and IPv6 targets, reply codes,
 curl socks5/socks5h, OpenBSD `nc -X 5` (git over ssh), username/password, and protocol
 sniffing on every listener (HTTP CONNECT to the "SOCKS" port, SOCKS5 to the "HTTP" port)."""
 

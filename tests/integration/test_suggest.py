@@ -1,4 +1,4 @@
-"""`egressd suggest` end to end (DESIGN.md §2.6, README "Command line"): a report-only
+"""`egressd suggest` end to end (README "Logs and access records", README "Command line"): a report-only
 run (`unknown: allow`) with access records to a file, then `suggest` on that file; the
 printed allowlist, loaded back with `unknown: deny`, allows every destination of the
 run (`egressd check`) and nothing outside its patterns; `--settings` prints the same

@@ -18,7 +18,7 @@
 #include <string>
 
 namespace egressd::config {
-// Failures print every problem of a load readably (STYLE.md §10).
+// Failures print every problem of a load readably.
 std::ostream& operator<<(std::ostream& os, const problem& p) { return os << p.to_string(); }
 std::ostream& operator<<(std::ostream& os, const load_result& r) {
   os << (r.ok() ? "ok" : "not ok") << ", " << r.problems.size() << " problem(s)";
@@ -459,7 +459,7 @@ TEST_CASE("Unix listeners: mode and group", "[unit][config]") {
 }
 
 TEST_CASE("keys of features not built yet are errors, not silently ignored", "[unit][config]") {
-  // hook: and decisions_file: are in the schema (DESIGN.md §2.2), but this version has
+  // hook: and decisions_file: are keys of the schema, but this version has
   // no hook: accepting them would promise what does not happen.
   const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
   CHECK_FALSE(r.ok());

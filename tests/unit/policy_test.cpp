@@ -1,4 +1,4 @@
-// Decision tables for the egressd grammar (DESIGN.md §2.3): each pattern form,
+// Decision tables for the egressd grammar (README "Policy semantics"): each pattern form,
 // precedence, canonicalisation, invalid hosts and patterns, the guard's classes and
 // presets. Every row states the expected outcome AND reason.
 
