@@ -200,6 +200,23 @@ class MetricsTest(EgressdTestCase):
                    "egressd_tunnels_open back to 0 after the tunnel closed")
         self.assertLess(self.bytes_total("down"), down0 + 2 * n + 4096)
 
+    def test_upgraded_http_tunnel_counts_while_open(self):
+        # An upgraded exchange becomes a tunnel: its relayed bytes count per batch too.
+        data = b"w" * (256 * 1024)
+        down0, up0 = self.bytes_total("down"), self.bytes_total("up")
+        hostport = f"localhost:{self.o.http.port}"
+        with self.ep.connect() as sock:
+            sock.sendall(request_bytes("GET", f"http://{hostport}/ws",
+                                       [("Host", hostport), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                        ("Sec-WebSocket-Version", "13")]))
+            head, rest = harness.read_head(sock)
+            self.assertEqual(head.status, 101, head.describe())
+            self.assertEqual(roundtrip(sock, data, rest), rest + data)
+            wait_until(lambda: self.bytes_total("up") >= up0 + len(data)
+                       and self.bytes_total("down") >= down0 + len(data), 5.0,
+                       "both byte counters to count an open upgraded tunnel's 256 KiB")
+
     def test_plain_http_exchange_adds_its_bytes(self):
         down0, up0 = self.bytes_total("down"), self.bytes_total("up")
         body = b"x" * 5000
