@@ -192,6 +192,29 @@ std::string metrics::render() const {
         connections_open_ ? static_cast<double>(connections_open_->load(std::memory_order_relaxed)) : 0.0);
   gauge("egressd_tunnels_open", "Open tunnels (CONNECT and SOCKS5 after their success reply).",
         static_cast<double>(std::max<std::int64_t>(0, tunnels_open_.load(std::memory_order_relaxed))));
+  {
+    // The byte counters of every domain, read under the mutex that guards the map
+    // (workers only take it to create a domain, never to count).
+    prometheus::MetricFamily up, down;
+    up.name = "egressd_bytes_up_total";
+    up.help = "Bytes from clients to upstreams by registrable domain (tunnels per relay batch, plain HTTP request bodies).";
+    down.name = "egressd_bytes_down_total";
+    down.help = "Bytes from upstreams to clients by registrable domain (tunnels per relay batch, plain HTTP responses).";
+    up.type = down.type = prometheus::MetricType::Counter;
+    std::lock_guard lock(domains_mutex_);
+    up.metric.reserve(domains_.size());
+    down.metric.reserve(domains_.size());
+    for (const auto& [name, d] : domains_) {
+      prometheus::ClientMetric m;
+      m.label.push_back({"domain", name});
+      m.counter.value = static_cast<double>(d->bytes_up.load(std::memory_order_relaxed));
+      up.metric.push_back(m);
+      m.counter.value = static_cast<double>(d->bytes_down.load(std::memory_order_relaxed));
+      down.metric.push_back(std::move(m));
+    }
+    families.push_back(std::move(up));
+    families.push_back(std::move(down));
+  }
   connect_seconds_.collect("egressd_upstream_connect_seconds", "Time to connect to the upstream (TCP handshake).",
                            families);
   request_seconds_.collect("egressd_request_duration_seconds",

@@ -70,10 +70,15 @@ struct request_labels {
 };
 
 /// The handles of one `domain` label value, created once and never freed while the
-/// registry lives (so pointers to it stay valid). Per-domain byte counters go here too
-/// when the relay counts them: one lookup per request, then atomics per relay batch.
+/// registry lives (so pointers to it stay valid): one lookup per request, then atomics.
 struct domain_metrics {
   std::string name;
+  /// egressd_bytes_up_total / egressd_bytes_down_total (up: client → upstream). Plain
+  /// atomics rather than prometheus::Counter, whose double takes a compare-exchange
+  /// loop: a tunnel adds to them once per relay batch with one relaxed fetch_add, and
+  /// render() reads them.
+  std::atomic<std::uint64_t> bytes_up{0};
+  std::atomic<std::uint64_t> bytes_down{0};
   /// egressd_requests_total per (protocol, decision, reason), created on first use.
   std::array<std::atomic<prometheus::Counter*>,
              request_labels::protocols * request_labels::decisions * request_labels::reasons>

@@ -12,6 +12,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -68,12 +69,20 @@ struct relay_result {
   bool client_closed_first = true;
 };
 
+/// Where a tunnel adds the bytes it moves (its domain's byte counters, README
+/// "Metrics"): once per relay batch of a pump (at most about 1 MiB), with one relaxed
+/// atomic add, so a scrape during a long transfer sees them grow. Null: not counted.
+struct byte_counters {
+  std::atomic<std::uint64_t>* up = nullptr;    ///< client → upstream
+  std::atomic<std::uint64_t>* down = nullptr;  ///< upstream → client
+};
+
 /// Starts relaying between `client` and `upstream` on worker `w` (its thread only) and
 /// returns at once; the tunnel owns both sockets from here on. `on_close` runs exactly
 /// once, on the worker's thread, when the tunnel has ended (both sockets closed). The
 /// tunnel counts as an open connection until then, and the worker can abort it.
 void start_tunnel(worker& w, boost::asio::generic::stream_protocol::socket client,
                   boost::asio::ip::tcp::socket upstream, std::chrono::milliseconds idle_timeout,
-                  std::function<void(const relay_result&)> on_close);
+                  byte_counters counters, std::function<void(const relay_result&)> on_close);
 
 }  // namespace egressd::proxy

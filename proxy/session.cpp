@@ -568,7 +568,13 @@ void count_request(const session& s, const request_context& ctx) {
     l.reason = static_cast<std::uint8_t>(d->decision.reason);
     l.reason_name = policy::to_string(d->decision.reason);
   }
-  stats.count_request(s.w.domains().lookup(host), l);
+  domain_metrics& dm = s.w.domains().lookup(host);
+  ctx.domain = &dm;
+  stats.count_request(dm, l);
+  if (ctx.has_bytes) {  // a plain HTTP exchange: its body up, its response down
+    dm.bytes_up.fetch_add(ctx.bytes_up, std::memory_order_relaxed);
+    dm.bytes_down.fetch_add(ctx.bytes_down, std::memory_order_relaxed);
+  }
   if (d && d->connected() && d->connect_time) stats.observe_connect(*d->connect_time);
   if (d && d->error == dial_error::guard_refused) stats.count_guard_refusal(d->refused_class);
   stats.observe_request(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - ctx.started));
@@ -622,7 +628,9 @@ void account_tunnel(const session& s, const request_context& ctx, const relay_re
 // buffer is freed (an idle tunnel holds no user-space buffer), then the relay.
 asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t consumed) {
   if (s.in.size() > consumed) {
-    if (!co_await write_upstream(s, std::string_view(s.in).substr(consumed))) {
+    const std::string_view pipelined = std::string_view(s.in).substr(consumed);
+    if (ctx.domain) ctx.domain->bytes_up.fetch_add(pipelined.size(), std::memory_order_relaxed);
+    if (!co_await write_upstream(s, pipelined)) {
       account_tunnel(s, ctx, {.cause = close_cause::upstream_reset});
       co_return;
     }
@@ -647,7 +655,11 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
   } else {
     on_close = [&stats](const relay_result&) { stats.tunnel_closed(); };
   }
-  start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, std::move(on_close));
+  // account() looked up the domain's handles before the success reply.
+  const byte_counters counters =
+      ctx.domain ? byte_counters{&ctx.domain->bytes_up, &ctx.domain->bytes_down} : byte_counters{};
+  start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, counters,
+               std::move(on_close));
 }
 
 asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_head(session& s,

@@ -17,6 +17,7 @@
 #include "policy/guard.hpp"
 #include "policy/host.hpp"
 #include "policy/snapshot.hpp"
+#include "proxy/metrics.hpp"
 #include "proxy/protocol/http_head.hpp"
 #include "proxy/protocol/socks5.hpp"
 #include "proxy/relay.hpp"
@@ -208,6 +209,9 @@ struct request_context {
   bool has_bytes = false;                 ///< plain HTTP: bytes_up/bytes_down are meaningful
   std::uint64_t bytes_up = 0;             ///< request body bytes sent upstream
   std::uint64_t bytes_down = 0;           ///< response bytes (head and body) sent to the client
+  /// The domain's metric handles, looked up once by account(); a tunnel that follows
+  /// takes its byte counters from here.
+  mutable domain_metrics* domain = nullptr;
 };
 
 /// Ends a request: updates its metrics (a cached lookup of its domain's handles, then

@@ -1,6 +1,7 @@
 """Metrics and the admin endpoint's route table (README "Admin endpoint", "Metrics"), through
 the real binary: requests counted by registrable domain, protocol, decision and reason;
-tunnel and connection gauges; guard refusals; reloads and the config hash; the `domain`
+tunnel and connection gauges; bytes by domain (an open tunnel's growing per relay batch,
+plain HTTP's per exchange); guard refusals; reloads and the config hash; the `domain`
 label capped at metrics.max_domains (+ `_other`) under 5,000 invented names; the text
 accepted by `promtool check metrics`; the README's metrics table matching /metrics; and
 `GET /`, 404 and 405 from the route table.
@@ -163,6 +164,81 @@ class MetricsTest(EgressdTestCase):
             sock.close()
         wait_until(lambda: value(self.scrape()[1], "egressd_tunnels_open") == 0.0, 5.0,
                    "egressd_tunnels_open back to 0 after the tunnel closed")
+
+    def bytes_total(self, direction: str, domain: str = "localhost") -> float:
+        return value(self.scrape()[1], f"egressd_bytes_{direction}_total", domain=domain) or 0.0
+
+    def test_open_tunnel_bytes_grow_per_batch_before_it_closes(self):
+        # README "Metrics": a tunnel adds its bytes per relay batch, so a scrape during a
+        # long transfer sees them; 1 MiB through a CONNECT tunnel that stays open.
+        n = 1 << 20
+        down0, up0 = self.bytes_total("down"), self.bytes_total("up")
+        sock, head, rest = open_connect(self.ep, f"localhost:{self.o.http.port}")
+        self.assertEqual(head.status, 200)
+        with sock:
+            def fetch(rest: bytes) -> bytes:
+                request = request_bytes("GET", f"/big?n={n}", [("Host", f"localhost:{self.o.http.port}")])
+                sock.sendall(request)
+                head, rest = harness.read_head(sock, buf=rest)
+                self.assertEqual(head.status, 200)
+                body, rest = harness.read_body(sock, head, rest)
+                self.assertEqual(len(body), n)
+                return rest
+
+            rest = fetch(rest)
+            # The client holds the whole response; the relay adds its batch when it
+            # returns to wait, a moment after the last byte went out.
+            wait_until(lambda: self.bytes_total("down") >= down0 + n, 5.0,
+                       "egressd_bytes_down_total to count 1 MiB of an open tunnel")
+            self.assertGreater(self.bytes_total("up"), up0)
+            self.assertGreaterEqual(value(self.scrape()[1], "egressd_tunnels_open"), 1.0)
+            rest = fetch(rest)
+            wait_until(lambda: self.bytes_total("down") >= down0 + 2 * n, 5.0,
+                       "egressd_bytes_down_total to grow with a second 1 MiB in the same open tunnel")
+        # A tunnel's bytes are counted once: the close adds nothing more than it moved.
+        wait_until(lambda: value(self.scrape()[1], "egressd_tunnels_open") == 0.0, 5.0,
+                   "egressd_tunnels_open back to 0 after the tunnel closed")
+        self.assertLess(self.bytes_total("down"), down0 + 2 * n + 4096)
+
+    def test_upgraded_http_tunnel_counts_while_open(self):
+        # An upgraded exchange becomes a tunnel: its relayed bytes count per batch too.
+        data = b"w" * (256 * 1024)
+        down0, up0 = self.bytes_total("down"), self.bytes_total("up")
+        hostport = f"localhost:{self.o.http.port}"
+        with self.ep.connect() as sock:
+            sock.sendall(request_bytes("GET", f"http://{hostport}/ws",
+                                       [("Host", hostport), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                                        ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                                        ("Sec-WebSocket-Version", "13")]))
+            head, rest = harness.read_head(sock)
+            self.assertEqual(head.status, 101, head.describe())
+            self.assertEqual(roundtrip(sock, data, rest), rest + data)
+            wait_until(lambda: self.bytes_total("up") >= up0 + len(data)
+                       and self.bytes_total("down") >= down0 + len(data), 5.0,
+                       "both byte counters to count an open upgraded tunnel's 256 KiB")
+
+    def test_plain_http_exchange_adds_its_bytes(self):
+        down0, up0 = self.bytes_total("down"), self.bytes_total("up")
+        body = b"x" * 5000
+        sock = self.ep.connect()
+        with sock:
+            url = f"http://localhost:{self.o.http.port}"
+            sock.sendall(request_bytes("POST", f"{url}/echo", [("Host", f"localhost:{self.o.http.port}"),
+                                                              ("Content-Length", str(len(body)))], body))
+            head, rest = harness.read_head(sock)
+            self.assertEqual(head.status, 200)
+            _, rest = harness.read_body(sock, head, rest)
+            sock.sendall(request_bytes("GET", f"{url}/big?n=100000", [("Host", f"localhost:{self.o.http.port}")]))
+            head, rest = harness.read_head(sock, buf=rest)
+            self.assertEqual(head.status, 200)
+            got, _ = harness.read_body(sock, head, rest)
+            self.assertEqual(len(got), 100000)
+            # account() ends each exchange, before the next request is read: both are in.
+            wait_until(lambda: self.bytes_total("down") >= down0 + 100000 + len(body), 5.0,
+                       "egressd_bytes_down_total to count both responses")
+        # Request bodies up (the echo's 5000, the GET's none); responses with their heads down.
+        self.assertEqual(self.bytes_total("up"), up0 + len(body))
+        self.assertLess(self.bytes_total("down"), down0 + 100000 + len(body) + 8192)
 
     def test_guard_refusal_counted_by_class(self):
         _, before = self.scrape()
@@ -348,7 +424,8 @@ def free_port() -> int:
 
 class PrometheusScrapeTest(EgressdTestCase):
     """A real Prometheus server (Debian package `prometheus`) scrapes egressd every second
-    and answers, through its query API, egressd_requests_total for the test's domain."""
+    and answers, through its query API, egressd_requests_total for the test's domain and
+    the growing bytes of a tunnel that is still open."""
 
     def start_prometheus(self, target: str) -> str:
         binary = shutil.which("prometheus")
@@ -426,6 +503,39 @@ class PrometheusScrapeTest(EgressdTestCase):
         self.assertEqual(float(result[0]["value"][1]), 1.0)
         up = self.query(prom, 'up{job="egressd"}')
         self.assertEqual([float(r["value"][1]) for r in up], [1.0])
+
+    def wait_query(self, prom: str, promql: str, pred, what: str, timeout: float = 60.0) -> list:
+        """Polls `promql` until pred(result) holds (bounded); fails with the last result."""
+        deadline = Deadline(timeout)
+        result: list = []
+        while not deadline.expired() and self.prom_proc.poll() is None:
+            result = self.query(prom, promql)
+            if result and pred(result):
+                return result
+            time.sleep(0.25)  # polling a server that scrapes once a second; no event to wait on
+        self.fail(f"Prometheus: {what} within {timeout:.0f}s (exit {self.prom_proc.poll()}); last {promql}: {result}")
+
+    def test_prometheus_sees_bytes_grow_in_an_open_tunnel(self):
+        o = harness.origins()
+        d = self.start_daemon(make_config(allow=[f"localhost:{o.http.port}"], admin={"address": "127.0.0.1:0"}))
+        admin = d.wait_log("admin listening")["address"]
+        prom = self.start_prometheus(admin)
+        promql = 'egressd_bytes_down_total{domain="localhost"}'
+        n = 1 << 20
+        sock, head, rest = open_connect(d.endpoint(0), f"localhost:{o.http.port}")
+        self.assertEqual(head.status, 200)
+        with sock:
+            for i in (1, 2):
+                sock.sendall(request_bytes("GET", f"/big?n={n}", [("Host", f"localhost:{o.http.port}")]))
+                head, rest = harness.read_head(sock, buf=rest)
+                self.assertEqual(head.status, 200)
+                body, rest = harness.read_body(sock, head, rest)
+                self.assertEqual(len(body), n)
+                # Still open: Prometheus's own scrapes must show the bytes moved so far.
+                self.wait_query(prom, promql, lambda r, i=i: float(r[0]["value"][1]) >= i * n,
+                                f"{promql} >= {i} MiB while the tunnel is open")
+            tunnels = self.query(prom, "egressd_tunnels_open")
+            self.assertEqual([float(r["value"][1]) for r in tunnels], [1.0])
 
 
 if __name__ == "__main__":
