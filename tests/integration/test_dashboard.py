@@ -1,0 +1,316 @@
+"""The Grafana dashboard and the Prometheus alert rules of deploy/ (README "Metrics" >
+"Dashboard and alerts"), checked against the real thing: `promtool check rules` accepts
+the rules file; the dashboard has the expected structure; and with the real egressd
+scraped every second by a real Prometheus server that loads the rules file, every PromQL
+expression of the dashboard and of the rules is accepted by Prometheus's query API, each
+panel's main query returns data for the test's traffic, the rules load healthy, and the
+alerts the traffic should raise (a reload failure, a metadata probe) fire.
+
+Grafana's own variables ($__rate_interval, $__range, $__interval) become `1m`, `$job`
+becomes the scrape job and `$instance` the admin address. The bytes panels are checked
+for data only when egressd exports the bytes families. Skipped without the prometheus
+and promtool binaries (Debian package `prometheus`)."""
+
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import test_metrics  # noqa: E402  (its helpers only; its tests stay in its own module)
+from harness import Deadline, EgressdTestCase, make_config, open_connect, roundtrip  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+DASHBOARD = os.path.join(ROOT, "deploy", "grafana", "egressd.json")
+RULES = os.path.join(ROOT, "deploy", "prometheus", "egressd-rules.yml")
+JOB = "egressd"  # the job name the rules file assumes
+SELECTOR = 'job=~"$job",instance=~"$instance"'
+BYTES_FAMILIES = ("egressd_bytes_up_total", "egressd_bytes_down_total")
+
+
+def setUpModule():
+    harness.setup_module()
+
+
+def tearDownModule():
+    harness.close_origins()
+
+
+def load_dashboard() -> dict:
+    with open(DASHBOARD, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def query_panels(dash: dict) -> list[dict]:
+    """Every panel that shows data (rows are layout only), nested row panels included."""
+    out = []
+    for p in dash["panels"]:
+        if p.get("type") == "row":
+            out.extend(p.get("panels", []))
+        else:
+            out.append(p)
+    return out
+
+
+def substitute(expr: str, job: str, instance: str) -> str:
+    """A dashboard expression as Grafana would send it, variables given values."""
+    for var in ("$__rate_interval", "$__range", "$__interval"):
+        expr = expr.replace(var, "1m")
+    expr = expr.replace("$job", job).replace("$instance", instance)
+    if "$" in expr:
+        raise AssertionError(f"an unknown variable is left in {expr!r}")
+    return expr
+
+
+def need(binary: str) -> str:
+    path = shutil.which(binary)
+    if path is None:
+        raise unittest.SkipTest(f"{binary} is not installed (Debian package `prometheus`; scripts/deps.sh test)")
+    return path
+
+
+class DashboardFilesTest(unittest.TestCase):
+    """The files alone: promtool and the dashboard's structure."""
+
+    def test_promtool_checks_the_rules(self):
+        promtool = need("promtool")
+        r = subprocess.run([promtool, "check", "rules", RULES], capture_output=True, timeout=harness.TOOL_TIMEOUT)
+        out = (r.stdout + r.stderr).decode()
+        self.assertEqual(r.returncode, 0, out)
+        self.assertIn("SUCCESS", out)
+
+    def test_every_rule_has_severity_summary_and_description(self):
+        # promtool check rules does not require them; read the text, as YAML would.
+        with open(RULES, encoding="utf-8") as f:
+            text = f.read()
+        alerts = re.findall(r"^\s*- alert: (\S+)$", text, re.M)
+        self.assertGreaterEqual(len(alerts), 4, alerts)
+        blocks = re.split(r"^\s*- alert: ", text, flags=re.M)[1:]
+        for name, block in zip(alerts, blocks):
+            with self.subTest(alert=name):
+                self.assertRegex(block, r"\n\s+severity: (critical|warning|info)\n")
+                self.assertRegex(block, r"\n\s+summary: \S")
+                self.assertRegex(block, r"\n\s+description: \S")
+
+    def test_dashboard_structure(self):
+        dash = load_dashboard()
+        self.assertGreaterEqual(dash["schemaVersion"], 36)
+        self.assertTrue(dash["uid"])
+        variables = {v["name"]: v for v in dash["templating"]["list"]}
+        self.assertEqual((variables["datasource"]["type"], variables["datasource"]["query"]),
+                         ("datasource", "prometheus"))
+        for name in ("job", "instance"):
+            self.assertEqual(variables[name]["type"], "query")
+            self.assertEqual(variables[name]["datasource"]["uid"], "${datasource}")
+        panels = query_panels(dash)
+        self.assertGreaterEqual(len(panels), 10)
+        ids = [p["id"] for p in dash["panels"]] + [q["id"] for p in dash["panels"] for q in p.get("panels", [])]
+        self.assertEqual(len(ids), len(set(ids)), "panel ids are unique")
+        titles = [p["title"] for p in panels]
+        self.assertEqual(len(titles), len(set(titles)), "panel titles are unique")
+        for p in panels:
+            with self.subTest(panel=p["title"]):
+                self.assertEqual(p["datasource"], {"type": "prometheus", "uid": "${datasource}"})
+                self.assertTrue(p["targets"])
+                self.assertTrue(p.get("description"))
+                for t in p["targets"]:
+                    self.assertTrue(t["expr"].strip())
+                    self.assertEqual(t["datasource"]["uid"], "${datasource}")
+                    # Every selector is narrowed by the job and instance variables.
+                    selectors = re.findall(r"\b(?:egressd_[a-z_]+|up)\{([^}]*)\}", t["expr"])
+                    self.assertTrue(selectors, t["expr"])
+                    for s in selectors:
+                        self.assertIn(SELECTOR, s, t["expr"])
+
+    def test_dashboard_uses_every_family_of_the_readme_table(self):
+        exprs = " ".join(t["expr"] for p in query_panels(load_dashboard()) for t in p["targets"])
+        for name in test_metrics.readme_metrics_table():
+            with self.subTest(metric=name):
+                self.assertRegex(exprs, rf"\b{name}(_bucket)?\{{")
+
+
+class DashboardPrometheusTest(EgressdTestCase):
+    """The real egressd, scraped every second by a real Prometheus that loads the rules."""
+
+    def start_prometheus(self, target: str) -> str:
+        binary = need("prometheus")
+        workdir = tempfile.mkdtemp(prefix="egd-dash-")
+        self.addCleanup(shutil.rmtree, workdir, True)
+        config = os.path.join(workdir, "prometheus.yml")
+        with open(config, "w", encoding="utf-8") as f:
+            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                    f"rule_files: ['{os.path.abspath(RULES)}']\n"
+                    "scrape_configs:\n"
+                    f"  - job_name: {JOB}\n"
+                    f"    static_configs: [{{targets: ['{target}']}}]\n")
+        address = f"127.0.0.1:{test_metrics.free_port()}"
+        self.prom_log = os.path.join(workdir, "prometheus.log")
+        log = open(self.prom_log, "wb")
+        self.addCleanup(log.close)
+        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+                                 f"--web.listen-address={address}"],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                env=harness.tool_env())
+
+        def stop():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.addCleanup(stop)
+        self.prom_proc = proc
+        self.prom = address
+        return address
+
+    def api(self, path: str, **params: str) -> dict:
+        """GET /api/v1/<path>; a rejected query fails the test with Prometheus's error."""
+        url = f"http://{self.prom}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        try:
+            with urllib.request.urlopen(url, timeout=5) as res:
+                doc = json.load(res)
+        except urllib.error.HTTPError as e:
+            body = e.read().decode(errors="replace")
+            self.fail(f"Prometheus rejected {params or path}: HTTP {e.code} {body}")
+        self.assertEqual(doc.get("status"), "success", doc)
+        return doc["data"]
+
+    def query(self, promql: str) -> list:
+        return self.api("query", query=promql)["result"]
+
+    def wait_for(self, pred, seconds: float, what: str):
+        """Poll a server that scrapes and evaluates once a second (no event to wait on)."""
+        deadline = Deadline(seconds)
+        while True:
+            if self.prom_proc.poll() is not None:
+                self.fail(f"prometheus exited ({self.prom_proc.returncode}) waiting for {what}\n{self.prom_tail()}")
+            got = pred()
+            if got:
+                return got
+            if deadline.expired():
+                self.fail(f"{what}: not within {seconds:.0f}s\n{self.prom_tail()}")
+            time.sleep(0.25)
+
+    def prom_tail(self) -> str:
+        with open(self.prom_log, encoding="utf-8", errors="replace") as f:
+            return f.read()[-3000:]
+
+    def prom_up(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.prom}/-/ready", timeout=2) as res:
+                return res.status == 200
+        except OSError:
+            return False
+
+    def traffic(self, d: harness.Egressd, name: str, dns_name: str) -> None:
+        """Allowed tunnels, denials of unknown names, and a guard refusal after a lookup."""
+        ep = d.endpoint(0)
+        for _ in range(3):
+            sock, head, rest = open_connect(ep, f"localhost:{self.o.echo.port}")
+            with sock:
+                self.assertEqual(head.status, 200)
+                self.assertEqual(roundtrip(sock, b"x" * 1000, rest), b"x" * 1000)
+            self.assertEqual(test_metrics.refuse_connect(ep, f"www.{name}.example:443"), 403)
+        # A name of its own each round: a cached answer would not count as a lookup.
+        self.assertEqual(test_metrics.refuse_connect(ep, f"{dns_name}:443"), 403)
+
+    def test_dashboard_queries_and_rules_against_real_prometheus(self):
+        hosts = harness.HOSTS_FILE_TEXT + "10.7.0.1 r1.dns.test\n10.7.0.2 r2.dns.test\n"
+        config = make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test"],
+                             admin={"address": "127.0.0.1:0"})
+        d = self.start_daemon(config, hosts_text=hosts)
+        admin = d.wait_log("admin listening")["address"]
+        name = "".join(random.choices(string.ascii_lowercase, k=12))
+        # Before the first scrape, so that every series exists when Prometheus first sees
+        # it and the second round shows as a rate.
+        self.traffic(d, name, "r1.dns.test")
+        self.start_prometheus(admin)
+        self.wait_for(self.prom_up, 60.0, "prometheus ready")
+        self.wait_for(lambda: self.query(f'sum_over_time(up{{job="{JOB}"}}[1m]) >= 2'), 30.0,
+                      "two scrapes of egressd")
+        _, _, body = test_metrics.admin_request(admin, "GET", "/metrics")
+        types, _ = test_metrics.parse_metrics(body)
+        has_bytes = all(f in types for f in BYTES_FAMILIES)
+
+        # The second round, seen by Prometheus: traffic, a tunnel held open, a metadata
+        # probe, a reload that succeeds and one that fails.
+        self.traffic(d, name, "r2.dns.test")
+        self.assertEqual(test_metrics.refuse_connect(d.endpoint(0), "metadata.test:80"), 403)
+        held, head, _ = open_connect(d.endpoint(0), f"localhost:{self.o.echo.port}")
+        self.addCleanup(held.close)
+        self.assertEqual(head.status, 200)
+        d.write_config(make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test",
+                                          "more.example"], admin={"address": "127.0.0.1:0"}))
+        mark = d.log_mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log("reloaded", start=mark)
+        d.write_config("version: 1\nno_such_key: 1\n")
+        mark = d.log_mark()
+        d.send_signal(signal.SIGHUP)
+        d.wait_log("reload failed; the previous configuration stays in force", start=mark)
+
+        # Every expression is accepted; each panel's main query returns a positive value.
+        panels = query_panels(load_dashboard())
+        for p in panels:
+            for t in p["targets"]:
+                with self.subTest(panel=p["title"], ref=t["refId"]):
+                    self.query(substitute(t["expr"], JOB, admin))
+
+        def has_data(promql: str) -> bool:
+            return any(math.isfinite(float(r["value"][1])) and float(r["value"][1]) > 0
+                       for r in self.query(promql))
+
+        for p in panels:
+            expr = substitute(p["targets"][0]["expr"], JOB, admin)
+            if not has_bytes and any(f in expr for f in BYTES_FAMILIES):
+                continue  # the bytes families are not exported by this build
+            with self.subTest(panel=p["title"]):
+                self.wait_for(lambda: has_data(expr), 30.0, f"panel {p['title']!r}: data for {expr}")
+        self.assertIn(name + ".example",
+                      {r["metric"]["domain"] for r in self.query(substitute(
+                          next(p for p in panels if p["title"] == "Top denied domains")["targets"][0]["expr"],
+                          JOB, admin))})
+
+        # The rules: loaded, healthy, every expression accepted as a query.
+        def group():
+            groups = [g for g in self.api("rules")["groups"] if g["name"] == "egressd"]
+            evaluated = groups and groups[0]["rules"] and all(
+                not r.get("lastEvaluation", "0001").startswith("0001") for r in groups[0]["rules"])
+            return groups[0] if evaluated else None
+        g = self.wait_for(group, 30.0, "the egressd rule group evaluated")
+        with open(RULES, encoding="utf-8") as f:
+            names = re.findall(r"^\s*- alert: (\S+)$", f.read(), re.M)
+        self.assertEqual(sorted(r["name"] for r in g["rules"]), sorted(names))
+        for r in g["rules"]:
+            with self.subTest(rule=r["name"]):
+                self.assertEqual(r["health"], "ok", r.get("lastError"))
+                self.query(r["query"])
+
+        # The traffic's alerts fire (for: 0); the proxy is not reported down.
+        def firing():
+            alerts = {a["labels"]["alertname"]: a["state"] for a in self.api("alerts")["alerts"]}
+            want = {"EgressdMetadataProbe", "EgressdReloadFailed"}
+            return alerts if all(alerts.get(a) == "firing" for a in want) else None
+        alerts = self.wait_for(firing, 30.0, "EgressdMetadataProbe and EgressdReloadFailed firing")
+        self.assertNotIn("EgressdDown", alerts)
+        self.assertNotIn("EgressdAbsent", alerts)
+
+
+if __name__ == "__main__":
+    unittest.main()
