@@ -146,36 +146,9 @@ class DashboardPrometheusTest(EgressdTestCase):
     """The real egressd, scraped every second by a real Prometheus that loads the rules."""
 
     def start_prometheus(self, target: str) -> str:
-        binary = need("prometheus")
-        workdir = tempfile.mkdtemp(prefix="egd-dash-")
-        self.addCleanup(shutil.rmtree, workdir, True)
-        config = os.path.join(workdir, "prometheus.yml")
-        with open(config, "w", encoding="utf-8") as f:
-            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-                    f"rule_files: ['{os.path.abspath(RULES)}']\n"
-                    "scrape_configs:\n"
-                    f"  - job_name: {JOB}\n"
-                    f"    static_configs: [{{targets: ['{target}']}}]\n")
-        address = f"127.0.0.1:{test_metrics.free_port()}"
-        self.prom_log = os.path.join(workdir, "prometheus.log")
-        log = open(self.prom_log, "wb")
-        self.addCleanup(log.close)
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
-                                 f"--web.listen-address={address}"],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=harness.tool_env())
-
-        def stop():
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.addCleanup(stop)
-        self.prom_proc = proc
-        self.prom = address
-        return address
+        need("prometheus")
+        self.prom, self.prom_proc, self.prom_log = test_metrics.start_prometheus(self, target, rule_files=(RULES,))
+        return self.prom
 
     def api(self, path: str, **params: str) -> dict:
         """GET /api/v1/<path>; a rejected query fails the test with Prometheus's error."""

@@ -415,11 +415,44 @@ class RouteTableTest(EgressdTestCase):
         self.assertEqual(headers.get("content-type"), CONTENT_TYPE)
 
 
-def free_port() -> int:
-    """A loopback port free now (Prometheus is given a fixed address; a tiny race)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port = harness.free_port
+
+
+def start_prometheus(test: unittest.TestCase, target: str, rule_files: tuple[str, ...] = ()) -> tuple[str, subprocess.Popen, str]:
+    """A real Prometheus server (Debian package `prometheus`; the test is skipped without
+    it) scraping `target` as job `egressd` every second and loading `rule_files`; stopped
+    at the test's cleanup. Returns its address (a free port now: a tiny race), process and
+    log file."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        test.skipTest("the prometheus server is not installed (Debian package `prometheus`)")
+    workdir = tempfile.mkdtemp(prefix="egd-prom-")
+    test.addCleanup(shutil.rmtree, workdir, True)
+    config = os.path.join(workdir, "prometheus.yml")
+    rules = "".join(f"rule_files: ['{os.path.abspath(r)}']\n" for r in rule_files[:1])
+    with open(config, "w", encoding="utf-8") as f:
+        f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n" + rules +
+                "scrape_configs:\n"
+                "  - job_name: egressd\n"
+                f"    static_configs: [{{targets: ['{target}']}}]\n")
+    address = f"127.0.0.1:{free_port()}"
+    log_path = os.path.join(workdir, "prometheus.log")
+    log = open(log_path, "wb")
+    test.addCleanup(log.close)
+    proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
+                             f"--web.listen-address={address}"],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                            env=harness.tool_env())
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    test.addCleanup(stop)
+    return address, proc, log_path
 
 
 class PrometheusScrapeTest(EgressdTestCase):
@@ -428,35 +461,7 @@ class PrometheusScrapeTest(EgressdTestCase):
     the growing bytes of a tunnel that is still open."""
 
     def start_prometheus(self, target: str) -> str:
-        binary = shutil.which("prometheus")
-        if binary is None:
-            self.skipTest("the prometheus server is not installed (Debian package `prometheus`)")
-        workdir = tempfile.mkdtemp(prefix="egd-prom-")
-        self.addCleanup(shutil.rmtree, workdir, True)
-        config = os.path.join(workdir, "prometheus.yml")
-        with open(config, "w", encoding="utf-8") as f:
-            f.write("global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-                    "scrape_configs:\n"
-                    "  - job_name: egressd\n"
-                    f"    static_configs: [{{targets: ['{target}']}}]\n")
-        address = f"127.0.0.1:{free_port()}"
-        log = open(os.path.join(workdir, "prometheus.log"), "wb")
-        self.addCleanup(log.close)
-        proc = subprocess.Popen([binary, f"--config.file={config}", f"--storage.tsdb.path={workdir}/data",
-                                 f"--web.listen-address={address}"],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=harness.tool_env())
-
-        def stop():
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.addCleanup(stop)
-        self.prom_log = os.path.join(workdir, "prometheus.log")
-        self.prom_proc = proc
+        address, self.prom_proc, self.prom_log = start_prometheus(self, target)
         return address
 
     def query(self, address: str, promql: str) -> list:
