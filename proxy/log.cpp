@@ -341,7 +341,9 @@ void init_logging(const config::log_config& cfg) {
     std::lock_guard lock(install_mutex);
     audit_file = std::move(file_sink);
   }
-  if (audit_new) audit_new->flush_on(spdlog::level::info);
+  // Access records are not flushed one by one: the control thread flushes them every
+  // audit_flush_interval (flush_audit_log), so a busy worker's records leave in blocks
+  // through the sink's buffer rather than as one write(2) each.
   ops_new->flush_on(spdlog::level::debug);
   install(ops_logger, std::move(ops_new));
   if (audit_new)
@@ -388,9 +390,13 @@ void reopen_audit_log() {
   }
 }
 
+void flush_audit_log() {
+  if (auto* a = audit()) a->flush();
+}
+
 void flush_logs() {
   ops().flush();
-  if (auto* a = audit()) a->flush();
+  flush_audit_log();
 }
 
 }  // namespace egressd::proxy

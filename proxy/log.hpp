@@ -4,6 +4,7 @@
 // to stderr; access records (audit) go to the configured audit sink, always as JSON
 // lines (log.format is for the operational log only). Thread-safe.
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -68,8 +69,18 @@ void log_event(log_level level, std::string_view msg, const json_object& fields 
 bool audit_enabled() noexcept;
 
 /// Emits one access record to the audit sink (if enabled). Access records are JSON
-/// lines whatever log.format says: `record` is built with json_object::json().
+/// lines whatever log.format says: `record` is built with json_object::json(). The
+/// record goes into the sink's buffer, whole; flush_audit_log() writes the buffer out.
 void log_audit(const json_object& record);
+
+/// How often the daemon flushes buffered access records (flush_audit_log()): records
+/// reach their file or stream within this, and a busy proxy writes them in blocks
+/// instead of one write(2) per record.
+inline constexpr std::chrono::milliseconds audit_flush_interval{100};
+
+/// Writes buffered access records out. Thread-safe; called by the daemon's control
+/// thread every audit_flush_interval, and by flush_logs().
+void flush_audit_log();
 
 /// SIGUSR1: closes the audit file and opens it again at its configured path (after
 /// logrotate renamed it), logging the outcome; on failure records keep going to the

@@ -434,6 +434,19 @@ struct server::impl {
 
   std::unique_ptr<asio::steady_timer> drain_timer;
   std::chrono::steady_clock::time_point drain_deadline;
+  std::unique_ptr<asio::steady_timer> audit_flush_timer;
+
+  // Buffered access records go out every audit_flush_interval (log.hpp), from this
+  // thread, so workers never wait on a write(2) per record.
+  void flush_audit_periodically() {
+    if (!audit_flush_timer) audit_flush_timer = std::make_unique<asio::steady_timer>(control);
+    audit_flush_timer->expires_after(audit_flush_interval);
+    audit_flush_timer->async_wait([this](const boost::system::error_code& ec) {
+      if (ec) return;
+      flush_audit_log();
+      flush_audit_periodically();
+    });
+  }
 
   void begin_drain(int sig) {
     stopping = true;
@@ -471,6 +484,7 @@ struct server::impl {
     signals.cancel();
     if (admin) admin->stop();
     if (drain_timer) drain_timer->cancel();
+    if (audit_flush_timer) audit_flush_timer->cancel();
     control.stop();
   }
 };
@@ -529,6 +543,7 @@ int server::run() {
   }
   for (auto& w : s.workers) w->start();
   s.wait_signal();
+  s.flush_audit_periodically();
   log_event(log_level::info, "ready",
             json_object()
                 .add("workers", n)
