@@ -18,7 +18,7 @@
 #   EGRESSD_BASE   another egressd binary (say, the previous commit's) run beside this tree's
 #                  as peer `egressd-base`, so a change is compared with what it replaces in
 #                  one run; `--only` names it as egressd-base
-#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,squid,tinyproxy,
+#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
 #
 # Everything is bounded: each bench_load run has its own deadline (and a `timeout`
@@ -308,12 +308,12 @@ peer_start() {
   d=$TMP/$NAME; mkdir -p "$d"; chmod 777 "$d"
   CP=""; SP=""; PG=""; LOGS="$TMP/$NAME.err"
   case $peer in
-    egressd|egressd-bp|egressd-base)
+    egressd|egressd-bp|egressd-base|egressd-audit)
       cat >"$d/egressd.yaml" <<EOF
 version: 1
 listeners: [ { address: "127.0.0.1:0" } ]
 policy: { allow: ["127.0.0.1"], unknown: deny }
-log: { format: json, level: info, audit: "off" }
+log: { format: json, level: info, $([[ $peer == egressd-audit ]] && echo "audit: \"$d/audit.log\", audit_max_size: 64MiB, audit_max_files: 2" || echo 'audit: "off"') }
 limits: { max_connections: 20000, idle_timeout: 10m }
 workers: $workers
 busy_poll_us: $([[ $peer == egressd-bp ]] && echo 50 || echo 0)
@@ -413,7 +413,7 @@ EOF
 DANTED=$(command -v danted || { [[ -x /usr/sbin/danted ]] && echo /usr/sbin/danted; } || true)
 peer_available() {
   case $1 in
-    egressd|egressd-bp) [[ -x $EGRESSD ]] ;;
+    egressd|egressd-bp|egressd-audit) [[ -x $EGRESSD ]] ;;
     egressd-base) [[ -n $EGRESSD_BASE ]] ;;
     squid) command -v squid >/dev/null ;;
     tinyproxy) command -v tinyproxy >/dev/null ;;
@@ -454,7 +454,7 @@ ENTRIES=()
 declare -A P_PG P_NAME P_LOGS
 want direct && ENTRIES+=("direct direct - -")
 want relay && ENTRIES+=("relay relay - $RELAY_PGID")
-for peer in egressd egressd-bp egressd-base squid tinyproxy microsocks dante srt; do
+for peer in egressd egressd-bp egressd-base egressd-audit squid tinyproxy microsocks dante srt; do
   want "$peer" || continue
   [[ $peer != egressd-base || -n $EGRESSD_BASE ]] || continue
   if ! peer_available "$peer"; then
@@ -628,7 +628,7 @@ def cpu(r, key):
         mib = r.get("bytes", 0) / 1048576
         return f"{c / mib * 1e6:,.0f} µs/MiB ({cores:.2f} cores)" if mib else f"({cores:.2f} cores)"
     return f"{c / r['ops'] * 1e6:,.0f} µs/op ({cores:.2f} cores)" if r.get("ops") else f"({cores:.2f} cores)"
-order = ["direct", "relay", "egressd", "egressd-bp", "egressd-base", "squid", "tinyproxy", "microsocks", "dante", "srt"]
+order = ["direct", "relay", "egressd", "egressd-bp", "egressd-base", "egressd-audit", "squid", "tinyproxy", "microsocks", "dante", "srt"]
 for key, title, unit in SCEN:
     base_d = find(key, "direct"); base_r = find(key, "relay")
     dv = base_d.get("value") if base_d and "value" in base_d else None
@@ -707,6 +707,11 @@ for row, label in (("setup1", "setup, 1 client"), ("setup64", "setup, 64 clients
             e, b = val(row, "egressd", mode), val(row, "egressd-base", mode)
         if e is not None and b:
             keys.append(f"- {label} ({mode}), this tree against the baseline binary (EGRESSD_BASE): **{ratio(e, b)}**")
+for row, label in (("setup64", "setup, 64 clients"), ("bulk1", "bulk, 1 stream"), ("http", "HTTP keep-alive")):
+    for mode in (("connect", "socks5") if row != "http" else ("http",)):
+        e, a = val(row, "egressd", mode), val(row, "egressd-audit", mode)
+        if e and a is not None:
+            keys.append(f"- {label} ({mode}), access records to a file against audit off: **{ratio(a, e)}** (target ≥ 0.95×)")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
@@ -730,6 +735,7 @@ md += ["", "## Results", "",
        "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; idle = growth",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
+       "`egressd-audit` (when run) writes its access records to a file; every other egressd row has `log.audit: off`.",
        "`relay` is bench_splice_relay (splice(2) through 256 KiB pipes as egressd uses, one thread per CPU as egressd has",
        "one worker per core, fixed target, no protocol).",
        "proxy CPU = user + system CPU time of the proxy's processes during the measured window, per operation",
