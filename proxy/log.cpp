@@ -44,6 +44,18 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
   return 0;
 }
 
+// The escapes JSON strings and quoted text values share; false for any other byte.
+bool append_common_escape(std::string& out, unsigned char c) {
+  switch (c) {
+    case '"': out += "\\\""; return true;
+    case '\\': out += "\\\\"; return true;
+    case '\n': out += "\\n"; return true;
+    case '\r': out += "\\r"; return true;
+    case '\t': out += "\\t"; return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 // Bytes from the network (a SOCKS5 domain, a user name) reach these strings, so every
@@ -65,22 +77,14 @@ void append_json_string(std::string& out, std::string_view s) {
       }
     }
     out.append(s.data() + run, i - run);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (n == 0) {
-          out += "\\ufffd";
-          n = 1;
-        } else {
-          const unsigned code = c == 0xC2 ? static_cast<unsigned char>(s[i + 1]) : c;  // C1 control or ASCII
-          out += "\\u00";
-          out += hex_digits[code >> 4];
-          out += hex_digits[code & 0xF];
-        }
+    if (n == 0) {
+      out += "\\ufffd";  // not UTF-8
+      n = 1;
+    } else if (!append_common_escape(out, c)) {
+      const unsigned code = c == 0xC2 ? static_cast<unsigned char>(s[i + 1]) : c;  // C1 control or ASCII
+      out += "\\u00";
+      out += hex_digits[code >> 4];
+      out += hex_digits[code & 0xF];
     }
     i += n - 1;
     run = i + 1;
@@ -106,20 +110,12 @@ void append_text_value(std::string& out, std::string_view s) {
   out += '"';
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c >= 0x20 && c < 0x7F) {
-          out += ch;
-        } else {
-          out += "\\x";
-          out += hex_digits[c >> 4];
-          out += hex_digits[c & 0xF];
-        }
+    if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+      out += ch;
+    } else if (!append_common_escape(out, c)) {
+      out += "\\x";
+      out += hex_digits[c >> 4];
+      out += hex_digits[c & 0xF];
     }
   }
   out += '"';
