@@ -42,20 +42,30 @@ struct listener_config {
 struct admin_config {
   /// `address:`; required; not the address of a listener.
   endpoint address;
+  /// `token_file:` a file whose first line every admin request must present as
+  /// `Authorization: Bearer <token>` (the page's own requests included); empty: none.
+  std::string token_file;
 };
 
 /// `hook.on_timeout`: the answer when the hook does not answer in time.
 /// The zero value denies.
 enum class hook_fallback : std::uint8_t { deny, allow };
 
-/// `hook:`: the confirmation hook asked about unknown destinations (not built yet).
-/// Exactly one of `exec`, `url`, `console` is set.
+/// `hook:`: the confirmation hook asked about unknown destinations (README
+/// "Confirmation hook"). Exactly one of `exec`, `url`, `console` is set.
 struct hook_config {
-  /// `exec: [program, args...]`: run per question, JSON on stdin/stdout. When set,
-  /// non-empty with a non-empty program.
+  /// `exec: [program, args...]`: JSON on stdin/stdout. When set, non-empty with a
+  /// non-empty program.
   std::vector<std::string> exec;
+  /// `persistent:` exec only: one long-running program answers every question by id
+  /// (one JSON line each way), instead of a process per question.
+  bool persistent = false;
   /// `url:`: POST the question here. When set, `http://` or `https://` with a host.
   std::string url;
+  /// `ca_file:` url only: PEM CAs to verify an https:// endpoint; empty: the system store.
+  std::string ca_file;
+  /// `token_file:` url only: a file whose first line is sent as `Authorization: Bearer`.
+  std::string token_file;
   /// `console: true`: questions wait for an answer by hand (admin /v1/decisions).
   bool console = false;
   /// `timeout:`: how long a client is held while the hook decides; > 0.
@@ -64,6 +74,13 @@ struct hook_config {
   hook_fallback on_timeout = hook_fallback::deny;
   /// `max_pending:` questions waiting at once before new ones are denied; >= 1.
   std::size_t max_pending = 1024;
+  /// `concurrency:` exec processes (or url requests) at once; the rest queue; >= 1.
+  std::size_t concurrency = 16;
+  /// `ttl:` how long a `remember: ttl` answer without ttl_seconds is kept; > 0.
+  duration ttl = std::chrono::hours{1};
+  /// `deny_ttl:` the longest a `remember: ttl` denial is kept (shorter than approvals,
+  /// so a mistaken "no" does not stick); > 0.
+  duration deny_ttl = std::chrono::minutes{5};
 };
 
 /// `limits:`: resource limits and deadlines of the data path.

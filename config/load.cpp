@@ -598,7 +598,7 @@ void read_admin(yaml_reader& r, const field& f, config& c) {
   });
   if (f.node.IsMap() && !has_address)
     r.diag().error(f.at, f.path, "missing `address`", "add address: 127.0.0.1:9090, or remove `admin`");
-  if (address) c.admin = admin_config{std::move(*address)};
+  if (address) c.admin = admin_config{std::move(*address), {}};
 }
 
 void read_policy(yaml_reader& r, const field& f, config& c) {

@@ -30,6 +30,14 @@ std::string_view to_string(decision_reason r) noexcept {
     case decision_reason::no_hook: return "no_hook";
     case decision_reason::address_denied: return "address_denied";
     case decision_reason::resolve_failed: return "resolve_failed";
+    case decision_reason::hook_crashed: return "hook_crashed";
+    case decision_reason::hook_bad_answer: return "hook_bad_answer";
+    case decision_reason::hook_not_found: return "hook_not_found";
+    case decision_reason::hook_refused: return "hook_refused";
+    case decision_reason::hook_http_error: return "hook_http_error";
+    case decision_reason::hook_tls_error: return "hook_tls_error";
+    case decision_reason::hook_by_hand: return "hook_by_hand";
+    case decision_reason::shutting_down: return "shutting_down";
   }
   return "no_decision";
 }

@@ -35,6 +35,14 @@ enum class decision_reason : std::uint8_t {
   no_hook,           ///< `unknown: ask` but no hook is configured
   address_denied,    ///< every address the name resolved to was refused by the guard
   resolve_failed,    ///< the name did not resolve
+  hook_crashed,      ///< the exec hook was killed by a signal, or its long-running program died
+  hook_bad_answer,   ///< the hook's output or body is not a valid answer
+  hook_not_found,    ///< the exec hook's program does not exist or cannot be executed
+  hook_refused,      ///< the url hook refused the connection (or does not resolve)
+  hook_http_error,   ///< the url hook answered a status other than 2xx
+  hook_tls_error,    ///< the url hook's TLS handshake or certificate failed
+  hook_by_hand,      ///< answered by hand (admin API, CLI, page)
+  shutting_down,     ///< the proxy stopped while the request was held
 };
 
 std::string_view to_string(outcome o) noexcept;

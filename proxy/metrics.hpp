@@ -60,7 +60,7 @@ class latency_histogram {
 struct request_labels {
   static constexpr std::size_t protocols = 4;
   static constexpr std::size_t decisions = 3;
-  static constexpr std::size_t reasons = 24;  // 17 policy reasons, then request outcomes
+  static constexpr std::size_t reasons = 32;  // 25 policy reasons, then request outcomes
   std::uint8_t protocol = 0;  ///< < protocols
   std::uint8_t decision = 0;  ///< < decisions
   std::uint8_t reason = 0;    ///< < reasons

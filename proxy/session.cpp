@@ -547,7 +547,7 @@ void count_request(const session& s, const request_context& ctx) {
   static_assert(static_cast<std::size_t>(access_protocol::socks4) < request_labels::protocols);
   static_assert(static_cast<std::size_t>(policy::outcome::ask) < request_labels::decisions);
   // Reasons: the policy's decision_reason values, then the request outcomes after them.
-  constexpr std::size_t outcome_base = static_cast<std::size_t>(decision_reason::resolve_failed);
+  constexpr std::size_t outcome_base = static_cast<std::size_t>(decision_reason::shutting_down);
   static_assert(outcome_base + static_cast<std::size_t>(request_outcome::unsupported_command) <
                 request_labels::reasons);
   auto& stats = s.w.shared().stats;
