@@ -3,8 +3,14 @@
 // methods, handler, one help line), which `GET /` and the startup log list, so they
 // cannot drift: / (the route list), /healthz (the process is up), /readyz (listeners
 // bound, not draining, every worker loop answering within a second), /metrics
-// (Prometheus text format). An unknown path answers 404 and a method a route does not
-// take 405 with Allow, both as JSON. The /v1 endpoints arrive with the hook work.
+// (Prometheus text format), the /v1 routes of the confirmation hook (pending
+// questions, answers by hand, remembered answers, recent denials) and the page that
+// shows them (GET / from a browser). An unknown path answers 404 and a method a route
+// does not take 405 with Allow, both as JSON.
+// Safety (README "Admin endpoint"): the /v1 routes and the page answer only a Host
+// naming this endpoint (DNS rebinding); POST and DELETE need Content-Type:
+// application/json or the page's own token (CSRF); with admin.token_file, every route
+// but /healthz, /readyz and the page's shell needs `Authorization: Bearer`. No CORS.
 // Runs on the control io_context (the main thread), never on a worker.
 
 #include <boost/asio/awaitable.hpp>
@@ -14,19 +20,23 @@
 #include <string>
 #include <vector>
 
-#include "config/endpoint.hpp"
+#include "config/config.hpp"
 
 namespace egressd::proxy {
 
 class worker;
 struct runtime;
+namespace hook {
+class coordinator;
+}
 
 class admin_server {
  public:
-  /// Binds `address` on `control` (throws std::runtime_error with a clear message when
-  /// it cannot). `workers` are probed by /readyz.
-  admin_server(boost::asio::io_context& control, const config::endpoint& address, runtime& rt,
-               std::vector<worker*> workers);
+  /// Binds `cfg.address` on `control` and reads `cfg.token_file` (throws
+  /// std::runtime_error with a clear message when it cannot). `workers` are probed by
+  /// /readyz; `hooks` answers the /v1 routes. Both outlive the server.
+  admin_server(boost::asio::io_context& control, const config::admin_config& cfg, runtime& rt,
+               std::vector<worker*> workers, hook::coordinator& hooks);
   ~admin_server();
 
   /// The bound address ("127.0.0.1:9090").

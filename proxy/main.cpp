@@ -3,8 +3,10 @@
 //   egressd check-config [--config FILE] [--settings FILE]
 //   egressd check [--config FILE] [--settings FILE] (HOST[:PORT] | URL) [--json] [--resolve]
 //   egressd suggest [--settings] AUDIT_LOG...
+//   egressd pending | allow HOST | deny HOST | decisions   (proxy/admin_cli.hpp)
 //   egressd version | --version | --help
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "policy/presets.hpp"
+#include "proxy/admin_cli.hpp"
 #include "proxy/check.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
@@ -60,6 +63,31 @@ Usage:
       --settings prints a sandbox-runtime {"network": {"allowedDomains": [...]}}
       instead. Lines that are not JSON or no request record are skipped and
       counted on stderr. Exit status: 0, 1 when a file cannot be read, 2 usage.
+  egressd pending [--admin ADDRESS] [--token-file FILE] [--json]
+      List the questions waiting for an answer by hand (hook: {console: true})
+      or from the hook, in the running daemon: id, destination, protocol,
+      client, requests waiting, time left.
+  egressd allow HOST[:PORT] [--always | --ttl DURATION] [--domain | --port] [--reason TEXT]
+      Answer the pending question(s) for HOST (any port, or only PORT): the
+      requests held on them proceed. --always remembers the answer until
+      forgotten (in decisions_file), --ttl DURATION (10m, 1h) for that long,
+      and then HOST is answered even with no question pending; without
+      either, only the pending questions are answered (exit 1 when there is
+      none). --domain covers HOST's registrable domain and its subdomains,
+      --port HOST:PORT only; the default is HOST on any port.
+  egressd deny HOST[:PORT] [--always | --ttl DURATION] [--domain | --port] [--reason TEXT]
+      The same, refusing: the held requests get 403 (SOCKS5: reply 02).
+  egressd decisions [--forget NAME] [--json]
+      List the remembered answers; --forget NAME forgets every one naming the
+      host or domain NAME.
+      These four talk to the daemon's admin endpoint at --admin ADDRESS, or
+      else at the admin.address of --config FILE / --settings FILE, or else
+      of the embedded default config (127.0.0.1:9090). --token-file FILE
+      (default: that config's admin.token_file) sends the file's first line
+      as the bearer token; --json prints the daemon's JSON answer. Exit
+      status: 0 done; 1 the daemon refused (no such question, nothing to
+      forget, a wrong token); 2 usage error, or nothing answering at the
+      admin address; 4 the configuration does not load.
   egressd version
       Print the version.
 
@@ -91,6 +119,13 @@ std::string command_help(const std::string& command) {
   if (end == std::string::npos || end > options) end = options;
   std::string out = "Usage:" + text.substr(start, end - start) + "\n";
   if (command == "version" || command == "suggest") return out;  // suggest: no --config/--settings FILE
+  if (egressd::proxy::is_admin_command(command)) {
+    // Their common options are described once, at the end of `decisions`.
+    const std::size_t common = text.find("\n      These four talk");
+    if (command != "decisions" && common != std::string::npos)
+      out += text.substr(common + 1, text.find("\n  egressd ", common + 1) - common - 1) + "\n";
+    return out;
+  }
   out += text.substr(options);
   if (command != "run") out.erase(out.find("\nSignals:"));
   return out;
@@ -113,7 +148,8 @@ int usage_error(const std::string& message) {
 }
 
 bool known_command(const std::string& c) {
-  return c == "run" || c == "check-config" || c == "check" || c == "suggest" || c == "version" || c == "help";
+  return c == "run" || c == "check-config" || c == "check" || c == "suggest" || c == "version" || c == "help" ||
+         egressd::proxy::is_admin_command(c);
 }
 
 // A positional argument that names a file: the option it was probably meant for.
@@ -312,6 +348,22 @@ int cmd_run(const arguments& a) {
 int main(int argc, char** argv) {
   // splice(2) and write(2) to a closed socket must fail with EPIPE, not kill us.
   std::signal(SIGPIPE, SIG_IGN);
+  // The commands that talk to a running daemon parse their own options.
+  if (argc > 1 && egressd::proxy::is_admin_command(argv[1])) {
+    const std::string command = argv[1];
+    std::vector<std::string> rest(argv + 2, argv + argc);
+    if (std::find_if(rest.begin(), rest.end(), [](const std::string& a) { return a == "-h" || a == "--help"; }) !=
+        rest.end()) {
+      std::cout << command_help(command);
+      return 0;
+    }
+    try {
+      return egressd::proxy::run_admin_command(command, rest);
+    } catch (const std::exception& e) {
+      std::cerr << "egressd " << command << ": " << e.what() << "\n";
+      return 1;
+    }
+  }
   int exit_code = 0;
   auto args = parse_arguments(argc, argv, exit_code);
   if (!args) return exit_code;

@@ -47,6 +47,7 @@
 
 #include "config/diff.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/hook/coordinator.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
@@ -185,6 +186,7 @@ struct server::impl {
 
   config_source source;
   runtime rt;
+  hook::coordinator hooks{rt.stats};
   std::vector<std::unique_ptr<worker>> workers;
   std::vector<std::unique_ptr<bound_listener>> listeners;
   asio::io_context control;
@@ -519,7 +521,7 @@ int server::run() {
     if (cfg->admin) {
       std::vector<worker*> ws;
       for (auto& w : s.workers) ws.push_back(w.get());
-      s.admin = std::make_unique<admin_server>(s.control, cfg->admin->address, s.rt, std::move(ws));
+      s.admin = std::make_unique<admin_server>(s.control, *cfg->admin, s.rt, std::move(ws), s.hooks);
     }
   } catch (const std::exception& e) {
     log_event(log_level::error, "startup failed", json_object().add("error", e.what()));

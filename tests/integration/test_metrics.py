@@ -382,13 +382,16 @@ class RouteTableTest(EgressdTestCase):
         self.assertEqual(headers.get("content-type"), "application/json")
         routes = json.loads(body)["routes"]
         paths = [r["path"] for r in routes]
-        self.assertEqual(sorted(paths), ["/", "/healthz", "/metrics", "/readyz"])
+        self.assertEqual(sorted(paths), ["/", "/healthz", "/metrics", "/readyz", "/v1/decisions",
+                                         "/v1/decisions/{name}", "/v1/denials", "/v1/pending"])
         self.assertEqual(self.line["paths"].split(), paths)
         for r in routes:
             with self.subTest(route=r["path"]):
-                self.assertIn("GET", r["methods"])
                 self.assertTrue(r["help"])
-                # Every listed route answers GET.
+                if "GET" not in r["methods"]:
+                    self.assertEqual(r["methods"], ["DELETE"])
+                    continue
+                # Every listed GET route answers GET.
                 self.assertEqual(admin_request(self.admin, "GET", r["path"])[0], 200)
 
     def test_unknown_path_is_404_json(self):
