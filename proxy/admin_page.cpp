@@ -15,6 +15,7 @@ constexpr std::string_view page_template = R"html(<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="egressd-page-token" content="@PAGE_TOKEN@">
 <meta name="egressd-token-required" content="@TOKEN_REQUIRED@">
+<link rel="icon" href="data:,">
 <title>egressd: destinations waiting for an answer</title>
 <style nonce="@NONCE@">
   :root { color-scheme: light dark; --accent: #0b63c5; --deny: #b3261e; --muted: #666; --line: #ccc; }
@@ -37,7 +38,7 @@ constexpr std::string_view page_template = R"html(<!doctype html>
   #status { min-height: 1.5rem; margin: .5rem 0; }
   #status.error { color: var(--deny); }
   #token-form { border: 1px solid var(--line); padding: 1rem; border-radius: .4rem; margin: 1rem 0; }
-  #token-form[hidden] { display: none; }
+  #token-form[hidden], table[hidden], p[hidden] { display: none; }
   .decision-allow { color: var(--accent); font-weight: 600; }
   .decision-deny { color: var(--deny); font-weight: 600; }
 </style>
@@ -212,6 +213,7 @@ function showPending(list) {
   }
   for (const row of [...body.rows]) if (!seen.has(row.dataset.id)) row.remove();
   $("pending-empty").hidden = list.length > 0;
+  $("pending").hidden = list.length === 0;
 }
 
 function showDenials(list) {
@@ -225,6 +227,7 @@ function showDenials(list) {
     body.appendChild(row);
   }
   $("denials-empty").hidden = list.length > 0;
+  $("denials").hidden = list.length === 0;
 }
 
 function covers(e) {
@@ -264,6 +267,7 @@ function showDecisions(list) {
     body.appendChild(row);
   }
   $("decisions-empty").hidden = list.length > 0;
+  $("decisions").hidden = list.length === 0;
 }
 
 let timer = null;
