@@ -19,14 +19,13 @@
 #include <array>
 #include <atomic>
 #include <cctype>
-#include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <stdexcept>
 
 #include "config/json.hpp"
+#include "config/load.hpp"
 #include "policy/host.hpp"
 #include "policy/memory.hpp"
 #include "proxy/admin_page.hpp"
@@ -190,14 +189,13 @@ const config::json::value* member_of(const config::json::value& object, std::str
   return found;
 }
 
-std::string read_token_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error("admin: cannot read admin.token_file " + path + ": " + std::strerror(errno));
-  std::string line;
-  std::getline(in, line);
-  const auto token = trim(line);
-  if (token.empty()) throw std::runtime_error("admin: admin.token_file " + path + " has an empty first line");
-  return std::string(token);
+// admin.token_file's token, read once at startup (the loader checked it already;
+// the file may have changed since).
+std::string admin_token(const std::string& path) {
+  std::string error;
+  auto token = config::read_token_file(path, error);
+  if (!token) throw std::runtime_error("admin: admin.token_file: " + error);
+  return *token;
 }
 
 std::string time_text(std::chrono::system_clock::time_point t) { return hook::rfc3339(t); }
@@ -679,7 +677,7 @@ admin_server::admin_server(asio::io_context& control, const config::admin_config
   const auto local = a.local_endpoint();
   impl_->bound = endpoint_text(local.address(), local.port());
   impl_->configured_host = address.host;
-  if (!cfg.token_file.empty()) impl_->bearer = read_token_file(cfg.token_file);
+  if (!cfg.token_file.empty()) impl_->bearer = admin_token(cfg.token_file);
 }
 
 admin_server::~admin_server() = default;

@@ -4,12 +4,12 @@
 #include <cctype>
 #include <charconv>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <optional>
 
 #include "config/duration.hpp"
 #include "config/json.hpp"
+#include "config/load.hpp"
 #include "policy/host.hpp"
 #include "proxy/admin_client.hpp"
 #include "proxy/log.hpp"
@@ -245,15 +245,13 @@ class session {
       address_ = *parsed.value;
     }
     if (!token_file.empty()) {
-      std::ifstream in(token_file, std::ios::binary);
-      if (!in) {
-        std::cerr << "egressd " << o_.command << ": cannot read the token file " << token_file << ": "
-                  << std::strerror(errno) << "\n";
+      std::string error;
+      auto token = config::read_token_file(token_file, error);
+      if (!token) {
+        std::cerr << "egressd " << o_.command << ": " << error << "\n";
         return exit_usage;
       }
-      std::getline(in, token_);
-      while (!token_.empty() && (token_.back() == '\r' || token_.back() == ' ' || token_.back() == '\t'))
-        token_.pop_back();
+      token_ = std::move(*token);
     }
     return 0;
   }
