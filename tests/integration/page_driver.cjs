@@ -40,7 +40,10 @@ async function main() {
     for await (const line of rl) {
       const [cmd, ...rest] = line.trim().split(/\s+/);
       try {
-        if (cmd === "quit") break;
+        if (cmd === "quit") {
+          rl.close();
+          break;
+        }
         console.log("ok " + (await step(page, cmd, rest)));
       } catch (e) {
         console.log("error " + String(e.message || e).split("\n")[0]);
@@ -50,6 +53,7 @@ async function main() {
     await browser.close();
   }
   console.log(problems.length ? "problems " + JSON.stringify(problems) : "ok clean");
+  process.exit(0);  // stdin may still be open
 }
 
 async function step(page, cmd, rest) {

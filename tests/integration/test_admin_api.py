@@ -16,8 +16,8 @@
   * the CLI: usage errors exit 2, no daemon at the address exits 2 naming it, a
     refusal by the daemon exits 1.
 
-Names resolve through the harness's hosts file (app.localhost, wild.localhost,
-app.wild.localhost -> 127.0.0.1; `localhost` names may reach loopback)."""
+Names resolve through the harness's hosts file and HOSTS_TEXT (app.localhost,
+wild.localhost, x.localhost, ... -> 127.0.0.1; `localhost` names may reach loopback)."""
 
 import http.client
 import json
@@ -34,6 +34,9 @@ from harness import EgressdTestCase, TempDirTest, make_config, wait_until  # noq
 
 CLI_TIMEOUT = 20.0
 HOLD_TIMEOUT = "30s"  # hook.timeout of the holding daemons: far longer than any test step
+# The harness's hosts file and the names the holding tests ask for, all on loopback.
+HOSTS_TEXT = harness.HOSTS_FILE_TEXT + "".join(
+    f"127.0.0.1 {n}.localhost\n" for n in ("x", "y", "many", "registry", "telemetry"))
 
 
 def setUpModule():
@@ -400,7 +403,7 @@ class HoldTest(EgressdTestCase):
     def setUpClass(cls):
         cls.d = cls.start_class_daemon(make_config(
             unknown="ask", admin={"address": "127.0.0.1:0"},
-            hook={"console": True, "timeout": HOLD_TIMEOUT}))
+            hook={"console": True, "timeout": HOLD_TIMEOUT}), hosts_text=HOSTS_TEXT)
         cls.admin = cls.d.wait_log("admin listening")["address"]
         cls.ep = cls.d.endpoint(0)
 

@@ -19,7 +19,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import EgressdTestCase, make_config, wait_until  # noqa: E402
-from test_admin_api import HeldCurl, admin_call  # noqa: E402
+from test_admin_api import HOSTS_TEXT, HeldCurl, admin_call  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -81,7 +81,7 @@ class Driver:
 
     def quit(self) -> str:
         self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
+        self.proc.stdin.close()
         last = self._next(STEP_TIMEOUT)
         self.proc.wait(timeout=STEP_TIMEOUT)
         return last
@@ -95,7 +95,7 @@ class Driver:
 class PageTest(EgressdTestCase):
     def test_page_answers_held_clients(self):
         d = self.start_daemon(make_config(unknown="ask", admin={"address": "127.0.0.1:0"},
-                                          hook={"console": True, "timeout": "60s"}))
+                                          hook={"console": True, "timeout": "60s"}), hosts_text=HOSTS_TEXT)
         admin = d.wait_log("admin listening")["address"]
         ep = d.endpoint(0)
         port = self.o.http.port
