@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages egressd needs, only those that are missing.
 #   deps.sh build   - compiler, CMake and the libraries
-#   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang...)
+#   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang,
+#                     chromium, node) and playwright-core from npm into
+#                     tests/integration/.npm (git-ignored) for the admin page's test
 set -euo pipefail
 
 build_packages=(
@@ -11,7 +13,7 @@ build_packages=(
 )
 test_packages=(
   curl python3 socat netcat-openbsd openssl procps prometheus
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev chromium nodejs npm
 )
 
 wanted=("${build_packages[@]}")
@@ -35,4 +37,15 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The admin page's browser test (tests/integration/test_page.py) drives Debian's
+# chromium with playwright-core, kept inside the repository.
+if [[ "${1:-build}" == "test" ]]; then
+  npm_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/integration/.npm"
+  if [[ ! -f $npm_dir/node_modules/playwright-core/package.json ]]; then
+    echo "deps: npm install playwright-core into $npm_dir"
+    mkdir -p "$npm_dir"
+    timeout 300 npm install --silent --no-audit --no-fund --prefix "$npm_dir" playwright-core@1
+  fi
 fi
