@@ -340,8 +340,11 @@ class session {
                        text_of(get(*r, "questions_answered")) + " question(s) answered, " +
                        text_of(get(*r, "requests_released")) + " request(s) released";
     if (text_of(get(*r, "remembered")) == "true")
-      line += o_.remember == "always" ? "; remembered until forgotten"
-                                      : "; remembered for " + config::format_duration(std::chrono::duration_cast<config::duration>(o_.ttl));
+      line += o_.remember == "always"
+                  ? std::string("; remembered until forgotten")
+                  // A denial is kept no longer than hook.deny_ttl, which the daemon applies.
+                  : (o_.command == "deny" ? "; remembered for at most " : "; remembered for ") +
+                        config::format_duration(std::chrono::duration_cast<config::duration>(o_.ttl));
     std::cout << line << "\n";
     return 0;
   }
