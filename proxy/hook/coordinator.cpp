@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "config/decisions_file.hpp"
 #include "config/public_suffix.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
@@ -322,11 +323,22 @@ struct coordinator::impl {
   }
 };
 
-// Stand-ins until config/decisions_file lands: the memory is not persisted.
-std::string coordinator::impl::save_decisions(const std::string&, const std::vector<policy::memory_entry>&) {
+std::string coordinator::impl::save_decisions(const std::string& path,
+                                             const std::vector<policy::memory_entry>& entries) {
+  return config::decisions_file::save(path, entries).value_or(std::string{});
+}
+
+std::string coordinator::impl::load_decisions(const std::string& path, std::vector<policy::memory_entry>& out) {
+  auto r = config::decisions_file::load(path);
+  for (const auto& p : r.problems) {
+    if (p.level != config::severity::error) continue;
+    // The first error, where it is: a corrupt file gives nothing (r.entries is empty).
+    return p.file + (p.line ? ":" + std::to_string(p.line) + ":" + std::to_string(p.column) : std::string{}) +
+           ": " + (p.path.empty() ? std::string{} : p.path + ": ") + p.message;
+  }
+  out = std::move(r.entries);
   return {};
 }
-std::string coordinator::impl::load_decisions(const std::string&, std::vector<policy::memory_entry>&) { return {}; }
 
 coordinator::coordinator(metrics& stats) : impl_(std::make_unique<impl>(stats)) {}
 
@@ -385,7 +397,8 @@ std::string coordinator::configure(const config::config& c) {
         impl_->tr = make_http_transport(impl_->io.get_executor(), *c.hook);
       }
     }
-    if (!impl_->configured_once || c.decisions_file != impl_->decisions_path) {
+    // The file is read at every (re)load: an edit by hand takes effect on SIGHUP.
+    {
       impl_->decisions_path = c.decisions_file;
       if (!c.decisions_file.empty()) {
         std::vector<policy::memory_entry> loaded;
