@@ -26,7 +26,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/pidfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,7 +217,8 @@ spawned spawn(const asio::any_io_executor& ex, const std::vector<std::string>& a
   }
   auto c = std::make_shared<child>(ex);
   c->pid = pid;
-  const int pidfd = ::pidfd_open(pid, 0);
+  // The raw system call: glibc 2.36's <sys/pidfd.h> lacks extern "C" for C++.
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) {
     r.why = failure::io_error;
     r.detail = std::string("pidfd_open: ") + std::strerror(errno);
