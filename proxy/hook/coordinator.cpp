@@ -276,9 +276,12 @@ struct coordinator::impl {
                 answer_source::hook,
                 id,
                 a.reason};
-      release_locked(it, v, policy::to_string(a.decision));
+      // Remembered (and published) before anyone is released: a client that gets its
+      // answer and asks again at once must find it.
       bool persist_needed = false;
-      if (auto e = remember_locked(q, a, "hook", persist_needed)) release_covered_locked(*e, v);
+      auto e = remember_locked(q, a, "hook", persist_needed);
+      release_locked(it, v, policy::to_string(a.decision));
+      if (e) release_covered_locked(*e, v);
       if (persist_needed) {
         to_persist = memory.persistent();
         path = decisions_path;
@@ -504,6 +507,8 @@ manual_result coordinator::answer(const manual_answer& a) {
               answer_source::by_hand,
               0,
               a.value.reason};
+    // The questions this answer names: one by id, or every one for the host (and port).
+    std::vector<std::string> keys;
     std::optional<question> subject;
     if (a.id) {
       auto k = impl_->key_by_id.find(*a.id);
@@ -511,27 +516,24 @@ manual_result coordinator::answer(const manual_answer& a) {
         r.error = "no pending question " + std::to_string(*a.id);
         return r;
       }
-      auto it = impl_->pending.find(k->second);
-      subject = it->second.q;
-      v.question_id = *a.id;
-      r.requests_released += impl_->release_locked(it, v, "by_hand");
-      ++r.questions_answered;
+      keys.push_back(k->second);
+      subject = impl_->pending.at(k->second).q;
     } else {
       if (a.host.empty()) {
         r.error = "name a pending question's id or a host";
         return r;
       }
-      for (auto it = impl_->pending.begin(); it != impl_->pending.end();) {
-        auto next = std::next(it);
-        if (it->second.q.host == a.host && (a.port == 0 || it->second.q.port == a.port)) {
-          if (!subject) subject = it->second.q;
-          v.question_id = it->second.q.id;
-          r.requests_released += impl_->release_locked(it, v, "by_hand");
-          ++r.questions_answered;
-        }
-        it = next;
+      for (const auto& [key, p] : impl_->pending) {
+        if (p.q.host != a.host || (a.port != 0 && p.q.port != a.port)) continue;
+        keys.push_back(key);
+        if (!subject || p.q.id < subject->id) subject = p.q;
       }
       if (!subject) {
+        if (a.value.remember == policy::answer_lifetime::once) {
+          r.error = "no pending question for " + a.host + (a.port ? ":" + std::to_string(a.port) : std::string{}) +
+                    " (a `once` answer needs one; remember it with ttl or always)";
+          return r;
+        }
         question q;
         q.host = a.host;
         q.port = a.port;
@@ -539,24 +541,30 @@ manual_result coordinator::answer(const manual_answer& a) {
         subject = std::move(q);
       }
     }
+    // Remembered (and published) before anyone is released: a client that gets its
+    // answer and asks again at once must find it.
+    std::optional<policy::memory_entry> stored_entry;
     if (a.value.remember != policy::answer_lifetime::once) {
       hook::answer stored = a.value;
       if (stored.scope == policy::answer_scope::host_port && subject->port == 0) stored.scope = policy::answer_scope::host;
       bool persist_needed = false;
-      if (auto e = impl_->remember_locked(*subject, stored, a.who, persist_needed)) {
-        r.remembered = true;
-        auto [q, n] = impl_->release_covered_locked(*e, v);
-        r.questions_answered += q;
-        r.requests_released += n;
-      }
+      stored_entry = impl_->remember_locked(*subject, stored, a.who, persist_needed);
+      r.remembered = stored_entry.has_value();
       if (persist_needed) {
         to_persist = impl_->memory.persistent();
         path = impl_->decisions_path;
       }
-    } else if (r.questions_answered == 0) {
-      r.error = "no pending question for " + a.host + (a.port ? ":" + std::to_string(a.port) : std::string{}) +
-                " (a `once` answer needs one; remember it with ttl or always)";
-      return r;
+    }
+    for (const auto& key : keys) {
+      auto it = impl_->pending.find(key);
+      v.question_id = it->second.q.id;
+      r.requests_released += impl_->release_locked(it, v, "by_hand");
+      ++r.questions_answered;
+    }
+    if (stored_entry) {
+      auto [q, n] = impl_->release_covered_locked(*stored_entry, v);
+      r.questions_answered += q;
+      r.requests_released += n;
     }
   }
   if (!path.empty()) impl_->persist(std::move(to_persist), path);
