@@ -143,6 +143,10 @@ asio::awaitable<destination> decide_destination(session& s, std::string_view raw
   }
   if (d.error == dial_error::none && d.decision.result != outcome::allow)
     d.error = d.decision.reason == decision_reason::invalid_host ? dial_error::invalid_host : dial_error::denied;
+  // The admin page's recent denials: refusals by a rule or the hook (not clients that
+  // left); dial() notes the guard's. Never blocks: skipped when contended.
+  if (d.error == dial_error::denied && d.host.ok())
+    s.w.shared().hooks.note_denial(d.host.host->text, port, to_string(d.decision.reason));
   co_return d;
 }
 
@@ -212,6 +216,7 @@ asio::awaitable<void> dial(session& s, destination& d) {
     // A guard refusal is a block, not an outage: the decision becomes deny.
     d.error = dial_error::guard_refused;
     d.decision = {outcome::deny, decision_reason::address_denied, d.decision.rule};
+    s.w.shared().hooks.note_denial(d.host.host->text, d.port, to_string(d.decision.reason));
     co_return;
   }
 

@@ -9,6 +9,7 @@
 //   remembered NAME       waits for NAME among the remembered answers
 //   forget NAME           clicks NAME's Forget button, waits for the row to go
 //   gone HOST             waits until HOST is no longer pending
+//   token VALUE           types VALUE into the page's token form (admin.token_file)
 //   screenshot PATH       a full-page PNG
 //   quit
 // Every wait is bounded (STEP_MS); a failed step answers "error" and the driver goes on.
@@ -85,6 +86,13 @@ async function step(page, cmd, rest) {
     await row.getByRole("button", { name: "Forget " + rest[0] }).click();
     await row.waitFor({ state: "detached" });
     return rest[0];
+  }
+  if (cmd === "token") {
+    await page.locator("#token-form").waitFor({ state: "visible" });
+    await page.getByLabel("Admin token (admin.token_file)").fill(rest[0]);
+    await page.getByRole("button", { name: "Use token" }).click();
+    await page.locator("#token-form").waitFor({ state: "hidden" });
+    return "token";
   }
   if (cmd === "screenshot") {
     await page.screenshot({ path: rest[0], fullPage: true });

@@ -449,6 +449,11 @@ class HoldTest(EgressdTestCase):
                                      body=json.dumps({"host": "wild.localhost", "decision": "deny"}))
         self.assertEqual(status, 200, text)
         self.assertEqual(c.result()[0], 403)
+        # Listed among the recent denials, newest first.
+        denials = json.loads(admin_call(self.admin, "GET", "/v1/denials")[2])
+        self.assertEqual((denials[0]["host"], denials[0]["port"], denials[0]["reason"]),
+                         ("wild.localhost", self.o.http.port, "hook_deny"), denials)
+        self.assertRegex(denials[0]["at"], r"^\d{4}-\d\d-\d\dT")
 
     def test_cli_pending_and_allow_release_the_held_client(self):
         c, q = self.hold("x.localhost")

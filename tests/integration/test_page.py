@@ -11,6 +11,7 @@ tests/integration/.npm (scripts/deps.sh test installs both); node drives the bro
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -156,6 +157,22 @@ class PageTest(EgressdTestCase):
         os.replace(tmp, SCREENSHOT)
         for w in waiting:
             w.close()
+        self.assertEqual(driver.quit(), "ok clean")
+
+    def test_page_asks_for_the_token(self):
+        directory = harness.short_tempdir("egd-files-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        token_file = harness.write_file(directory, "admin.token", "page-test-token\n")
+        d = self.start_daemon(make_config(admin={"address": "127.0.0.1:0", "token_file": token_file}))
+        admin = d.wait_log("admin listening")["address"]
+        status, _, text = admin_call(admin, "POST", "/v1/decisions", body=json.dumps(
+            {"host": "tokened.localhost", "decision": "allow", "remember": "always"}),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer page-test-token"})
+        self.assertEqual(status, 200, text)
+        driver = Driver(f"http://{admin}/")
+        self.addCleanup(driver.close)
+        driver.do("token page-test-token")
+        self.assertIn("allow", driver.do("remembered tokened.localhost"))
         self.assertEqual(driver.quit(), "ok clean")
 
 
