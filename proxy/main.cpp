@@ -76,7 +76,9 @@ Usage:
       none). --domain covers HOST's registrable domain and its subdomains,
       --port HOST:PORT only; the default is HOST on any port.
   egressd deny HOST[:PORT] [--always | --ttl DURATION] [--domain | --port] [--reason TEXT]
-      The same, refusing: the held requests get 403 (SOCKS5: reply 02).
+      Refuse the pending question(s) for HOST: the held requests get 403
+      (SOCKS5: reply 02). The options are allow's; a --ttl refusal is kept at
+      most hook.deny_ttl.
   egressd decisions [--forget NAME] [--json]
       List the remembered answers; --forget NAME forgets every one naming the
       host or domain NAME.
