@@ -2,16 +2,16 @@
 # egressd confirmation hook (README "Hook examples"): allow the hosts a list file names,
 # deny the rest. POSIX sh and sed only (no jq), so it runs in a minimal image.
 #
-#   hook: { exec: ["/usr/local/share/egressd/hooks/allowlist.sh"] }
-#
 # Reads questions, one JSON line each, on stdin (README "Confirmation hook"):
 #   {"id":7,"host":"api.example.com","port":443,"protocol":"connect",...,"registrable_domain":"example.com",...}
 # and writes one JSON answer line for each. With a process per question (the default)
 # that is one line in, one line out; under `persistent: true` the same loop answers every
 # question for the life of the process, naming each answer's id.
 #
-# The list: EGRESSD_ALLOWLIST (default /etc/egressd/allowlist.txt), re-read for every
-# question, one pattern per line, `#` starts a comment, egressd's grammar without ports:
+# The list is the first argument (else EGRESSD_ALLOWLIST, else /etc/egressd/allowlist.txt):
+#   hook: { exec: ["/usr/local/share/egressd/hooks/allowlist.sh", "/etc/egressd/allowlist.txt"] }
+# It is re-read for every question: one pattern per line, `#` starts a comment, egressd's
+# grammar without ports:
 #   example.com        that host only
 #   *.example.com      its subdomains at any depth, not example.com itself
 #   **.example.com     example.com and all its subdomains
@@ -34,7 +34,7 @@ set -f  # patterns like *.example.com must not expand as file names
 LC_ALL=C
 export LC_ALL
 
-list=${EGRESSD_ALLOWLIST:-/etc/egressd/allowlist.txt}
+list=${1:-${EGRESSD_ALLOWLIST:-/etc/egressd/allowlist.txt}}
 allow_ttl=${EGRESSD_ALLOWLIST_TTL:-3600}
 deny_ttl=${EGRESSD_DENY_TTL:-60}
 case $allow_ttl in '' | *[!0-9]* | 0) allow_ttl=3600 ;; esac

@@ -159,6 +159,14 @@ class AllowlistHookTest(TempDirTest):
         self.assertIn("not a pattern, skipped: not a pattern", r.stderr)
         self.assertEqual(one_answer(r)["decision"], "allow")
 
+    def test_the_list_named_as_the_argument_wins(self):
+        other = self.write("other.txt", "gitlab.com\n")
+        r = subprocess.run([ALLOWLIST, other], input=json.dumps(question("gitlab.com")), capture_output=True,
+                           text=True, env=self.env, timeout=RUN_TIMEOUT)
+        a = one_answer(r)
+        self.assertEqual(a["decision"], "allow", a)
+        self.assertIn("other.txt", a["reason"])
+
     def test_a_missing_list_denies_with_the_reason(self):
         env = {**self.env, "EGRESSD_ALLOWLIST": os.path.join(self.dir, "nope.txt")}
         a = one_answer(run_hook(ALLOWLIST, json.dumps(question("github.com")), env))
@@ -226,13 +234,19 @@ class DesktopPromptTest(TempDirTest):
         self.assertEqual(a["decision"], "deny")
         self.assertIn("EGRESSD_PROMPT_ANSWER must be", a["reason"])
 
+    def test_a_bad_argument_is_a_usage_error(self):
+        r = subprocess.run([PROMPT, "--colour", "red"], input=self.Q, capture_output=True, text=True,
+                           env=hook_env(), timeout=RUN_TIMEOUT, start_new_session=True)
+        self.assertEqual((r.returncode, r.stdout), (2, ""))
+        self.assertIn("usage: desktop-prompt", r.stderr)
+
     def test_garbage_is_denied(self):
         a = one_answer(run_hook(PROMPT, "{not json\n", hook_env({"EGRESSD_PROMPT_ANSWER": "once"})))
         self.assertEqual((a["decision"], a["remember"]), ("deny", "once"))
         self.assertIn("not a question", a["reason"])
 
     # -- a pseudo-terminal as the controlling terminal ------------------------------------
-    def start_on_pty(self, env: dict[str, str]) -> tuple[subprocess.Popen, int]:
+    def start_on_pty(self, env: dict[str, str], args: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int]:
         master, slave = pty.openpty()
         slave_name = os.ttyname(slave)
         # The slave stays open here too: with no one holding it, reading the master
@@ -244,7 +258,7 @@ class DesktopPromptTest(TempDirTest):
             os.setsid()
             os.close(os.open(slave_name, os.O_RDWR))  # the first terminal a session leader opens is its own
 
-        p = subprocess.Popen([PROMPT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        p = subprocess.Popen([PROMPT, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env=env, preexec_fn=become_session_leader_with_the_pty)
         self.addCleanup(lambda: (p.poll() is None and p.kill(), p.wait(10), p.stdout.close(), p.stderr.close()))
         p.stdin.write(self.Q.encode())
@@ -279,7 +293,8 @@ class DesktopPromptTest(TempDirTest):
                          err)
 
     def test_the_terminal_prompt_denies_once_when_nobody_answers(self):
-        p, master = self.start_on_pty(hook_env({"EGRESSD_PROMPT_TIMEOUT": "1"}))
+        # The argument wins over the environment.
+        p, master = self.start_on_pty(hook_env({"EGRESSD_PROMPT_TIMEOUT": "600"}), ("--timeout", "1"))
         self.read_pty_until(master, b"no answer in time")
         out, _ = p.communicate(timeout=RUN_TIMEOUT)
         a = json.loads(out)
