@@ -198,7 +198,7 @@ bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_va
 // Features whose keys are in the schema but whose code is not built yet: their keys
 // are errors ("not yet supported") until the flag is turned on with the feature.
 namespace features {
-constexpr bool hook = false;     // hook:, decisions_file: (README "Policy semantics")
+constexpr bool hook = true;      // hook:, decisions_file: (README "Confirmation hook")
 constexpr bool metrics = true;   // metrics: (README "Metrics")
 }  // namespace features
 
