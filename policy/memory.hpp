@@ -61,7 +61,8 @@ class decision_memory {
   using clock = std::chrono::system_clock;
 
   /// Stores `e` (its lifetime must not be `once`), replacing an entry with the same
-  /// name, port and scope. Returns false for a `once` entry or an empty name.
+  /// name, port and scope. Returns false (and stores nothing) for a `once` entry, an
+  /// empty name, an `ask` result, or a host_port entry with port 0.
   bool remember(memory_entry e);
 
   /// The entry that answers (host, port) at `now`, or nullptr. `host` is canonical.
