@@ -636,7 +636,7 @@ class ApprovalServiceTest(TempDirTest):
 # End to end through egressd
 
 E2E_HOSTS = harness.HOSTS_FILE_TEXT + "".join(
-    f"127.0.0.1 {h}\n" for h in ("listed.test", "unlisted.test", "fresh.shared.test", "later.shared.test"))
+    f"127.0.0.1 {h}\n" for h in ("listed.test", "unlisted.test", "fresh.shared.test", "later.shared.test", "blocked.elsewhere.test"))
 
 
 def hook_config(origin_ports: list[int], hook: dict) -> dict:
@@ -647,29 +647,64 @@ def hook_config(origin_ports: list[int], hook: dict) -> dict:
 
 
 class AllowlistThroughEgressdTest(EgressdTestCase):
-    def test_a_listed_host_passes_and_another_is_refused(self):
+    def run_list(self, persistent: bool) -> None:
         harness.egressd_binary()
         directory = harness.short_tempdir("egd-hook-")
         self.addCleanup(shutil.rmtree, directory, True)
-        allowlist = harness.write_file(directory, "allowlist.txt", "listed.test\n")
+        allowlist = harness.write_file(directory, "allowlist.txt", "# the team's list\nlisted.test\n")
         http_port = self.o.http.port
-        d = self.start_daemon(hook_config([http_port], {"exec": [ALLOWLIST], "timeout": "20s"}),
-                              hosts_text=E2E_HOSTS, env={"EGRESSD_ALLOWLIST": allowlist})
+        hook = {"exec": [ALLOWLIST, allowlist], "timeout": "20s"}
+        if persistent:
+            hook["persistent"] = True
+        d = self.start_daemon(hook_config([http_port], hook), hosts_text=E2E_HOSTS, env={"PATH": hook_env()["PATH"]})
         ep = d.endpoint(0)
         r = curl("--proxy", ep.http_url, "-o", "/dev/null", "-w", "%{http_code}", f"http://listed.test:{http_port}/ok")
         self.assertEqual(r.stdout.decode(), "200", r.stderr)
         rec = d.wait_audit(host="listed.test", event="request")
-        self.assertEqual(rec["decision"], "allow", rec)
+        self.assertEqual((rec["decision"], rec["reason"], rec["answered_by"]), ("allow", "hook_allow", "hook"), rec)
+        self.assertEqual(rec["hook_reason"], f"listed.test is listed in {allowlist}")
         r = curl("--proxy", ep.http_url, "-D", "-", "-o", "/dev/null", f"http://unlisted.test:{http_port}/no")
         head = r.stdout.decode()
         self.assertIn(" 403 ", head.split("\r\n")[0])
-        self.assertIn("blocked-by-allowlist", head)
+        self.assertIn("X-Proxy-Error: blocked-by-allowlist", head)
+        self.assertIn(f"unlisted.test is not in {allowlist}", head)  # the script's reason, in Proxy-Status
         rec = d.wait_audit(host="unlisted.test", event="request")
-        self.assertEqual(rec["decision"], "deny", rec)
-        # A CONNECT to the listed host is allowed from egressd's memory now.
+        self.assertEqual((rec["decision"], rec["reason"], rec["answered_by"]), ("deny", "hook_deny", "hook"), rec)
+        # A CONNECT to the listed host is allowed from egressd's memory now (ttl answer).
+        mark = d.audit_mark()
         sock, h, _ = open_connect(ep, f"listed.test:{http_port}")
         sock.close()
         self.assertEqual(h.status, 200, h.describe())
+        rec = d.wait_audit(host="listed.test", event="request", start=mark)
+        self.assertEqual(rec["answered_by"], "remembered", rec)
+
+    def test_a_listed_host_passes_and_another_is_refused(self):
+        self.run_list(persistent=False)
+
+    def test_the_same_as_a_long_running_hook(self):
+        self.run_list(persistent=True)
+
+
+class DesktopPromptThroughEgressdTest(EgressdTestCase):
+    def test_an_answer_for_an_hour_is_remembered_and_nobody_to_ask_denies(self):
+        harness.egressd_binary()
+        http_port = self.o.http.port
+        cfg = hook_config([http_port], {"exec": [PROMPT, "--timeout", "10"], "timeout": "20s"})
+        d = self.start_daemon(cfg, hosts_text=E2E_HOSTS, env=hook_env({"EGRESSD_PROMPT_ANSWER": "hour"}))
+        ep = d.endpoint(0)
+        r = curl("--proxy", ep.http_url, "-o", "/dev/null", "-w", "%{http_code}", f"http://listed.test:{http_port}/")
+        self.assertEqual(r.stdout.decode(), "200", r.stderr)
+        rec = d.wait_audit(host="listed.test", event="request")
+        self.assertEqual((rec["answered_by"], rec["hook_reason"]),
+                         ("hook", "allowed listed.test for an hour at the desktop prompt"), rec)
+        # egressd runs in a session of its own here: no display, no terminal.
+        d2 = self.start_daemon(cfg, hosts_text=E2E_HOSTS, env=hook_env({"EGRESSD_PROMPT_TIMEOUT": "600"}))
+        r = curl("--proxy", d2.endpoint(0).http_url, "-D", "-", "-o", "/dev/null",
+                 f"http://unlisted.test:{http_port}/")
+        self.assertIn(" 403 ", r.stdout.decode().split("\r\n")[0])
+        rec = d2.wait_audit(host="unlisted.test", event="request")
+        self.assertEqual((rec["reason"], rec["answered_by"]), ("hook_deny", "hook"), rec)
+        self.assertIn("nobody to ask", rec["hook_reason"])
 
 
 class ApprovalServiceReplicasTest(EgressdTestCase):
@@ -701,11 +736,30 @@ class ApprovalServiceReplicasTest(EgressdTestCase):
             with sock:
                 self.assertEqual(head.status, 200, head.describe())
                 self.assert_echo(sock, rest)
-        # A sibling host through either replica: answered by the service from the shared
-        # answer, nobody asked.
+        for d in replicas:
+            rec = d.wait_audit(host="fresh.shared.test", event="request")
+            self.assertEqual((rec["decision"], rec["answered_by"]), ("allow", "hook"), rec)
+        # The answer covered the domain: a sibling host, through either replica, is
+        # allowed from that replica's own memory, and the service is not asked.
         mark = svc.log.mark()
         for d in replicas:
+            audit = d.audit_mark()
             self.connect_echo_ok(d.endpoint(0), f"later.shared.test:{echo}")
+            rec = d.wait_audit(host="later.shared.test", event="request", start=audit)
+            self.assertEqual((rec["decision"], rec["answered_by"]), ("allow", "remembered"), rec)
+        self.assertEqual(svc.log.find_all(lambda o: o.get("msg") in ("pending", "decided"), mark), [])
+        # An answer given at the service before any replica asked: each replica asks
+        # once and gets it, reason and all.
+        status, r, _ = svc.answer({"host": "blocked.elsewhere.test", "port": echo, "decision": "deny",
+                                   "remember": "always", "reason": "not for this project"})
+        self.assertEqual(status, 200, r)
+        for d in replicas:
+            sock, head, _ = open_connect(d.endpoint(0), f"blocked.elsewhere.test:{echo}")
+            sock.close()
+            self.assert_blocked(head, "blocked.elsewhere.test", proxy_status_has=["hook_deny", "not for this project"])
+        decided = svc.log.find_all(lambda o: o.get("msg") == "decided" and o.get("host") == "blocked.elsewhere.test",
+                                   mark)
+        self.assertEqual([o["decision"] for o in decided], ["deny", "deny"])
         self.assertEqual(svc.log.find_all(lambda o: o.get("msg") == "pending", mark), [])
 
 
