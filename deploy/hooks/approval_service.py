@@ -281,6 +281,7 @@ class Service:
                 p.clients.append(client)
             p.waiting += 1
             self.held += 1
+            log("held", id=p.id, host=host, port=port, waiting=p.waiting)
         try:
             answered = p.done.wait(self.args.hold_timeout)
         finally:

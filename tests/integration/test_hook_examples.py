@@ -24,7 +24,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -420,6 +419,11 @@ class ApprovalService:
         return self.log.wait(lambda o: o.get("msg") == "pending" and o.get("host") == host, timeout,
                              f"a pending question for {host}", start)[1]
 
+    def wait_held(self, host: str, waiting: int, start: int = 0, timeout: float = RUN_TIMEOUT) -> dict:
+        """Until `waiting` requests are held for `host` (the service logs each one joining)."""
+        return self.log.wait(lambda o: o.get("msg") == "held" and o.get("host") == host and o.get("waiting") == waiting,
+                             timeout, f"{waiting} requests held for {host}", start)[1]
+
     def close(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -518,10 +522,8 @@ class ApprovalServiceTest(TempDirTest):
         b = Background(s.decide, question("two.shared.dev"))
         s.wait_pending("one.shared.dev", mark)
         s.wait_pending("two.shared.dev", mark)
-        wait = Deadline(RUN_TIMEOUT)
-        while {(p["host"], p["waiting"]) for p in s.pending()} != {("one.shared.dev", 2), ("two.shared.dev", 1)}:
-            self.assertFalse(wait.expired(), s.pending())
-            time.sleep(0.05)  # the second request for one.shared.dev joins the item after its own read
+        s.wait_held("one.shared.dev", 2, mark)
+        self.assertEqual({(p["host"], p["waiting"]) for p in s.pending()}, {("one.shared.dev", 2), ("two.shared.dev", 1)})
         status, r, _ = s.answer({"host": "one.shared.dev", "decision": "deny", "remember": "ttl",
                                  "ttl_seconds": 120, "scope": "domain"})
         self.assertEqual((status, len(r["released"])), (200, 2), r)
@@ -723,10 +725,7 @@ class ApprovalServiceReplicasTest(EgressdTestCase):
         clients = [Background(open_connect, d.endpoint(0), f"fresh.shared.test:{echo}", timeout=RUN_TIMEOUT)
                    for d in replicas]
         svc.wait_pending("fresh.shared.test", mark)
-        wait = Deadline(RUN_TIMEOUT)
-        while [p["waiting"] for p in svc.pending()] != [2]:
-            self.assertFalse(wait.expired(), svc.pending())
-            time.sleep(0.05)  # the second replica's question arrives on its own
+        svc.wait_held("fresh.shared.test", 2, mark)
         [p] = svc.pending()
         status, r, _ = svc.answer({"id": p["id"], "decision": "allow", "remember": "ttl", "ttl_seconds": 600,
                                    "scope": "domain", "domain": "shared.test"})
