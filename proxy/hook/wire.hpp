@@ -33,8 +33,9 @@ std::string to_json(const question& q);
 
 /// An answer: {decision: allow|deny, remember: once|ttl|always, ttl_seconds,
 /// scope: host|host_port|domain, reason}. Only `decision` is required; `remember`
-/// defaults to once, `scope` to host; `ttl_seconds` is required for remember: ttl
-/// (an integer >= 1). An `id` member is returned for a long-running exec hook, which
+/// defaults to once, `scope` to host; `ttl_seconds` (an integer >= 1) counts for
+/// remember: ttl only, and when absent there the configured hook.ttl applies (ttl 0);
+/// an optional member that is null counts as absent. An `id` member is returned for a long-running exec hook, which
 /// answers questions by id. Unknown members are ignored (forward compatible).
 struct answer {
   policy::outcome decision = policy::outcome::deny;  ///< allow or deny
