@@ -32,9 +32,9 @@ Python 3.11+ standard library only. Endpoints (JSON unless said otherwise):
 With --token-file every request must carry `Authorization: Bearer TOKEN` (egressd's
 hook.token_file sends it) or HTTP Basic credentials with TOKEN as the password (what a
 browser sends for the page, after asking once). POST /answer must also be sent as
-`Content-Type: application/json` and name this service in `Host` (the listen address,
-`localhost`, or an --allow-host name), so a web page in a browser cannot answer (CSRF,
-DNS rebinding).
+`Content-Type: application/json`, and it and DELETE /answers must name this service in
+`Host` (the listen address, `localhost`, a loopback address, or an --allow-host name),
+so a web page in a browser cannot answer (CSRF, DNS rebinding).
 
 Bounds: --max-pending requests held at once (503 beyond), --max-body bytes per request
 body (413), --io-timeout per read and write on a connection, --max-connections open at
@@ -597,9 +597,9 @@ class Server(ThreadingHTTPServer):
         port = self.server_address[1]
         host = address[0]
         shown = f"[{host}]" if ":" in host else host
-        self.allowed_hosts = {f"{shown}:{port}", f"localhost:{port}"} | allowed_hosts
-        for h in allowed_hosts:
-            self.allowed_hosts.add(f"{h}:{port}")
+        self.allowed_hosts = {f"{shown}:{port}", f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"}
+        for h in allowed_hosts:  # without a port too: browsers leave out 80 and 443
+            self.allowed_hosts |= {h, f"{h}:{port}"}
 
     def server_bind(self) -> None:  # no getfqdn(): a reverse lookup may hang where there is no DNS
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

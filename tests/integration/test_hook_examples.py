@@ -591,6 +591,20 @@ class ApprovalServiceTest(TempDirTest):
         self.assertEqual(s.proc.poll(), None, "the service still runs")
         self.assertEqual(s.request("GET", "/answers")[1]["answers"], [], "nothing was remembered")
 
+    def test_answers_are_taken_for_the_names_of_the_service_only(self):
+        s = self.service("--allow-host", "approvals.internal")
+        ok = {"host": "a.dev", "decision": "allow", "remember": "ttl", "ttl_seconds": 60}
+        for host, status in [("approvals.internal", 200), (f"approvals.internal:{s.port}", 200),
+                             (f"localhost:{s.port}", 200), (f"[::1]:{s.port}", 200),
+                             (f"approvals.internal:{s.port + 1}", 403), ("evil.example", 403)]:
+            with self.subTest(host=host):
+                got, body, _ = s.answer(ok, headers={"Host": host})
+                self.assertEqual(got, status, body)
+        got, body, _ = s.request("DELETE", "/answers?name=a.dev", headers={"Host": "evil.example"})
+        self.assertEqual(got, 403, body)
+        got, body, _ = s.request("DELETE", "/answers?name=a.dev")
+        self.assertEqual((got, body["forgotten"]), (200, 1))
+
     def test_a_token_is_required_on_every_request(self):
         token = self.write("token", "s3cret-token\n")
         s = self.service("--token-file", token)
