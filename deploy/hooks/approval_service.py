@@ -121,7 +121,10 @@ class Memory:
         self.entries: list[dict] = []
         if path and os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+                try:
+                    data = json.load(f)
+                except ValueError as e:
+                    raise ValueError(f"{path}: not JSON: {e}") from None
             if not isinstance(data, dict) or not isinstance(data.get("answers"), list):
                 raise ValueError(f"{path}: expected {{\"answers\": [...]}}")
             self.entries = [e for e in data["answers"] if isinstance(e, dict)]

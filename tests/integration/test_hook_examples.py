@@ -646,6 +646,17 @@ class ApprovalServiceTest(TempDirTest):
                            text=True, timeout=RUN_TIMEOUT, env=hook_env())
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad-rules.txt:2: expected `allow PATTERN` or `deny PATTERN`", r.stderr)
+        for text, words in [("{not json", "state.json: not JSON: Expecting property name"),
+                            ('{"answers": 3}', 'state.json: expected {"answers": [...]}')]:
+            state = self.write("state.json", text)
+            r = subprocess.run([sys.executable, SERVICE, "--listen", "127.0.0.1:0", "--state", state],
+                               capture_output=True, text=True, timeout=RUN_TIMEOUT, env=hook_env())
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn(words, r.stderr)
+        r = subprocess.run([sys.executable, SERVICE, "--cert", "only-a-cert.pem"], capture_output=True, text=True,
+                           timeout=RUN_TIMEOUT, env=hook_env())
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--cert and --key go together", r.stderr)
 
 
 # ------------------------------------------------------------------------------------
