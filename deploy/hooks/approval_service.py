@@ -127,7 +127,13 @@ class Memory:
                     raise ValueError(f"{path}: not JSON: {e}") from None
             if not isinstance(data, dict) or not isinstance(data.get("answers"), list):
                 raise ValueError(f"{path}: expected {{\"answers\": [...]}}")
-            self.entries = [e for e in data["answers"] if isinstance(e, dict)]
+            for i, e in enumerate(data["answers"]):
+                if not (isinstance(e, dict) and isinstance(e.get("name"), str) and e.get("scope") in SCOPES
+                        and e.get("decision") in DECISIONS
+                        and (e.get("expires") is None or isinstance(e.get("expires"), (int, float)))):
+                    raise ValueError(f"{path}: answers[{i}] needs name, scope (host|host_port|domain), "
+                                     f"decision (allow|deny) and expires (a time or null)")
+            self.entries = data["answers"]
 
     @staticmethod
     def covers(e: dict, host: str, port: int) -> bool:

@@ -647,7 +647,9 @@ class ApprovalServiceTest(TempDirTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad-rules.txt:2: expected `allow PATTERN` or `deny PATTERN`", r.stderr)
         for text, words in [("{not json", "state.json: not JSON: Expecting property name"),
-                            ('{"answers": 3}', 'state.json: expected {"answers": [...]}')]:
+                            ('{"answers": 3}', 'state.json: expected {"answers": [...]}'),
+                            ('{"answers": [{"name": "a.dev", "scope": "everything", "decision": "allow"}]}',
+                             "state.json: answers[0] needs name, scope")]:
             state = self.write("state.json", text)
             r = subprocess.run([sys.executable, SERVICE, "--listen", "127.0.0.1:0", "--state", state],
                                capture_output=True, text=True, timeout=RUN_TIMEOUT, env=hook_env())
