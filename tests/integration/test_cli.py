@@ -294,6 +294,25 @@ class RememberedTest(unittest.TestCase):
         self.assertIn(f"{bad}:16:", r.stderr)
         self.assertIn("decisions[4].scope", r.stderr)
 
+    def test_the_readmes_example_is_a_decisions_file(self):
+        """README "Decisions file" shows a file: it must load and mean what it says."""
+        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "README.md")
+        with open(readme, encoding="utf-8") as f:
+            section = f.read().split("\n### Decisions file\n", 1)[1].split("\n## ", 1)[0]
+        example = section.split("\n```\n", 1)[1].split("\n```", 1)[0]
+        self.assertIn("decisions:", example)
+        decisions = harness.write_file(self.dir, "readme-decisions.yaml", example + "\n")
+        config = harness.write_file(self.dir, "readme.yaml", POLICY + f"decisions_file: {decisions}\n")
+        r = self.run_check("registry.npmjs.org", "--json", config=config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stderr, "")
+        # @npm in POLICY allows registry.npmjs.org by rule; a sibling is the memory's.
+        r = self.run_check("docs.npmjs.org", "--json", config=config)
+        self.assertEqual(json.loads(r.stdout)["reason"], "remembered_allow", r.stdout + r.stderr)
+        r = self.run_check("api.example.com:8443", "--json", config=config)
+        self.assertEqual(json.loads(r.stdout)["reason"], "remembered_deny", r.stdout + r.stderr)
+
     def test_a_missing_decisions_file_remembers_nothing(self):
         config = harness.write_file(self.dir, "fresh.yaml",
                                     POLICY + f"decisions_file: {os.path.join(self.dir, 'not-yet.yaml')}\n")
