@@ -87,6 +87,13 @@ class decision_memory {
   bool has_domain_entries_ = false;
 };
 
+/// Whether the memory may answer after decide() gave `d`: only when no rule matched
+/// (the `unknown` default decided), never over a rule or an invalid host.
+constexpr bool memory_applies(const decision& d) noexcept {
+  return d.reason == decision_reason::unknown_ask || d.reason == decision_reason::unknown_denied ||
+         d.reason == decision_reason::report_only;
+}
+
 /// The decision a remembered entry gives: allow/deny with reason remembered_allow /
 /// remembered_deny and no rule.
 decision remembered_decision(const memory_entry& e) noexcept;
