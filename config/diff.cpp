@@ -48,6 +48,15 @@ bool same_users(const auth_config& a, const auth_config& b) {
                     });
 }
 
+bool same_hook(const std::optional<hook_config>& a, const std::optional<hook_config>& b) {
+  if (a.has_value() != b.has_value()) return false;
+  if (!a) return true;
+  return a->exec == b->exec && a->persistent == b->persistent && a->url == b->url && a->ca_file == b->ca_file &&
+         a->token_file == b->token_file && a->console == b->console && a->timeout == b->timeout &&
+         a->on_timeout == b->on_timeout && a->max_pending == b->max_pending && a->concurrency == b->concurrency &&
+         a->ttl == b->ttl && a->deny_ttl == b->deny_ttl;
+}
+
 }  // namespace
 
 change_summary describe_changes(const config& before, const config& after) {
@@ -74,6 +83,8 @@ change_summary describe_changes(const config& before, const config& after) {
   // Read once at start-up: the admin server, the workers and their resolvers, the loggers.
   const auto admin_text = [](const config& c) { return c.admin ? c.admin->address.to_string() : std::string(); };
   if (admin_text(before) != admin_text(after)) out.restart_keys.push_back("admin.address");
+  const auto admin_token = [](const config& c) { return c.admin ? c.admin->token_file : std::string(); };
+  if (admin_token(before) != admin_token(after)) out.restart_keys.push_back("admin.token_file");
   if (before.workers != after.workers) out.restart_keys.push_back("workers");
   if (before.busy_poll_us != after.busy_poll_us) out.restart_keys.push_back("busy_poll_us");
   if (!same_dns(before.dns, after.dns)) out.restart_keys.push_back("dns");
@@ -90,6 +101,10 @@ change_summary describe_changes(const config& before, const config& after) {
   if (!same_limits(before.limits, after.limits)) out.applied_keys.push_back("limits");
   if (before.metrics.max_domains != after.metrics.max_domains) out.applied_keys.push_back("metrics.max_domains");
   if (!same_users(before.auth, after.auth)) out.applied_keys.push_back("auth");
+  // The hook coordinator takes the new hook at once (questions already pending keep
+  // their deadline) and reads a decisions file given a new path.
+  if (!same_hook(before.hook, after.hook)) out.applied_keys.push_back("hook");
+  if (before.decisions_file != after.decisions_file) out.applied_keys.push_back("decisions_file");
   return out;
 }
 

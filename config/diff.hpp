@@ -20,11 +20,11 @@ struct change_summary {
   std::vector<std::string> listeners_added;
   std::vector<std::string> listeners_removed;
   std::vector<std::string> listeners_changed;
-  /// Other keys whose new value needs a restart (`admin.address`, `dns`, `log.audit`,
-  /// `workers`, ...).
+  /// Other keys whose new value needs a restart (`admin.address`, `admin.token_file`,
+  /// `dns`, `log.audit`, `workers`, ...).
   std::vector<std::string> restart_keys;
   /// Other keys whose new value applies to new sessions at once (`limits`, `auth`,
-  /// `policy.unknown`, `policy.guard.allow_private`).
+  /// `policy.unknown`, `policy.guard.allow_private`, `hook`, `decisions_file`).
   std::vector<std::string> applied_keys;
 
   bool listeners_need_restart() const {

@@ -12,6 +12,7 @@
 #include "config/load.hpp"
 
 #include "config/byte_size.hpp"
+#include "config/decisions_file.hpp"
 #include "config/json.hpp"
 #include "policy/address.hpp"
 
@@ -198,7 +199,6 @@ bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_va
 // Features whose keys are in the schema but whose code is not built yet: their keys
 // are errors ("not yet supported") until the flag is turned on with the feature.
 namespace features {
-constexpr bool hook = false;     // hook:, decisions_file: (README "Policy semantics")
 constexpr bool metrics = true;   // metrics: (README "Metrics")
 }  // namespace features
 
@@ -207,10 +207,12 @@ constexpr std::array<std::string_view, 13> top = {"version", "listeners", "admin
                                                   "decisions_file", "limits", "dns", "metrics", "log",
                                                   "auth", "workers", "busy_poll_us"};
 constexpr std::array<std::string_view, 4> listener = {"address", "protocols", "mode", "group"};
-constexpr std::array<std::string_view, 1> admin = {"address"};
+constexpr std::array<std::string_view, 2> admin = {"address", "token_file"};
 constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
 constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private"};
-constexpr std::array<std::string_view, 6> hook = {"exec", "url", "console", "timeout", "on_timeout", "max_pending"};
+constexpr std::array<std::string_view, 12> hook = {"exec",    "persistent", "url",        "ca_file",
+                                                   "token_file", "console", "timeout",    "on_timeout",
+                                                   "max_pending", "concurrency", "ttl",     "deny_ttl"};
 constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_timeout",   "connect_timeout",
                                                     "idle_timeout",    "max_head_bytes", "max_headers",
                                                     "drain_timeout"};
@@ -588,7 +590,12 @@ void read_admin(yaml_reader& r, const field& f, config& c) {
   if (f.node.IsNull()) return;  // `admin:` with nothing under it: no admin server
   bool has_address = false;
   std::optional<endpoint> address;
-  r.mapping(f, keys::admin, [&](std::string_view, const field& v) {
+  std::string token_file;
+  r.mapping(f, keys::admin, [&](std::string_view key, const field& v) {
+    if (key == "token_file") {
+      assign(token_file, r.string(v));
+      return;
+    }
     has_address = true;
     address = r.address(v);
     if (address && address->kind != endpoint::kind_t::tcp) {
@@ -598,7 +605,7 @@ void read_admin(yaml_reader& r, const field& f, config& c) {
   });
   if (f.node.IsMap() && !has_address)
     r.diag().error(f.at, f.path, "missing `address`", "add address: 127.0.0.1:9090, or remove `admin`");
-  if (address) c.admin = admin_config{std::move(*address), {}};
+  if (address) c.admin = admin_config{std::move(*address), std::move(token_file)};
 }
 
 void read_policy(yaml_reader& r, const field& f, config& c) {
@@ -631,8 +638,14 @@ void read_hook(yaml_reader& r, const field& f, config& c) {
       r.sequence(v, "[\"/usr/local/bin/approve\", \"--flag\"]", [&](const field& arg) {
         if (auto s = r.string(arg)) hook.exec.push_back(std::move(*s));
       });
+    } else if (key == "persistent") {
+      assign(hook.persistent, r.boolean(v));
     } else if (key == "url") {
       assign(hook.url, r.string(v));
+    } else if (key == "ca_file") {
+      assign(hook.ca_file, r.string(v));
+    } else if (key == "token_file") {
+      assign(hook.token_file, r.string(v));
     } else if (key == "console") {
       assign(hook.console, r.boolean(v));
     } else if (key == "timeout") {
@@ -642,6 +655,12 @@ void read_hook(yaml_reader& r, const field& f, config& c) {
              r.choice<hook_fallback>(v, {{"deny", hook_fallback::deny}, {"allow", hook_fallback::allow}}));
     } else if (key == "max_pending") {
       assign_count(hook.max_pending, r.integer(v, 1, max_size));
+    } else if (key == "concurrency") {
+      assign_count(hook.concurrency, r.integer(v, 1, 4096));
+    } else if (key == "ttl") {
+      assign(hook.ttl, r.time(v, positive));
+    } else if (key == "deny_ttl") {
+      assign(hook.deny_ttl, r.time(v, positive));
     }
   });
   if (f.node.IsMap()) c.hook = std::move(hook);
@@ -809,15 +828,13 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
     } else if (key == "policy") {
       read_policy(r, v, c);
     } else if (key == "hook") {
-      if (features::hook)
-        read_hook(r, v, c);
-      else
-        not_yet_supported(r, root, v, "the confirmation hook", "remove it; unknown destinations are denied (no_hook)");
+      read_hook(r, v, c);
     } else if (key == "decisions_file") {
-      if (features::hook)
-        assign(c.decisions_file, r.string(v));
+      auto path = r.string(v);
+      if (path && path->empty())
+        r.diag().error(v.at, v.path, "empty path", "name a file, e.g. /var/lib/egressd/decisions.yaml, or remove the key");
       else
-        not_yet_supported(r, root, v, "remembering hook answers", "remove it");
+        assign(c.decisions_file, std::move(path));
     } else if (key == "limits") {
       read_limits(r, v, c);
     } else if (key == "dns") {
@@ -903,6 +920,66 @@ std::optional<std::string> audit_path_problem(const std::string& path) {
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
     return "cannot create files in " + quote(dir) + ": " + std::strerror(errno);
   return std::nullopt;
+}
+
+// Why a file egressd reads (a CA bundle, a token) cannot be read now, or nothing.
+std::optional<std::string> readable_file_problem(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "cannot read " + quote(path) + ": " + std::strerror(errno);
+  if (S_ISDIR(st.st_mode)) return quote(path) + " is a directory, not a file";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "cannot read " + quote(path) + ": " + std::strerror(errno);
+  return std::nullopt;
+}
+
+// Why `path` is no usable token file (README "Configuration"), or nothing.
+std::optional<std::string> token_file_problem(const std::string& path) {
+  if (auto why = readable_file_problem(path)) return why;
+  std::string error;
+  if (!read_token_file(path, error)) return error;
+  return std::nullopt;
+}
+
+// Why `path` holds no CA certificate for an https:// hook, or nothing. Only the PEM
+// armour is checked here (OpenSSL is not linked into config/); the hook's TLS
+// context reports a certificate that does not parse.
+std::optional<std::string> ca_file_problem(const std::string& path) {
+  if (auto why = readable_file_problem(path)) return why;
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (text.str().find("-----BEGIN CERTIFICATE-----") == std::string::npos)
+    return quote(path) + " holds no PEM certificate (no `-----BEGIN CERTIFICATE-----` line)";
+  return std::nullopt;
+}
+
+// Why the decisions file cannot be kept at `path`, or nothing: its directory must
+// exist and be writable (egressd writes a temporary file there and renames it over
+// the file; it never creates directories), and the path must not be a directory.
+std::optional<std::string> decisions_path_problem(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return quote(path) + " is a directory";
+  if (::stat(dir.c_str(), &st) != 0) return "the directory " + quote(dir) + " does not exist";
+  if (!S_ISDIR(st.st_mode)) return quote(dir) + " is not a directory";
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return "cannot create files in " + quote(dir) + ": " + std::strerror(errno);
+  return std::nullopt;
+}
+
+bool is_plain_http(std::string_view url) {
+  return url.size() >= 7 && lower(url[0]) == 'h' && lower(url[1]) == 't' && lower(url[2]) == 't' &&
+         lower(url[3]) == 'p' && url[4] == ':';
+}
+
+// The host of an http(s) URL (valid_hook_url() holds), brackets removed.
+std::string url_host(std::string_view url) {
+  std::string_view rest = url.substr(url.find("://") + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = rest.rfind('@'); at != std::string_view::npos) rest.remove_prefix(at + 1);
+  if (!rest.empty() && rest.front() == '[') return std::string(rest.substr(1, rest.find(']') - 1));
+  return std::string(rest.substr(0, rest.find(':')));
 }
 
 std::string location_text(const policy::source_location& w) {
@@ -1036,17 +1113,68 @@ void check_config(const config& c, const origins& where, diagnostics& diag) {
             "keep exactly one");
     if (has_exec && (h.exec.empty() || h.exec.front().empty()) && !diag.has_error_under("hook.exec"))
       error("hook.exec", "`exec` names no program", "write exec: [\"/usr/local/bin/approve\"]");
-    if (has_url && !valid_hook_url(h.url) && !diag.has_error_under("hook.url"))
+    const bool url_ok = has_url && valid_hook_url(h.url) && !diag.has_error_under("hook.url");
+    if (has_url && !url_ok && !diag.has_error_under("hook.url"))
       error("hook.url", quote(h.url) + " is not an http:// or https:// URL", "write url: http://127.0.0.1:8081/decide");
+    // Keys of one kind given to another would do nothing: errors, not ignored.
+    if (where.has("hook.persistent") && !has_exec && !diag.has_error_under("hook.persistent"))
+      error("hook.persistent", "`persistent` applies to an `exec` hook only",
+            "remove it, or use exec: [...] with persistent: true");
+    for (const char* key : {"hook.ca_file", "hook.token_file"}) {
+      if (!where.has(key) || has_url || diag.has_error_under(key)) continue;
+      error(key, std::string("`") + (std::string_view(key) == "hook.ca_file" ? "ca_file" : "token_file") +
+                     "` applies to a `url` hook only",
+            "remove it, or use url: https://...");
+    }
+    if (where.has("hook.ca_file") && !diag.has_error_under("hook.ca_file")) {
+      if (h.ca_file.empty())
+        error("hook.ca_file", "empty path", "name a PEM file of CA certificates, or remove the key");
+      else if (url_ok && is_plain_http(h.url))
+        error("hook.ca_file", "`ca_file` applies to an https:// URL only; " + quote(h.url) + " is plain http",
+              "write url: https://..., or remove ca_file");
+      else if (auto why = ca_file_problem(h.ca_file))
+        error("hook.ca_file", *why, "give a PEM file of CA certificates readable by egressd");
+    }
+    if (where.has("hook.token_file") && !diag.has_error_under("hook.token_file")) {
+      if (h.token_file.empty())
+        error("hook.token_file", "empty path", "name a file whose first line is the token, or remove the key");
+      else if (auto why = token_file_problem(h.token_file))
+        error("hook.token_file", *why, "put the bearer token on the file's first line");
+      else if (url_ok && is_plain_http(h.url) && !is_loopback_host(url_host(h.url)))
+        warning("hook.token_file", "the token is sent in clear text to " + quote(h.url) + ", beyond loopback",
+                "use an https:// URL");
+    }
+    // A program named by path that is not there is a hook failure at every question
+    // (hook_not_found): say so now. A bare name is looked up in PATH when it runs.
+    if (has_exec && !h.exec.empty() && h.exec.front().find('/') != std::string::npos &&
+        !diag.has_error_under("hook.exec") && ::access(h.exec.front().c_str(), X_OK) != 0)
+      warning("hook.exec", "cannot execute " + quote(h.exec.front()) + ": " + std::strerror(errno),
+              "every question will be denied (hook_not_found) until it can");
+  }
+  if (c.admin && !c.admin->token_file.empty()) {
+    if (auto why = token_file_problem(c.admin->token_file))
+      error("admin.token_file", *why, "put the bearer token on the file's first line");
+  } else if (c.admin && where.has("admin.token_file") && !diag.has_error_under("admin.token_file")) {
+    error("admin.token_file", "empty path", "name a file whose first line is the token, or remove the key");
   }
   if (c.policy.unknown == policy::unknown_mode::ask && !c.hook)
-    warning("policy.unknown",
-            "unknown destinations will be denied (reason no_hook): this version of egressd has no confirmation hook",
+    warning("policy.unknown", "no hook is configured: unknown destinations are denied with reason no_hook",
             where.of("policy.unknown").shown_path != "policy.unknown"  // from a settings file
-                ? "set \"strictAllowlist\": true to say so"
-                : "write `unknown: deny` to say so");
+                ? "set \"strictAllowlist\": true to say so, or give --config with a `hook:` too"
+                : "add a `hook:` (exec, url or console: true), or write `unknown: deny` to say so");
   if (c.hook && c.policy.unknown != policy::unknown_mode::ask && !diag.has_error_under("policy.unknown"))
     warning("hook", "the hook is never asked: policy.unknown is not `ask`", "write `unknown: ask` under `policy`");
+
+  // Decisions file: where it will be written must exist now, and what it holds
+  // must read (a corrupt file would otherwise be replaced by the next answer).
+  if (!c.decisions_file.empty()) {
+    if (auto why = decisions_path_problem(c.decisions_file)) {
+      error("decisions_file", *why, "create the directory first (egressd never creates directories)");
+    } else {
+      auto held = decisions_file::load(c.decisions_file);
+      for (auto& p : held.problems) diag.add(std::move(p));
+    }
+  }
 
   // Proxy users: distinct, and names and passwords that both HTTP Basic
   // (RFC 7617 §2: the user-id cannot contain a colon) and SOCKS5 (RFC 1929 §2:
@@ -1430,6 +1558,63 @@ std::string audit_text(const log_config& log) {
     case audit_target::file: return log.audit_file;
   }
   return "off";
+}
+
+std::optional<std::string> read_token_file(const std::string& path, std::string& error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot read " + quote(path) + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string line;
+  std::getline(in, line);
+  if (in.bad()) {
+    error = "cannot read " + quote(path) + ": " + std::strerror(errno);
+    return std::nullopt;
+  }
+  const auto blank = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\r'; };
+  while (!line.empty() && blank(line.back())) line.pop_back();
+  std::size_t start = 0;
+  while (start < line.size() && blank(line[start])) ++start;
+  line.erase(0, start);
+  if (line.empty()) {
+    error = "the first line of " + quote(path) + " is empty: it must hold the token";
+    return std::nullopt;
+  }
+  // RFC 6750 §2.1: a bearer token is visible ASCII without spaces.
+  if (std::any_of(line.begin(), line.end(), [](char ch) { return static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f; })) {
+    error = "the token in " + quote(path) + " holds a space or control character, which `Authorization: Bearer` cannot carry";
+    return std::nullopt;
+  }
+  return line;
+}
+
+std::string hook_summary(const config& c) {
+  std::string out = "hook: ";
+  if (!c.hook) {
+    out += "none";
+    if (c.policy.unknown == policy::unknown_mode::ask) out += " (unknown destinations are denied: no_hook)";
+  } else {
+    const hook_config& h = *c.hook;
+    if (!h.exec.empty()) {
+      out += "exec";
+      for (const auto& arg : h.exec) out += " " + arg;
+      out += h.persistent ? " (persistent)" : " (a process per question)";
+    } else if (!h.url.empty()) {
+      out += "url " + h.url;
+      if (!h.ca_file.empty()) out += ", ca_file " + h.ca_file;
+      if (!h.token_file.empty()) out += ", token_file " + h.token_file;
+    } else {
+      out += "console (answers by hand)";
+    }
+    out += ", timeout " + format_duration(h.timeout) + ", on_timeout " +
+           (h.on_timeout == hook_fallback::allow ? "allow" : "deny") + ", max_pending " +
+           std::to_string(h.max_pending) + ", concurrency " + std::to_string(h.concurrency) + ", ttl " +
+           format_duration(h.ttl) + ", deny_ttl " + format_duration(h.deny_ttl);
+  }
+  out += "\ndecisions_file: " + (c.decisions_file.empty() ? std::string("none (`always` answers are not kept across restarts)")
+                                                           : c.decisions_file);
+  return out;
 }
 
 std::string problem::to_string() const {

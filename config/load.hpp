@@ -83,6 +83,16 @@ load_result load_layered_files(const std::string& yaml_path, const std::string& 
 load_result load_layered_strings(std::string_view yaml_text, std::string_view yaml_name,
                                  std::string_view settings_text, std::string_view settings_name);
 
+/// The token of a token file (`hook.token_file`, `admin.token_file`): its first line
+/// without the line break and surrounding spaces and tabs. Nothing, with `error`
+/// naming the path, when the file cannot be read, its first line is empty, or the
+/// token holds a space or control character (an `Authorization: Bearer` value cannot).
+std::optional<std::string> read_token_file(const std::string& path, std::string& error);
+
+/// Two lines for `check-config`: `hook: ` the kind and its settings (or `none`), and
+/// `decisions_file: ` the path (or `none`).
+std::string hook_summary(const config& c);
+
 /// The embedded default configuration, as YAML (config/default_config.yaml).
 std::string_view default_config_yaml();
 

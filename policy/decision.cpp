@@ -36,7 +36,6 @@ std::string_view to_string(decision_reason r) noexcept {
     case decision_reason::hook_refused: return "hook_refused";
     case decision_reason::hook_http_error: return "hook_http_error";
     case decision_reason::hook_tls_error: return "hook_tls_error";
-    case decision_reason::hook_by_hand: return "hook_by_hand";
     case decision_reason::shutting_down: return "shutting_down";
   }
   return "no_decision";

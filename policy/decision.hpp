@@ -41,7 +41,6 @@ enum class decision_reason : std::uint8_t {
   hook_refused,      ///< the url hook refused the connection (or does not resolve)
   hook_http_error,   ///< the url hook answered a status other than 2xx
   hook_tls_error,    ///< the url hook's TLS handshake or certificate failed
-  hook_by_hand,      ///< answered by hand (admin API, CLI, page)
   shutting_down,     ///< the proxy stopped while the request was held
 };
 

@@ -36,8 +36,8 @@ std::optional<answer_lifetime> parse_answer_lifetime(std::string_view s) noexcep
   return std::nullopt;
 }
 
-// Keys are "<scope char><name>" plus ":<port>" for host_port; names never hold ':'
-// except IPv6 literals, and the scope character keeps the three kinds apart.
+// Keys are "<scope char><name>" plus "#<port>" for host_port: canonical names never
+// hold '#' (IPv6 literals hold ':'), and the scope character keeps the three kinds apart.
 std::string decision_memory::key_of(answer_scope scope, std::string_view name, std::uint16_t port) {
   std::string key;
   key.reserve(name.size() + 8);
@@ -56,6 +56,9 @@ std::string decision_memory::key_of(answer_scope scope, std::string_view name, s
 
 bool decision_memory::remember(memory_entry e) {
   if (e.lifetime == answer_lifetime::once || e.name.empty()) return false;
+  // Only allow and deny are answers; a host_port entry without a port could never be
+  // looked up (port 0 is no destination).
+  if (e.result == outcome::ask || (e.scope == answer_scope::host_port && e.port == 0)) return false;
   if (e.scope != answer_scope::host_port) e.port = 0;
   if (e.lifetime == answer_lifetime::always) e.expires = clock::time_point::max();
   if (e.scope == answer_scope::domain) has_domain_entries_ = true;

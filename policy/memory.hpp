@@ -61,7 +61,8 @@ class decision_memory {
   using clock = std::chrono::system_clock;
 
   /// Stores `e` (its lifetime must not be `once`), replacing an entry with the same
-  /// name, port and scope. Returns false for a `once` entry or an empty name.
+  /// name, port and scope. Returns false (and stores nothing) for a `once` entry, an
+  /// empty name, an `ask` result, or a host_port entry with port 0.
   bool remember(memory_entry e);
 
   /// The entry that answers (host, port) at `now`, or nullptr. `host` is canonical.
@@ -85,6 +86,13 @@ class decision_memory {
   std::unordered_map<std::string, memory_entry> by_key_;
   bool has_domain_entries_ = false;
 };
+
+/// Whether the memory may answer after decide() gave `d`: only when no rule matched
+/// (the `unknown` default decided), never over a rule or an invalid host.
+constexpr bool memory_applies(const decision& d) noexcept {
+  return d.reason == decision_reason::unknown_ask || d.reason == decision_reason::unknown_denied ||
+         d.reason == decision_reason::report_only;
+}
 
 /// The decision a remembered entry gives: allow/deny with reason remembered_allow /
 /// remembered_deny and no rule.

@@ -307,9 +307,9 @@ bool upstream_still_allowed(const session& s, const destination& d, const policy
 asio::awaitable<bool> refuse_request(session& s, request_context& ctx, const destination& d,
                                      const proto::http_request& req) {
   const refusal r = refusal_for(s, d);
-  ctx.status = d.error == dial_error::aborted ? 0 : r.status;
+  ctx.status = silent(d.error) ? 0 : r.status;
   account(s, ctx);
-  if (d.error == dial_error::aborted) co_return false;
+  if (silent(d.error)) co_return false;
   // Keep the client connection when nothing of this request is left to skip.
   const bool keep = req.keep_alive && req.body == proto::body_framing::none && !s.w.shared().draining;
   co_return co_await write_client(s, render_refusal(r, !keep)) && keep;
@@ -329,7 +329,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
 
     // Decide this request on its own; reuse the upstream only for the same host and
     // port, still allowed by the current policy, its address included.
-    destination d = decide_destination(s, req.host, req.port);
+    destination d = co_await decide_destination(s, req.host, req.port, access_protocol::http);
     bool reused = false;
     if (current && s.upstream.is_open() && d.decision.result == policy::outcome::allow && d.port == current->port &&
         d.host.host->text == current->host.host->text && upstream_still_allowed(s, *current, d.decision)) {
@@ -386,7 +386,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         s.upstream.close(ignored);
         current.reset();
         reused = false;
-        d = decide_destination(s, req.host, req.port);
+        d = co_await decide_destination(s, req.host, req.port, access_protocol::http);
         if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
         if (!d.connected()) break;
         current = d;

@@ -99,6 +99,10 @@ metrics::metrics(std::size_t max_domains)
                   .Register(*registry_);
   reloads_->Add({{"result", "success"}});
   reloads_->Add({{"result", "failure"}});
+  hook_questions_ = &prometheus::BuildCounter()
+                        .Name("egressd_hook_questions_total")
+                        .Help("Questions to the confirmation hook, by outcome (allow, deny, timeout, a failure, overloaded).")
+                        .Register(*registry_);
   config_info_ = &prometheus::BuildGauge()
                       .Name("egressd_config_info")
                       .Help("The configuration in force: its hash as a label, value 1.")
@@ -165,6 +169,10 @@ void metrics::count_dns_lookup(dns_result r) noexcept {
   if (i < dns_lookups_.size()) dns_lookups_[i]->Increment();
 }
 
+void metrics::count_hook_question(std::string_view outcome) {
+  hook_questions_->Add({{"outcome", str(outcome)}}).Increment();
+}
+
 void metrics::count_reload(bool ok) { reloads_->Add({{"result", ok ? "success" : "failure"}}).Increment(); }
 
 void metrics::set_config_hash(std::string_view hash) {
@@ -192,6 +200,12 @@ std::string metrics::render() const {
         connections_open_ ? static_cast<double>(connections_open_->load(std::memory_order_relaxed)) : 0.0);
   gauge("egressd_tunnels_open", "Open tunnels (CONNECT and SOCKS5 after their success reply).",
         static_cast<double>(std::max<std::int64_t>(0, tunnels_open_.load(std::memory_order_relaxed))));
+  gauge("egressd_hook_pending", "Questions waiting for the confirmation hook's answer.",
+        static_cast<double>(std::max<std::int64_t>(0, hook_pending_.load(std::memory_order_relaxed))));
+  gauge("egressd_requests_held", "Client requests held while the confirmation hook decides.",
+        static_cast<double>(std::max<std::int64_t>(0, held_.load(std::memory_order_relaxed))));
+  gauge("egressd_remembered_answers", "Hook answers remembered (ttl and always).",
+        static_cast<double>(remembered_.load(std::memory_order_relaxed)));
   {
     // The byte counters of every domain, read under the mutex that guards the map
     // (workers only take it to create a domain, never to count).
@@ -221,6 +235,7 @@ std::string metrics::render() const {
                            "Time from a request's head to its decision and reply (tunnels: until established).",
                            families);
   dns_seconds_.collect("egressd_dns_lookup_seconds", "How long a request waited for a name lookup (cache misses).", families);
+  hook_seconds_.collect("egressd_hook_seconds", "Time from a question to the hook's answer (or its timeout).", families);
   std::sort(families.begin(), families.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   return prometheus::TextSerializer().Serialize(families);
 }

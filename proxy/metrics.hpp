@@ -60,7 +60,7 @@ class latency_histogram {
 struct request_labels {
   static constexpr std::size_t protocols = 4;
   static constexpr std::size_t decisions = 3;
-  static constexpr std::size_t reasons = 32;  // 25 policy reasons, then request outcomes
+  static constexpr std::size_t reasons = 32;  // 24 policy reasons, then request outcomes
   std::uint8_t protocol = 0;  ///< < protocols
   std::uint8_t decision = 0;  ///< < decisions
   std::uint8_t reason = 0;    ///< < reasons
@@ -144,6 +144,13 @@ class metrics {
   void count_reload(bool ok);
   /// egressd_config_info{hash} 1 for the configuration now in force.
   void set_config_hash(std::string_view hash);
+  /// The hook (README "Confirmation hook"): a question's outcome (allow, deny, timeout,
+  /// crashed, ..., overloaded) and how long it took to answer.
+  void count_hook_question(std::string_view outcome);
+  void observe_hook(std::chrono::microseconds d) noexcept { hook_seconds_.observe(d); }
+  void hook_pending_changed(std::int64_t delta) noexcept { hook_pending_.fetch_add(delta, std::memory_order_relaxed); }
+  void held_changed(std::int64_t delta) noexcept { held_.fetch_add(delta, std::memory_order_relaxed); }
+  void set_remembered(std::size_t n) noexcept { remembered_.store(static_cast<std::int64_t>(n), std::memory_order_relaxed); }
   /// Where egressd_connections_open comes from (the runtime's counter), read at scrape.
   void set_connections_source(const std::atomic<std::size_t>* open) noexcept { connections_open_ = open; }
 
@@ -164,6 +171,11 @@ class metrics {
   latency_histogram connect_seconds_;
   latency_histogram request_seconds_;
   latency_histogram dns_seconds_;
+  latency_histogram hook_seconds_;
+  prometheus::Family<prometheus::Counter>* hook_questions_;
+  std::atomic<std::int64_t> hook_pending_{0};
+  std::atomic<std::int64_t> held_{0};
+  std::atomic<std::int64_t> remembered_{0};
   std::atomic<std::int64_t> tunnels_open_{0};
   const std::atomic<std::size_t>* connections_open_ = nullptr;
 

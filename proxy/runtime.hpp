@@ -12,6 +12,7 @@
 #include "policy/address.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/dns.hpp"
+#include "proxy/hook/coordinator.hpp"
 #include "proxy/metrics.hpp"
 
 namespace egressd::proxy {
@@ -38,6 +39,8 @@ struct runtime {
   std::atomic<bool> draining{false};
   /// Every metric (README "Metrics"); workers reach domain handles through their cache.
   metrics stats;
+  /// The confirmation hook and the decision memory (README "Confirmation hook").
+  hook::coordinator hooks{stats};
 };
 
 /// The resolver's options as the `dns:` section sets them (the daemon's workers and

@@ -392,6 +392,9 @@ struct server::impl {
     rt.stats.set_max_domains(next.config->metrics.max_domains);
     rt.stats.set_config_hash(policy_hash(*next.policy));
     rt.stats.count_reload(true);
+    if (auto error = rt.hooks.configure(*next.config); !error.empty())
+      log_event(log_level::error, "the decisions file could not be read; remembered answers stay as they were",
+                json_object().add("path", next.config->decisions_file).add("error", error));
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
               json_object()
@@ -452,6 +455,7 @@ struct server::impl {
     stopping = true;
     rt.draining.store(true);
     close_listeners();  // the admin endpoint stays up, answering /readyz with 503
+    rt.hooks.stop();    // held requests are refused now (shutting_down), not at the deadline
     const auto timeout = rt.current.load()->config->limits.drain_timeout;
     drain_deadline = std::chrono::steady_clock::now() + timeout;
     log_event(log_level::info, "draining",
@@ -482,6 +486,7 @@ struct server::impl {
       for (auto& w : workers) w->abort_all();
     }
     signals.cancel();
+    rt.hooks.stop();
     if (admin) admin->stop();
     if (drain_timer) drain_timer->cancel();
     if (audit_flush_timer) audit_flush_timer->cancel();
@@ -516,6 +521,9 @@ int server::run() {
     for (unsigned i = 0; i < n; ++i)
       s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
+    if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
+      throw std::runtime_error("decisions_file " + cfg->decisions_file + ": " + error);
+    s.rt.hooks.start();
     if (cfg->admin) {
       std::vector<worker*> ws;
       for (auto& w : s.workers) ws.push_back(w.get());

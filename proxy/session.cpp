@@ -49,7 +49,7 @@ struct dial_error_facts {
   error_source source;
 };
 using socks_code = proto::socks5_reply_code;
-constexpr std::array<dial_error_facts, 10> dial_error_table{{
+constexpr std::array<dial_error_facts, 11> dial_error_table{{
     {"none", 500, "proxy_internal_error", socks_code::succeeded, error_source::none},
     {"invalid_host", 400, "http_request_error", socks_code::not_allowed, error_source::client},
     {"denied", 403, "http_request_denied", socks_code::not_allowed, error_source::policy},
@@ -60,8 +60,9 @@ constexpr std::array<dial_error_facts, 10> dial_error_table{{
     {"network_unreachable", 502, "destination_unavailable", socks_code::network_unreachable, error_source::upstream},
     {"connect_timeout", 504, "connection_timeout", socks_code::ttl_expired, error_source::upstream},
     {"aborted", 503, "proxy_internal_error", socks_code::general_failure, error_source::proxy},
+    {"client_closed", 0, "proxy_internal_error", socks_code::general_failure, error_source::client},
 }};
-static_assert(static_cast<std::size_t>(dial_error::aborted) + 1 == dial_error_table.size());
+static_assert(static_cast<std::size_t>(dial_error::client_closed) + 1 == dial_error_table.size());
 
 const dial_error_facts& facts(dial_error e) noexcept { return dial_error_table[static_cast<std::size_t>(e)]; }
 
@@ -104,6 +105,9 @@ std::string_view to_string(answered_by a) noexcept {
   switch (a) {
     case answered_by::rule: return "rule";
     case answered_by::report_only: return "report_only";
+    case answered_by::remembered: return "remembered";
+    case answered_by::hook: return "hook";
+    case answered_by::by_hand: return "by_hand";
   }
   return "unknown";
 }
@@ -145,6 +149,7 @@ session::~session() { w.detach(this); }
 
 void session::abort() noexcept {
   aborted = true;
+  if (held) held->cancel();
   boost::system::error_code ignored;
   client.cancel(ignored);
   upstream.cancel(ignored);
@@ -202,131 +207,6 @@ asio::awaitable<bool> write_upstream(session& s, std::string_view data) {
   auto [ec, n] = co_await asio::async_write(s.upstream, asio::buffer(data), nothrow);
   s.disarm_upstream_write();
   co_return !ec;
-}
-
-// ---- decide -> resolve -> guard -> dial -----------------------------------------------
-
-namespace {
-
-dial_error classify_connect_error(const boost::system::error_code& ec) {
-  if (ec == asio::error::connection_refused) return dial_error::refused;
-  if (ec == asio::error::network_unreachable) return dial_error::net_unreachable;
-  if (ec == asio::error::host_unreachable) return dial_error::unreachable;
-  if (ec == asio::error::timed_out) return dial_error::timeout;
-  return dial_error::unreachable;
-}
-
-// The confirmation hook's place in the path (README "Policy semantics"). Until a hook client is
-// configured, an `ask` is a denial with its own reason.
-policy::decision confirm(const session&, const destination& d) {
-  (void)d;
-  return {outcome::deny, decision_reason::no_hook, policy::no_rule};
-}
-
-}  // namespace
-
-destination decide_destination(const session& s, std::string_view raw_host, std::uint16_t port) {
-  destination d;
-  d.raw_host = std::string(raw_host);
-  d.port = port;
-  d.host = policy::canonicalize_host(raw_host);
-  d.decision = policy::decide(*s.policy, {&d.host, port, std::nullopt});
-  if (d.decision.result == outcome::ask) d.decision = confirm(s, d);
-  if (d.decision.result != outcome::allow)
-    d.error = d.decision.reason == decision_reason::invalid_host ? dial_error::invalid_host : dial_error::denied;
-  return d;
-}
-
-asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port) {
-  destination d = decide_destination(s, raw_host, port);
-  if (d.decision.result == outcome::allow) co_await dial(s, d);
-  co_return d;
-}
-
-asio::awaitable<void> dial(session& s, destination& d) {
-  const policy::canonical_host& host = *d.host.host;
-  const std::uint16_t port = d.port;
-
-  // Resolve once; the guard judges every address; only survivors are dialled. The
-  // guard also judges IP literals: by the IP rules alone (denied ranges win over a wider
-  // allow) unless report-only mode let them through (policy::classify).
-  std::vector<asio::ip::address> addresses;
-  if (host.is_ip()) {
-    addresses.push_back(to_asio(*host.address));
-  } else {
-    const auto asked = steady::now();
-    auto [ec, answer] = co_await s.w.dns().resolve(host.text);
-    if (!answer.from_cache && !s.aborted) {
-      // A lookup this request waited for (its own, or one it joined); hits are free.
-      auto& stats = s.w.shared().stats;
-      stats.observe_dns(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - asked));
-      stats.count_dns_lookup(!ec ? metrics::dns_result::ok
-                             : (ec == dns_errc::not_found || ec == dns_errc::no_data) ? metrics::dns_result::no_such_name
-                                                                                       : metrics::dns_result::error);
-    }
-    if (s.aborted) {
-      d.error = dial_error::aborted;
-      co_return;
-    }
-    if (ec || answer.addresses.empty()) {
-      // The policy allowed it: the decision stands, the failure is the upstream's.
-      d.error = dial_error::resolve_failed;
-      co_return;
-    }
-    addresses = std::move(answer.addresses);
-  }
-  std::vector<asio::ip::address> candidates;
-  const auto& locals = *s.gen->local_addresses;
-  for (const auto& a : addresses) {
-    const auto v = policy::classify(*s.policy, host, d.decision.reason, to_policy(a), port, locals);
-    if (v.allowed()) {
-      candidates.push_back(a);
-    } else if (d.refused_class == policy::address_class::none) {
-      d.refused_class = v.refused;
-      d.refused_address = a.to_string();
-    }
-  }
-  if (candidates.empty()) {
-    // A guard refusal is a block, not an outage: the decision becomes deny.
-    d.error = dial_error::guard_refused;
-    d.decision = {outcome::deny, decision_reason::address_denied, d.decision.rule};
-    co_return;
-  }
-
-  // Dial the survivors in order under one connect deadline.
-  const auto started = steady::now();
-  const auto deadline = started + s.cfg->limits.connect_timeout;
-  d.error = dial_error::unreachable;
-  for (const auto& a : candidates) {
-    tcp::endpoint ep(a, port);
-    boost::system::error_code ignored;
-    s.upstream.close(ignored);
-    s.arm_upstream(deadline);
-    auto [ec] = co_await s.upstream.async_connect(ep, nothrow);
-    s.disarm_upstream();
-    if (s.aborted) {
-      d.error = dial_error::aborted;
-      break;
-    }
-    if (ec == asio::error::operation_aborted && s.upstream_timed_out) {
-      d.error = dial_error::timeout;
-      break;
-    }
-    if (!ec) {
-      d.error = dial_error::none;
-      d.remote = ep;
-      break;
-    }
-    d.error = classify_connect_error(ec);
-  }
-  d.connect_time = std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - started);
-  if (!d.connected()) {
-    boost::system::error_code ignored;
-    s.upstream.close(ignored);
-  } else {
-    boost::system::error_code ignored;
-    s.upstream.set_option(tcp::no_delay(true), ignored);
-  }
 }
 
 // ---- replies and records ------------------------------------------------------------
@@ -424,6 +304,35 @@ bool is_private_class(policy::address_class c) noexcept {
          c == address_class::unique_local;
 }
 
+// What a client is told when the hook, or a remembered answer of it, refused: who
+// decided and how to change it. Empty for every other denial.
+std::string hook_refusal(const destination& d, const std::string& target) {
+  const std::string why = d.hook_reason.empty() ? std::string{} : " (" + d.hook_reason + ")";
+  switch (d.decision.reason) {
+    case decision_reason::hook_deny:
+      return target + " was denied by " +
+             (d.who == answered_by::by_hand ? std::string("an answer given by hand") : std::string("the confirmation hook")) +
+             why;
+    case decision_reason::remembered_deny:
+      return target + " was denied by a remembered answer; `egressd decisions --forget " + d.display_host() +
+             "` forgets it";
+    case decision_reason::hook_timeout: return "the confirmation hook did not answer about " + target + " in time";
+    case decision_reason::hook_overloaded:
+      return "too many questions are waiting for the confirmation hook; " + target + " was not asked about";
+    case decision_reason::shutting_down: return "egressd is shutting down";
+    case decision_reason::hook_failed:
+    case decision_reason::hook_crashed:
+    case decision_reason::hook_bad_answer:
+    case decision_reason::hook_not_found:
+    case decision_reason::hook_refused:
+    case decision_reason::hook_http_error:
+    case decision_reason::hook_tls_error:
+      return "the confirmation hook failed (" + std::string(policy::to_string(d.decision.reason)) + ") asking about " +
+             target + why;
+    default: return {};
+  }
+}
+
 }  // namespace
 
 refusal refusal_for(const session& s, const destination& d) {
@@ -447,6 +356,10 @@ refusal refusal_for(const session& s, const destination& d) {
         r.details = target + " is blocked by the deny rule '" + r.rule + "' (" + rule_location(rule) +
                     "); a deny rule wins over every allow entry: remove or narrow it to allow this destination";
       } else {
+        if (auto hook = hook_refusal(d, target); !hook.empty()) {
+          r.details = std::move(hook);
+          break;
+        }
         r.details = target + " is not in the allowlist";
         if (d.decision.reason == decision_reason::no_hook) r.details += " and no confirmation hook is configured";
         const auto& host = *d.host.host;
@@ -481,6 +394,7 @@ refusal refusal_for(const session& s, const destination& d) {
     case dial_error::unreachable:
     case dial_error::net_unreachable: r.details = target + " is unreachable"; break;
     case dial_error::aborted: r.details = "shutting down"; break;
+    case dial_error::client_closed: r.details = "the client went away"; break;
     case dial_error::none: r.details = "internal error"; break;
   }
   r.details.insert(0, "egressd: ");
@@ -527,8 +441,9 @@ json_object base_record(const session& s, const request_context& ctx, std::strin
   } else {
     o.add_null("rule");
   }
-  o.add("answered_by", to_string(d->decision.reason == decision_reason::report_only ? answered_by::report_only
-                                                                                      : answered_by::rule));
+  o.add("answered_by", to_string(d->who));
+  if (d->question_id != 0) o.add("question", d->question_id);
+  if (!d->hook_reason.empty()) o.add("hook_reason", d->hook_reason);
   if (d->refused_class != policy::address_class::none) {
     // The class of the first refused address (and the address), also when another
     // address of the same name was dialled.
@@ -770,13 +685,13 @@ namespace {
 
 asio::awaitable<void> serve_connect(session& s, const proto::http_request& req, std::size_t consumed) {
   request_context ctx(access_protocol::connect, s.started);
-  destination d = co_await open_upstream(s, req.host, req.port);
+  destination d = co_await open_upstream(s, req.host, req.port, access_protocol::connect);
   ctx.dest = &d;
   if (!d.connected()) {
     const refusal r = refusal_for(s, d);
-    ctx.status = d.error == dial_error::aborted ? 0 : r.status;
+    ctx.status = silent(d.error) ? 0 : r.status;
     account(s, ctx);
-    if (d.error != dial_error::aborted) co_await send_refusal(s, r);
+    if (!silent(d.error)) co_await send_refusal(s, r);
     co_return;
   }
   ctx.status = 200;
@@ -947,13 +862,13 @@ asio::awaitable<void> serve_socks5(session& s, steady::time_point deadline) {
     co_return;
   }
   request_context ctx(access_protocol::socks5, s.started);
-  destination d = co_await open_upstream(s, socks5_host(request->message), request->message.port);
+  destination d = co_await open_upstream(s, socks5_host(request->message), request->message.port, access_protocol::socks5);
   ctx.dest = &d;
   const auto code = socks_code_for(d);
   if (!d.connected()) {
-    if (d.error != dial_error::aborted) ctx.socks_reply = code;
+    if (!silent(d.error)) ctx.socks_reply = code;
     account(s, ctx);
-    if (d.error != dial_error::aborted) co_await write_bytes(s, proto::socks5_reply(code));
+    if (!silent(d.error)) co_await write_bytes(s, proto::socks5_reply(code));
     co_return;
   }
   ctx.socks_reply = code;

@@ -17,6 +17,7 @@
 #include "policy/guard.hpp"
 #include "policy/host.hpp"
 #include "policy/snapshot.hpp"
+#include "proxy/hook/coordinator.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/protocol/http_head.hpp"
 #include "proxy/protocol/socks5.hpp"
@@ -46,8 +47,11 @@ enum class dial_error : std::uint8_t {
   net_unreachable,  ///< network unreachable (502 / 03)
   timeout,          ///< connect timeout (504 / 06)
   aborted,          ///< the proxy is shutting down
+  client_closed,    ///< the client went away while its request was held for the hook
 };
 std::string_view to_string(dial_error e) noexcept;
+/// No reply goes to the client: the proxy is stopping, or the client is gone.
+constexpr bool silent(dial_error e) noexcept { return e == dial_error::aborted || e == dial_error::client_closed; }
 
 /// The protocol a request came in, named in access records exactly as here.
 enum class access_protocol : std::uint8_t {
@@ -64,11 +68,13 @@ enum class error_source : std::uint8_t {
   upstream,  ///< the destination failed: no such name, refused, unreachable, timeout
   proxy,     ///< egressd itself (shutting down)
 };
-/// Who gave the decision. `rule` covers the `unknown: deny` default too; remembered
-/// and hook answers will get their own values.
+/// Who gave the decision. `rule` covers the `unknown: deny` default too.
 enum class answered_by : std::uint8_t {
   rule,         ///< a configured rule or the `unknown` default
   report_only,  ///< `unknown: allow` let an unknown destination through
+  remembered,   ///< a remembered hook answer (decision memory, decisions_file)
+  hook,         ///< the hook, or its fallback (timeout, failure, overload: the reason says)
+  by_hand,      ///< a person, through the admin API, the CLI or the page
 };
 /// How a request ended before (or instead of) a policy decision. The record's
 /// `reason` is this name for every value but `decided`, where it is the policy's
@@ -136,6 +142,8 @@ struct session final : worker_task {
   std::string_view user;
   std::shared_ptr<const policy::snapshot> policy;
   std::string in;  ///< bytes from the client not consumed yet
+  /// The hook wait this session is held on, if any: abort() cancels it.
+  std::shared_ptr<hook::coordinator::wait> held;
   bool aborted = false;
   steady::time_point client_deadline = steady::time_point::max();
   steady::time_point upstream_deadline = steady::time_point::max();
@@ -152,6 +160,9 @@ struct destination {
   policy::host_result host;
   std::uint16_t port = 0;
   policy::decision decision;
+  answered_by who = answered_by::rule;  ///< who gave `decision`
+  std::uint64_t question_id = 0;        ///< the hook question that decided, if one did
+  std::string hook_reason;              ///< the hook answer's text, or its failure's detail
   policy::address_class refused_class = policy::address_class::none;
   std::string refused_address;
   dial_error error = dial_error::none;
@@ -163,14 +174,18 @@ struct destination {
   const std::string& display_host() const noexcept { return host.ok() ? host.host->text : raw_host; }
 };
 
-/// Canonicalises and decides (asking the hook where the policy says ask); a refused
-/// destination comes back with its error set.
-destination decide_destination(const session& s, std::string_view raw_host, std::uint16_t port);
+/// The decision path (upstream.cpp): canonical host -> policy::decide -> a remembered
+/// answer -> the hook (holding the request; the client, a drain or the hook timeout
+/// end the wait) -> resolve -> guard -> dial. A refused destination comes back with
+/// its error set.
+asio::awaitable<destination> decide_destination(session& s, std::string_view raw_host, std::uint16_t port,
+                                                access_protocol protocol);
 /// Resolves, guards and dials an allowed destination, leaving `s.upstream` connected on
 /// success. Never throws for network errors; the outcome is in `d`.
 asio::awaitable<void> dial(session& s, destination& d);
 /// decide_destination, then dial what is allowed.
-asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port);
+asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host, std::uint16_t port,
+                                           access_protocol protocol);
 
 /// Reads more client bytes into s.in, at most up to `limit` bytes held. False on EOF,
 /// error, or when `deadline` passes.

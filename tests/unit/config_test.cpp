@@ -10,8 +10,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <ostream>
 #include <sstream>
@@ -61,6 +66,14 @@ const cfg::problem& expect_error(const cfg::load_result& r, const std::string& p
   CHECK(p->level == cfg::severity::error);
   CHECK(p->line == line);
   CHECK(p->column > 0);
+  return *p;
+}
+
+const cfg::problem& expect_warning(const cfg::load_result& r, const std::string& path) {
+  INFO(dump(r));
+  const cfg::problem* p = at_path(r, path);
+  REQUIRE(p != nullptr);
+  CHECK(p->level == cfg::severity::warning);
   return *p;
 }
 
@@ -202,13 +215,24 @@ TEST_CASE("valid/full.yaml: every key", "[unit][config]") {
   CHECK(c.policy.deny[0].where.path == "policy.deny[0]");
   CHECK(c.policy.deny[0].where.line == 13);
   CHECK(c.policy.deny[0].where.column == 7);
-  CHECK(c.policy.unknown == policy::unknown_mode::allow);
+  CHECK(c.policy.unknown == policy::unknown_mode::ask);
   REQUIRE(c.policy.guard.deny_ranges.size() == 1);
   CHECK(c.policy.guard.deny_ranges[0].text == "100.64.0.0/10");
   CHECK(c.policy.guard.deny_ranges[0].where.path == "policy.guard.deny_ranges[0]");
   CHECK(c.policy.guard.allow_private);
 
-  CHECK_FALSE(c.hook);
+  REQUIRE(c.hook);
+  CHECK(c.hook->exec == std::vector<std::string>{"/bin/sh", "/etc/egressd/approve.sh", "--quiet"});
+  CHECK(c.hook->persistent);
+  CHECK(c.hook->url.empty());
+  CHECK_FALSE(c.hook->console);
+  CHECK(c.hook->timeout == 90s);
+  CHECK(c.hook->on_timeout == cfg::hook_fallback::allow);
+  CHECK(c.hook->max_pending == 64);
+  CHECK(c.hook->concurrency == 4);
+  CHECK(c.hook->ttl == 2h);
+  CHECK(c.hook->deny_ttl == 1min);
+  CHECK(c.decisions_file == "/tmp/egressd-full-decisions.yaml");
 
   CHECK(c.limits.max_connections == 500);
   CHECK(c.limits.head_timeout == 250ms);
@@ -458,19 +482,266 @@ TEST_CASE("Unix listeners: mode and group", "[unit][config]") {
   }
 }
 
-TEST_CASE("keys of features not built yet are errors, not silently ignored", "[unit][config]") {
-  // hook: and decisions_file: are keys of the schema, but this version has
-  // no hook: accepting them would promise what does not happen.
+// ---------------------------------------------------------------------------
+// The confirmation hook, admin.token_file and decisions_file (README "Confirmation hook")
+
+// A fresh directory for files a configuration names, removed with what is in it.
+struct temp_dir {
+  std::string path;
+  temp_dir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/egressd-config-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path = tmpl;
+  }
+  ~temp_dir() { std::filesystem::remove_all(path); }
+  std::string write(const std::string& name, const std::string& text) const {
+    const std::string file = path + "/" + name;
+    std::ofstream(file, std::ios::binary) << text;
+    return file;
+  }
+};
+
+constexpr std::string_view pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+TEST_CASE("invalid: hook with two kinds", "[unit][config]") {
   const auto r = cfg::load_yaml_file(data("invalid/hook_two_kinds.yaml"));
   CHECK_FALSE(r.ok());
-  CHECK_THAT(expect_error(r, "hook", 6).message, Catch::Contains("is not yet supported by this version of egressd"));
+  CHECK_THAT(expect_error(r, "hook.exec", 7).message, Catch::Contains("more than one"));
   CHECK(count(r, cfg::severity::error) == 1);
+}
 
+TEST_CASE("hook: kinds, URL and ranges", "[unit][config]") {
+  const std::string head = std::string(minimal_head) + "policy: {unknown: ask}\n";
+  {
+    const auto r = yaml(head + "hook: {console: true}\n");
+    INFO(dump(r));
+    REQUIRE(r.ok());
+    CHECK(r.problems.empty());
+    REQUIRE(r.value->hook);
+    CHECK(r.value->hook->console);
+    // The defaults of config.hpp.
+    CHECK(r.value->hook->timeout == 30s);
+    CHECK(r.value->hook->on_timeout == cfg::hook_fallback::deny);
+    CHECK(r.value->hook->max_pending == 1024);
+    CHECK(r.value->hook->concurrency == 16);
+    CHECK(r.value->hook->ttl == 1h);
+    CHECK(r.value->hook->deny_ttl == 5min);
+    CHECK_FALSE(r.value->hook->persistent);
+  }
+  CHECK(yaml(head + "hook: {url: \"http://127.0.0.1:8081/decide\"}\n").ok());
+  CHECK(yaml(head + "hook: {url: \"HTTPS://approver.example/decide\"}\n").ok());
+  CHECK(yaml(head + "hook: {exec: [approve]}\n").ok());  // looked up in PATH
+  CHECK(yaml(head + "hook: {exec: [/bin/sh], persistent: false}\n").ok());
+  CHECK(yaml(head + "hook: {exec: [/bin/sh], console: false}\n").ok());
+  expect_error(yaml(head + "hook: {timeout: 5s}\n"), "hook", 5);
+  CHECK_THAT(expect_error(yaml(head + "hook: {timeout: 5s}\n"), "hook", 5).hint, Catch::Contains("console: true"));
+  expect_error(yaml(head + "hook: {url: \"ftp://x/decide\"}\n"), "hook.url", 5);
+  expect_error(yaml(head + "hook: {url: \"http:///decide\"}\n"), "hook.url", 5);
+  expect_error(yaml(head + "hook: {url: \"http://a b/decide\"}\n"), "hook.url", 5);
+  expect_error(yaml(head + "hook: {exec: []}\n"), "hook.exec", 5);
+  expect_error(yaml(head + "hook: {exec: [\"\"]}\n"), "hook.exec", 5);
+  expect_error(yaml(head + "hook: {exec: /bin/sh}\n"), "hook.exec", 5);
+  expect_error(yaml(head + "hook: {console: true, url: \"http://127.0.0.1:1/\"}\n"), "hook.url", 5);
+  // console: false is no kind at all.
+  expect_error(yaml(head + "hook: {console: false}\n"), "hook", 5);
+  expect_error(yaml(head + "hook: {console: yes}\n"), "hook.console", 5);
+  expect_error(yaml(head + "hook: {console: true, timeout: 0s}\n"), "hook.timeout", 5);
+  expect_error(yaml(head + "hook: {console: true, timeout: 30}\n"), "hook.timeout", 5);
+  CHECK(expect_error(yaml(head + "hook: {console: true, on_timeout: dney}\n"), "hook.on_timeout", 5).hint ==
+        "did you mean `deny`?");
+  expect_error(yaml(head + "hook: {console: true, max_pending: 0}\n"), "hook.max_pending", 5);
+  expect_error(yaml(head + "hook: {console: true, concurrency: 0}\n"), "hook.concurrency", 5);
+  expect_error(yaml(head + "hook: {console: true, concurrency: 5000}\n"), "hook.concurrency", 5);
+  expect_error(yaml(head + "hook: {console: true, ttl: 0s}\n"), "hook.ttl", 5);
+  expect_error(yaml(head + "hook: {console: true, deny_ttl: -1m}\n"), "hook.deny_ttl", 5);
+  expect_error(yaml(head + "hook: {console: true, persistent: 1}\n"), "hook.persistent", 5);
+  CHECK(expect_error(yaml(head + "hook: {console: true, deny_tll: 1m}\n"), "hook.deny_tll", 5).hint ==
+        "did you mean `deny_ttl`?");
+  // `hook:` with nothing under it: no hook.
+  const auto none = yaml(head + "hook:\n");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none.value->hook);
+}
+
+TEST_CASE("hook: keys of one kind given to another are errors", "[unit][config]") {
+  temp_dir dir;
+  const std::string ca = dir.write("ca.pem", std::string(pem));
+  const std::string token = dir.write("token", "s3cret\n");
+  const std::string head = std::string(minimal_head) + "policy: {unknown: ask}\n";
+  CHECK_THAT(expect_error(yaml(head + "hook: {url: \"http://127.0.0.1:1/\", persistent: true}\n"), "hook.persistent", 5)
+                 .message,
+             Catch::Contains("`exec` hook only"));
+  expect_error(yaml(head + "hook: {console: true, persistent: false}\n"), "hook.persistent", 5);
+  CHECK_THAT(expect_error(yaml(head + "hook: {exec: [/bin/sh], ca_file: " + ca + "}\n"), "hook.ca_file", 5).message,
+             Catch::Contains("`url` hook only"));
+  CHECK_THAT(expect_error(yaml(head + "hook: {console: true, token_file: " + token + "}\n"), "hook.token_file", 5)
+                 .message,
+             Catch::Contains("`url` hook only"));
+  CHECK_THAT(expect_error(yaml(head + "hook: {url: \"http://127.0.0.1:1/\", ca_file: " + ca + "}\n"), "hook.ca_file",
+                          5)
+                 .message,
+             Catch::Contains("https:// URL only"));
+}
+
+TEST_CASE("hook: ca_file and token_file are read at load", "[unit][config]") {
+  temp_dir dir;
+  const std::string ca = dir.write("ca.pem", std::string(pem));
+  const std::string token = dir.write("token", "  s3cret-token \r\nsecond line\n");
+  const std::string head = std::string(minimal_head) + "policy: {unknown: ask}\n";
+  const auto ok = yaml(head + "hook: {url: \"https://approver.example/decide\", ca_file: " + ca +
+                       ", token_file: " + token + "}\n");
+  INFO(dump(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.problems.empty());
+  CHECK(ok.value->hook->url == "https://approver.example/decide");
+  CHECK(ok.value->hook->ca_file == ca);
+  CHECK(ok.value->hook->token_file == token);
+  std::string error;
+  CHECK(cfg::read_token_file(token, error) == "s3cret-token");
+
+  const auto https = [&](const std::string& keys) {
+    return yaml(head + "hook: {url: \"https://approver.example/decide\", " + keys + "}\n");
+  };
+  const std::string missing = dir.path + "/missing.pem";
+  CHECK_THAT(expect_error(https("ca_file: " + missing), "hook.ca_file", 5).message,
+             Catch::Contains("cannot read `" + missing + "`: No such file or directory"));
+  CHECK_THAT(expect_error(https("ca_file: " + dir.path), "hook.ca_file", 5).message, Catch::Contains("is a directory"));
+  const std::string not_pem = dir.write("not.pem", "hello\n");
+  CHECK_THAT(expect_error(https("ca_file: " + not_pem), "hook.ca_file", 5).message,
+             Catch::Contains("holds no PEM certificate"));
+  expect_error(https("ca_file: \"\""), "hook.ca_file", 5);
+
+  CHECK_THAT(expect_error(https("token_file: " + dir.path + "/none"), "hook.token_file", 5).message,
+             Catch::Contains(dir.path + "/none"));
+  const std::string empty_line = dir.write("empty-line", "\ntoken on the second line\n");
+  CHECK_THAT(expect_error(https("token_file: " + empty_line), "hook.token_file", 5).message,
+             Catch::Contains("the first line of `" + empty_line + "` is empty"));
+  const std::string blank = dir.write("blank", " \t\n");
+  expect_error(https("token_file: " + blank), "hook.token_file", 5);
+  const std::string empty = dir.write("empty", "");
+  expect_error(https("token_file: " + empty), "hook.token_file", 5);
+  const std::string spaced = dir.write("spaced", "two words\n");
+  CHECK_THAT(expect_error(https("token_file: " + spaced), "hook.token_file", 5).message,
+             Catch::Contains("space or control character"));
+  if (::geteuid() != 0) {  // root reads any file
+    const std::string locked = dir.write("locked", "s3cret\n");
+    ::chmod(locked.c_str(), 0);
+    CHECK_THAT(expect_error(https("token_file: " + locked), "hook.token_file", 5).message,
+               Catch::Contains("Permission denied"));
+  }
+
+  // A token sent in clear beyond loopback: a warning.
+  const auto clear = yaml(head + "hook: {url: \"http://approver.example/decide\", token_file: " + token + "}\n");
+  REQUIRE(clear.ok());
+  CHECK_THAT(expect_warning(clear, "hook.token_file").message, Catch::Contains("clear text"));
+  for (const char* local : {"http://127.0.0.1:8081/decide", "http://localhost/decide", "http://[::1]:1/"}) {
+    INFO(local);
+    const auto r = yaml(head + "hook: {url: \"" + local + "\", token_file: " + token + "}\n");
+    REQUIRE(r.ok());
+    CHECK(r.problems.empty());
+  }
+}
+
+TEST_CASE("hook: a program named by path that cannot run is a warning", "[unit][config]") {
+  const std::string head = std::string(minimal_head) + "policy: {unknown: ask}\n";
+  const auto r = yaml(head + "hook: {exec: [/nonexistent/approve, --flag]}\n");
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK_THAT(expect_warning(r, "hook.exec").message, Catch::Contains("cannot execute `/nonexistent/approve`"));
+  CHECK_THAT(expect_warning(r, "hook.exec").hint, Catch::Contains("hook_not_found"));
+}
+
+TEST_CASE("hook: unknown not ask, or ask without a hook, is a warning", "[unit][config]") {
+  const auto never = yaml(std::string(minimal_head) + "policy: {unknown: deny}\nhook: {console: true}\n");
+  REQUIRE(never.ok());
+  CHECK_THAT(expect_warning(never, "hook").message, Catch::Contains("never asked"));
+  const auto from_settings = settings(R"({"network": {"allowedDomains": ["a.example"], "strictAllowlist": false}})");
+  REQUIRE(from_settings.ok());
+  CHECK_THAT(expect_warning(from_settings, "network.strictAllowlist").message,
+             Catch::Contains("no hook is configured"));
+}
+
+TEST_CASE("admin.token_file", "[unit][config]") {
+  temp_dir dir;
+  const std::string token = dir.write("admin-token", "adm1n\n");
   const std::string head(minimal_head);
-  CHECK_THAT(expect_error(yaml(head + "hook: {console: true}\n"), "hook", 4).message,
-             Catch::Contains("not yet supported"));
-  CHECK_THAT(expect_error(yaml(head + "decisions_file: /var/lib/egressd/d.yaml\n"), "decisions_file", 4).message,
-             Catch::Contains("not yet supported"));
+  const auto ok = yaml(head + "admin:\n  address: 127.0.0.1:9090\n  token_file: " + token + "\n");
+  INFO(dump(ok));
+  REQUIRE(ok.ok());
+  REQUIRE(ok.value->admin);
+  CHECK(ok.value->admin->address.to_string() == "127.0.0.1:9090");
+  CHECK(ok.value->admin->token_file == token);
+  CHECK(yaml(head + "admin: {address: 127.0.0.1:9090}\n").value->admin->token_file.empty());
+
+  CHECK_THAT(expect_error(yaml(head + "admin:\n  address: 127.0.0.1:9090\n  token_file: " + dir.path + "/none\n"),
+                          "admin.token_file", 6)
+                 .message,
+             Catch::Contains(dir.path + "/none"));
+  const std::string empty_line = dir.write("empty-line", "\nadm1n\n");
+  CHECK_THAT(expect_error(yaml(head + "admin:\n  address: 127.0.0.1:9090\n  token_file: " + empty_line + "\n"),
+                          "admin.token_file", 6)
+                 .message,
+             Catch::Contains("is empty"));
+  expect_error(yaml(head + "admin: {address: 127.0.0.1:9090, token_file: \"\"}\n"), "admin.token_file", 4);
+  expect_error(yaml(head + "admin: {address: 127.0.0.1:9090, token_file: [a]}\n"), "admin.token_file", 4);
+  // token_file alone is no admin endpoint.
+  expect_error(yaml(head + "admin: {token_file: " + token + "}\n"), "admin", 4);
+}
+
+TEST_CASE("decisions_file: its directory must exist, its content must read", "[unit][config]") {
+  temp_dir dir;
+  const std::string head(minimal_head);
+  const auto ok = yaml(head + "decisions_file: " + dir.path + "/decisions.yaml\n");  // not there yet: fine
+  INFO(dump(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.problems.empty());
+  CHECK(ok.value->decisions_file == dir.path + "/decisions.yaml");
+
+  CHECK_THAT(expect_error(yaml(head + "decisions_file: " + dir.path + "/no/such/decisions.yaml\n"), "decisions_file", 4)
+                 .message,
+             Catch::Contains("the directory `" + dir.path + "/no/such` does not exist"));
+  CHECK_THAT(expect_error(yaml(head + "decisions_file: " + dir.path + "\n"), "decisions_file", 4).message,
+             Catch::Contains("is a directory"));
+  expect_error(yaml(head + "decisions_file: \"\"\n"), "decisions_file", 4);
+  expect_error(yaml(head + "decisions_file: [a]\n"), "decisions_file", 4);
+
+  const std::string good = dir.write("good.yaml", "decisions:\n  - {domain: npmjs.org, decision: allow}\n");
+  const auto with_good = yaml(head + "decisions_file: " + good + "\n");
+  REQUIRE(with_good.ok());
+  CHECK(with_good.problems.empty());
+
+  // A corrupt file is an error in that file, at its line, so egressd never starts on
+  // it (and never replaces it with its next answer).
+  const std::string bad = dir.write("bad.yaml", "decisions:\n  - {domain: npmjs.org, decision: allow}\n"
+                                                "  - {host: b.example, scope: everywhere, decision: allow}\n");
+  const auto with_bad = yaml(head + "decisions_file: " + bad + "\n");
+  INFO(dump(with_bad));
+  CHECK_FALSE(with_bad.ok());
+  const cfg::problem* p = at_path(with_bad, "decisions[1].scope");
+  REQUIRE(p != nullptr);
+  CHECK(p->file == bad);
+  CHECK(p->line == 3);
+  CHECK_THAT(p->to_string(), Catch::StartsWith(bad + ":3:"));
+}
+
+TEST_CASE("hook_summary: what check-config says of the hook", "[unit][config]") {
+  const std::string head(minimal_head);
+  const auto none = yaml(head + "policy: {unknown: ask}\n");
+  REQUIRE(none.ok());
+  CHECK(cfg::hook_summary(*none.value) ==
+        "hook: none (unknown destinations are denied: no_hook)\ndecisions_file: none (`always` answers are not kept "
+        "across restarts)");
+  const auto exec = yaml(head + "policy: {unknown: ask}\nhook: {exec: [/bin/sh, -c, \"exit 0\"], persistent: true, "
+                                "timeout: 5s}\ndecisions_file: /tmp/d.yaml\n");
+  INFO(dump(exec));
+  REQUIRE(exec.ok());
+  CHECK(cfg::hook_summary(*exec.value) ==
+        "hook: exec /bin/sh -c exit 0 (persistent), timeout 5s, on_timeout deny, max_pending 1024, concurrency 16, "
+        "ttl 1h, deny_ttl 5m\ndecisions_file: /tmp/d.yaml");
+  const auto console = yaml(head + "policy: {unknown: ask}\nhook: {console: true}\n");
+  REQUIRE(console.ok());
+  CHECK_THAT(cfg::hook_summary(*console.value), Catch::StartsWith("hook: console (answers by hand), timeout 30s"));
 }
 
 TEST_CASE("metrics: max_domains is 1..100000", "[unit][config]") {
@@ -528,8 +799,12 @@ TEST_CASE("unknown: ask without a hook is a warning", "[unit][config]") {
   CHECK(r.problems[0].level == cfg::severity::warning);
   CHECK(r.problems[0].path == "policy.unknown");
   CHECK(r.problems[0].line == 5);
-  CHECK_THAT(r.problems[0].message, Catch::Contains("no_hook"));
-  CHECK(r.problems[0].hint == "write `unknown: deny` to say so");
+  CHECK(r.problems[0].message == "no hook is configured: unknown destinations are denied with reason no_hook");
+  CHECK(r.problems[0].hint == "add a `hook:` (exec, url or console: true), or write `unknown: deny` to say so");
+  // With a hook: no warning at all.
+  const auto with_hook = yaml(std::string(minimal_head) + "policy:\n  unknown: ask\nhook: {console: true}\n");
+  REQUIRE(with_hook.ok());
+  CHECK(with_hook.problems.empty());
 }
 
 TEST_CASE("cross-field and range checks", "[unit][config]") {
@@ -799,13 +1074,6 @@ TEST_CASE("public suffixes", "[unit][config]") {
 // ---------------------------------------------------------------------------
 // Settings: ports, strict JSON, misplaced and misspelt keys, layering (#13)
 
-const cfg::problem& expect_warning(const cfg::load_result& r, const std::string& path) {
-  INFO(dump(r));
-  const cfg::problem* p = at_path(r, path);
-  REQUIRE(p != nullptr);
-  CHECK(p->level == cfg::severity::warning);
-  return *p;
-}
 
 TEST_CASE("settings: httpProxyPort and socksProxyPort are where egressd listens", "[unit][config]") {
   const auto both = settings(R"({"sandbox": {"network": {"httpProxyPort": 23128, "socksProxyPort": 21080,
@@ -1048,6 +1316,31 @@ TEST_CASE("describe_changes: rules, listeners, keys that need a restart", "[unit
     CHECK(d.listeners_changed == std::vector<std::string>{"127.0.0.1:1080"});
     CHECK(d.restart_keys == std::vector<std::string>{"workers", "log.level"});
     CHECK(d.applied_keys == std::vector<std::string>{"policy.unknown", "limits"});
+  }
+  SECTION("hook, decisions_file and admin.token_file") {
+    temp_dir dir;
+    const std::string token = dir.write("token", "t\n");
+    const std::string listeners = "version: 1\nlisteners:\n  - address: 127.0.0.1:3128\n  - address: 127.0.0.1:1080\n"
+                                  "policy:\n  allow: [\"a.example\", \"b.example\"]\n  deny: [\"x.example\"]\n"
+                                  "  unknown: ask\n";
+    const auto with_hook = yaml(listeners + "hook: {console: true}\n");
+    REQUIRE(with_hook.ok());
+    const auto d = cfg::describe_changes(*before.value, *with_hook.value);
+    CHECK(d.applied_keys == std::vector<std::string>{"policy.unknown", "hook"});
+    CHECK(cfg::describe_changes(*with_hook.value, *with_hook.value).applied_keys.empty());
+    const auto longer = yaml(listeners + "hook: {console: true, timeout: 1m}\n");
+    REQUIRE(longer.ok());
+    CHECK(cfg::describe_changes(*with_hook.value, *longer.value).applied_keys == std::vector<std::string>{"hook"});
+    const auto remembered = yaml(listeners + "hook: {console: true}\ndecisions_file: " + dir.path + "/d.yaml\n");
+    REQUIRE(remembered.ok());
+    CHECK(cfg::describe_changes(*with_hook.value, *remembered.value).applied_keys ==
+          std::vector<std::string>{"decisions_file"});
+    const auto admin = yaml(listeners + "admin: {address: 127.0.0.1:9090}\n");
+    const auto admin_token = yaml(listeners + "admin: {address: 127.0.0.1:9090, token_file: " + token + "}\n");
+    REQUIRE(admin.ok());
+    REQUIRE(admin_token.ok());
+    CHECK(cfg::describe_changes(*admin.value, *admin_token.value).restart_keys ==
+          std::vector<std::string>{"admin.token_file"});
   }
   SECTION("the same rules in another order or place are no change") {
     const auto after = yaml("version: 1\nlisteners:\n  - address: 127.0.0.1:3128\n  - address: 127.0.0.1:1080\n"
