@@ -3,7 +3,8 @@ binary: a curl through the proxy is held by a console hook; the page shows its p
 question; a click on Allow (once) releases curl with the origin's answer; Allow
 (always) for another host shows it among the remembered answers, and Forget removes
 it; a Deny refuses its client. The page runs with no console error and no CSP
-violation. It leaves a screenshot in docs/admin-page.png (the README shows it).
+violation. It takes a screenshot; with EGRESSD_UPDATE_SCREENSHOT=1 it replaces
+docs/admin-page.png (the README shows it).
 
 Needs Debian's chromium (/usr/bin/chromium, or EGRESSD_CHROMIUM) and playwright-core in
 tests/integration/.npm (scripts/deps.sh test installs both); node drives the browser
@@ -151,10 +152,15 @@ class PageTest(EgressdTestCase):
         waiting = [hold("registry.localhost"), hold("telemetry.localhost")]
         driver.do("pending registry.localhost")
         driver.do("pending telemetry.localhost")
-        os.makedirs(os.path.dirname(SCREENSHOT), exist_ok=True)
-        tmp = SCREENSHOT + ".tmp.png"
+        # The README's copy is replaced only when asked (EGRESSD_UPDATE_SCREENSHOT=1), so
+        # a test run leaves the tree as it found it; otherwise the shot goes to a temp dir.
+        target = SCREENSHOT if os.environ.get("EGRESSD_UPDATE_SCREENSHOT") == "1" else os.path.join(
+            harness.short_tempdir("egd-shot-"), "admin-page.png")
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = target + ".tmp.png"
         driver.do(f"screenshot {tmp}")
-        os.replace(tmp, SCREENSHOT)
+        os.replace(tmp, target)
+        self.assertGreater(os.path.getsize(target), 10_000, "the screenshot is (nearly) empty")
         for w in waiting:
             w.close()
         self.assertEqual(driver.quit(), "ok clean")
