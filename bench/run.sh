@@ -18,7 +18,8 @@
 #   EGRESSD_BASE   another egressd binary (say, the previous commit's) run beside this tree's
 #                  as peer `egressd-base`, so a change is compared with what it replaces in
 #                  one run; `--only` names it as egressd-base
-#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,squid,tinyproxy,
+#   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,
+#                  egressd-remembered,hook-burst,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
 #
 # Everything is bounded: each bench_load run has its own deadline (and a `timeout`
@@ -308,11 +309,18 @@ peer_start() {
   d=$TMP/$NAME; mkdir -p "$d"; chmod 777 "$d"
   CP=""; SP=""; PG=""; LOGS="$TMP/$NAME.err"
   case $peer in
-    egressd|egressd-bp|egressd-base|egressd-audit)
+    egressd|egressd-bp|egressd-base|egressd-audit|egressd-remembered)
+      # egressd-remembered: no rule allows the target; a remembered hook answer
+      # (decisions_file, `always`) does, so the decision memory decides every request.
+      local policy='policy: { allow: ["127.0.0.1"], unknown: deny }'
+      if [[ $peer == egressd-remembered ]]; then
+        printf 'decisions:\n  - host: 127.0.0.1\n    scope: host\n    decision: allow\n    answered_by: bench\n' >"$d/decisions.yaml"
+        policy=$(printf 'policy: { allow: [], unknown: ask }\nhook: { console: true }\ndecisions_file: "%s"' "$d/decisions.yaml")
+      fi
       cat >"$d/egressd.yaml" <<EOF
 version: 1
 listeners: [ { address: "127.0.0.1:0" } ]
-policy: { allow: ["127.0.0.1"], unknown: deny }
+$policy
 log: { format: json, level: info, $([[ $peer == egressd-audit ]] && echo "audit: \"$d/audit.log\", audit_max_size: 64MiB, audit_max_files: 2" || echo 'audit: "off"') }
 limits: { max_connections: 20000, idle_timeout: 10m }
 workers: $workers
@@ -413,7 +421,7 @@ EOF
 DANTED=$(command -v danted || { [[ -x /usr/sbin/danted ]] && echo /usr/sbin/danted; } || true)
 peer_available() {
   case $1 in
-    egressd|egressd-bp|egressd-audit) [[ -x $EGRESSD ]] ;;
+    egressd|egressd-bp|egressd-audit|egressd-remembered) [[ -x $EGRESSD ]] ;;
     egressd-base) [[ -n $EGRESSD_BASE ]] ;;
     squid) command -v squid >/dev/null ;;
     tinyproxy) command -v tinyproxy >/dev/null ;;
@@ -454,7 +462,7 @@ ENTRIES=()
 declare -A P_PG P_NAME P_LOGS
 want direct && ENTRIES+=("direct direct - -")
 want relay && ENTRIES+=("relay relay - $RELAY_PGID")
-for peer in egressd egressd-bp egressd-base egressd-audit squid tinyproxy microsocks dante srt; do
+for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squid tinyproxy microsocks dante srt; do
   want "$peer" || continue
   [[ $peer != egressd-base || -n $EGRESSD_BASE ]] || continue
   if ! peer_available "$peer"; then
@@ -553,6 +561,19 @@ if want scaling; then
   done
 fi
 
+# ---------------------------------------------------------------- the hook burst
+# 1,000 distinct unknown destinations at once against an HTTP hook (bench/hook_burst.py).
+if want hook-burst; then
+  log "hook burst"
+  if out=$(timeout 180 python3 "$BENCH_DIR/hook_burst.py" --egressd "$EGRESSD" --origin "$ORIGIN" 2>"$TMP/hook_burst.err"); then
+    line=$(grep -m1 '^{' <<<"$out" || true)
+    [[ -n $line ]] && echo "{\"row\":\"hook_burst\",\"peer\":\"egressd\",${line#\{}" >>"$RESULTS"
+    log "$(tail -1 "$TMP/hook_burst.err")"
+  else
+    record_note hook_burst egressd "did not complete: $(tail -2 "$TMP/hook_burst.err" | tr '\n' ' ' | cut -c1-300)"
+  fi
+fi
+
 # ---------------------------------------------------------------- the table
 # bench_splice_relay complains on stderr (once) if it could not size its pipes.
 [[ -s $TMP/relay.err ]] && NOTES+=("bench_splice_relay: $(head -c 300 "$TMP/relay.err" | tr '\n' ' ')")
@@ -628,7 +649,7 @@ def cpu(r, key):
         mib = r.get("bytes", 0) / 1048576
         return f"{c / mib * 1e6:,.0f} µs/MiB ({cores:.2f} cores)" if mib else f"({cores:.2f} cores)"
     return f"{c / r['ops'] * 1e6:,.0f} µs/op ({cores:.2f} cores)" if r.get("ops") else f"({cores:.2f} cores)"
-order = ["direct", "relay", "egressd", "egressd-bp", "egressd-base", "egressd-audit", "squid", "tinyproxy", "microsocks", "dante", "srt"]
+order = ["direct", "relay", "egressd", "egressd-bp", "egressd-base", "egressd-audit", "egressd-remembered", "squid", "tinyproxy", "microsocks", "dante", "srt"]
 for key, title, unit in SCEN:
     base_d = find(key, "direct"); base_r = find(key, "relay")
     dv = base_d.get("value") if base_d and "value" in base_d else None
@@ -712,6 +733,18 @@ for row, label in (("setup64", "setup, 64 clients"), ("bulk1", "bulk, 1 stream")
         e, a = val(row, "egressd", mode), val(row, "egressd-audit", mode)
         if e and a is not None:
             keys.append(f"- {label} ({mode}), access records to a file against audit off: **{ratio(a, e)}** (target ≥ 0.95×)")
+for row, label in (("setup1", "setup, 1 client"), ("setup64", "setup, 64 clients")):
+    for mode in ("connect", "socks5"):
+        e, m = val(row, "egressd", mode), val(row, "egressd-remembered", mode)
+        if e and m is not None:
+            keys.append(f"- {label} ({mode}), allowed by a remembered hook answer against allowed by a rule: **{ratio(m, e)}** (target ≥ 0.95×)")
+hb = next((r for r in rows if r.get("row") == "hook_burst"), None)
+if hb and "hosts" in hb:
+    keys.append(f"- hook burst: {hb['hosts']:,} distinct unknown hosts at once against an HTTP hook answering each after "
+                f"{hb['hook_delay_s'] * 1000:.0f} ms: {hb['answered']:,} answered ({hb['allowed']:,} allowed, "
+                f"{hb['overloaded']} overloaded, {hb['errors']} errors), slowest **{hb['max_s']} s** (target ≤ 2 s), "
+                f"{hb['hook_questions']:,} hook questions; open tunnels' p50 round trip {hb['rtt_p50_us_before']} µs before, "
+                f"{hb['rtt_p50_us_during']} µs during = **{hb.get('rtt_ratio')}×** (target ≤ 1.2×)")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
@@ -736,6 +769,7 @@ md += ["", "## Results", "",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
        "`egressd-audit` (when run) writes its access records to a file; every other egressd row has `log.audit: off`.",
+       "`egressd-remembered` has no rule for the target: a remembered hook answer (`always`, from decisions_file) allows it.",
        "`relay` is bench_splice_relay (splice(2) through 256 KiB pipes as egressd uses, one thread per CPU as egressd has",
        "one worker per core, fixed target, no protocol).",
        "proxy CPU = user + system CPU time of the proxy's processes during the measured window, per operation",

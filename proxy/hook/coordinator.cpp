@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "config/decisions_file.hpp"
 #include "config/public_suffix.hpp"
 #include "proxy/log.hpp"
 #include "proxy/metrics.hpp"
@@ -275,9 +276,12 @@ struct coordinator::impl {
                 answer_source::hook,
                 id,
                 a.reason};
-      release_locked(it, v, policy::to_string(a.decision));
+      // Remembered (and published) before anyone is released: a client that gets its
+      // answer and asks again at once must find it.
       bool persist_needed = false;
-      if (auto e = remember_locked(q, a, "hook", persist_needed)) release_covered_locked(*e, v);
+      auto e = remember_locked(q, a, "hook", persist_needed);
+      release_locked(it, v, policy::to_string(a.decision));
+      if (e) release_covered_locked(*e, v);
       if (persist_needed) {
         to_persist = memory.persistent();
         path = decisions_path;
@@ -322,11 +326,22 @@ struct coordinator::impl {
   }
 };
 
-// Stand-ins until config/decisions_file lands: the memory is not persisted.
-std::string coordinator::impl::save_decisions(const std::string&, const std::vector<policy::memory_entry>&) {
+std::string coordinator::impl::save_decisions(const std::string& path,
+                                             const std::vector<policy::memory_entry>& entries) {
+  return config::decisions_file::save(path, entries).value_or(std::string{});
+}
+
+std::string coordinator::impl::load_decisions(const std::string& path, std::vector<policy::memory_entry>& out) {
+  auto r = config::decisions_file::load(path);
+  for (const auto& p : r.problems) {
+    if (p.level != config::severity::error) continue;
+    // The first error, where it is: a corrupt file gives nothing (r.entries is empty).
+    return p.file + (p.line ? ":" + std::to_string(p.line) + ":" + std::to_string(p.column) : std::string{}) +
+           ": " + (p.path.empty() ? std::string{} : p.path + ": ") + p.message;
+  }
+  out = std::move(r.entries);
   return {};
 }
-std::string coordinator::impl::load_decisions(const std::string&, std::vector<policy::memory_entry>&) { return {}; }
 
 coordinator::coordinator(metrics& stats) : impl_(std::make_unique<impl>(stats)) {}
 
@@ -385,7 +400,8 @@ std::string coordinator::configure(const config::config& c) {
         impl_->tr = make_http_transport(impl_->io.get_executor(), *c.hook);
       }
     }
-    if (!impl_->configured_once || c.decisions_file != impl_->decisions_path) {
+    // The file is read at every (re)load: an edit by hand takes effect on SIGHUP.
+    {
       impl_->decisions_path = c.decisions_file;
       if (!c.decisions_file.empty()) {
         std::vector<policy::memory_entry> loaded;
@@ -491,6 +507,8 @@ manual_result coordinator::answer(const manual_answer& a) {
               answer_source::by_hand,
               0,
               a.value.reason};
+    // The questions this answer names: one by id, or every one for the host (and port).
+    std::vector<std::string> keys;
     std::optional<question> subject;
     if (a.id) {
       auto k = impl_->key_by_id.find(*a.id);
@@ -498,27 +516,24 @@ manual_result coordinator::answer(const manual_answer& a) {
         r.error = "no pending question " + std::to_string(*a.id);
         return r;
       }
-      auto it = impl_->pending.find(k->second);
-      subject = it->second.q;
-      v.question_id = *a.id;
-      r.requests_released += impl_->release_locked(it, v, "by_hand");
-      ++r.questions_answered;
+      keys.push_back(k->second);
+      subject = impl_->pending.at(k->second).q;
     } else {
       if (a.host.empty()) {
         r.error = "name a pending question's id or a host";
         return r;
       }
-      for (auto it = impl_->pending.begin(); it != impl_->pending.end();) {
-        auto next = std::next(it);
-        if (it->second.q.host == a.host && (a.port == 0 || it->second.q.port == a.port)) {
-          if (!subject) subject = it->second.q;
-          v.question_id = it->second.q.id;
-          r.requests_released += impl_->release_locked(it, v, "by_hand");
-          ++r.questions_answered;
-        }
-        it = next;
+      for (const auto& [key, p] : impl_->pending) {
+        if (p.q.host != a.host || (a.port != 0 && p.q.port != a.port)) continue;
+        keys.push_back(key);
+        if (!subject || p.q.id < subject->id) subject = p.q;
       }
       if (!subject) {
+        if (a.value.remember == policy::answer_lifetime::once) {
+          r.error = "no pending question for " + a.host + (a.port ? ":" + std::to_string(a.port) : std::string{}) +
+                    " (a `once` answer needs one; remember it with ttl or always)";
+          return r;
+        }
         question q;
         q.host = a.host;
         q.port = a.port;
@@ -526,24 +541,30 @@ manual_result coordinator::answer(const manual_answer& a) {
         subject = std::move(q);
       }
     }
+    // Remembered (and published) before anyone is released: a client that gets its
+    // answer and asks again at once must find it.
+    std::optional<policy::memory_entry> stored_entry;
     if (a.value.remember != policy::answer_lifetime::once) {
       hook::answer stored = a.value;
       if (stored.scope == policy::answer_scope::host_port && subject->port == 0) stored.scope = policy::answer_scope::host;
       bool persist_needed = false;
-      if (auto e = impl_->remember_locked(*subject, stored, a.who, persist_needed)) {
-        r.remembered = true;
-        auto [q, n] = impl_->release_covered_locked(*e, v);
-        r.questions_answered += q;
-        r.requests_released += n;
-      }
+      stored_entry = impl_->remember_locked(*subject, stored, a.who, persist_needed);
+      r.remembered = stored_entry.has_value();
       if (persist_needed) {
         to_persist = impl_->memory.persistent();
         path = impl_->decisions_path;
       }
-    } else if (r.questions_answered == 0) {
-      r.error = "no pending question for " + a.host + (a.port ? ":" + std::to_string(a.port) : std::string{}) +
-                " (a `once` answer needs one; remember it with ttl or always)";
-      return r;
+    }
+    for (const auto& key : keys) {
+      auto it = impl_->pending.find(key);
+      v.question_id = it->second.q.id;
+      r.requests_released += impl_->release_locked(it, v, "by_hand");
+      ++r.questions_answered;
+    }
+    if (stored_entry) {
+      auto [q, n] = impl_->release_covered_locked(*stored_entry, v);
+      r.questions_answered += q;
+      r.requests_released += n;
     }
   }
   if (!path.empty()) impl_->persist(std::move(to_persist), path);

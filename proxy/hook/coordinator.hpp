@@ -95,7 +95,7 @@ class coordinator {
   /// the transport (killing its processes) and joins the hook thread.
   void stop();
   /// Applies a (re)loaded configuration: the hook kind and its options, and
-  /// decisions_file (loaded at the first call and whenever its path changes; a file
+  /// decisions_file (read at every call, so an edit by hand takes effect on a reload; a file
   /// that cannot be read is an error returned as text and keeps the memory as is).
   /// Questions already pending keep their deadline. Any thread.
   std::string configure(const config::config& c);

@@ -29,9 +29,12 @@ import harness  # noqa: E402
 from harness import (EgressdTestCase, make_config, open_connect, roundtrip, socks5_open,  # noqa: E402
                      wait_until)
 
-NAMES = ["allow", "deny", "slow", "ttl", "one.scope", "two.scope", "garbage", "crash", "hang", "exit0", "exit1",
+NAMES = ["allow", "deny", "slow", "ttl", "garbage", "crash", "hang", "exit0", "exit1",
          "keep", "left", "drain", "other", "a.over", "b.over", "c.over", "url", "url500", "urlbad", "tls", "badtls"]
-HOSTS_TEXT = harness.HOSTS_FILE_TEXT + "".join(f"127.0.0.1 {n}.hook.test\n" for n in NAMES)
+# one.sibling.test and two.sibling.test share a registrable domain (sibling.test) with
+# nothing else here: a `scope: domain` answer for one covers the other, and no other test.
+HOSTS_TEXT = (harness.HOSTS_FILE_TEXT + "".join(f"127.0.0.1 {n}.hook.test\n" for n in NAMES) +
+              "127.0.0.1 one.sibling.test\n127.0.0.1 two.sibling.test\n")
 
 # A hook program (one process per question): answers from answers.json beside it, keyed
 # by host, and appends every question it gets to calls.jsonl.
@@ -59,7 +62,7 @@ ANSWERS = {
     "deny.hook.test": {"answer": {"decision": "deny", "reason": "not wanted"}},
     "slow.hook.test": {"sleep": 1.0, "answer": {"decision": "allow"}},
     "ttl.hook.test": {"answer": {"decision": "allow", "remember": "ttl", "ttl_seconds": 1}},
-    "one.scope.hook.test": {"answer": {"decision": "allow", "remember": "ttl", "ttl_seconds": 600,
+    "one.sibling.test": {"answer": {"decision": "allow", "remember": "ttl", "ttl_seconds": 600,
                                        "scope": "domain"}},
     "garbage.hook.test": {"raw": "yes please\n"},
     "crash.hook.test": {"crash": True},
@@ -121,7 +124,7 @@ class ExecHookTest(HookBase):
         cls.program = write_hook(cls.tmp, ANSWERS)
         cls.d = cls.start_class_daemon(
             hook_config(cls.tmp, {"exec": [cls.program], "timeout": "3s", "max_pending": 64},
-                        allow=("127.0.0.1", "rule.localhost")),
+                        allow=("127.0.0.1", "app.localhost")),
             hosts_text=HOSTS_TEXT)
 
     def test_connect_held_then_allowed(self):
@@ -150,11 +153,11 @@ class ExecHookTest(HookBase):
     def test_socks5_allowed_and_denied(self):
         sock, reply = socks5_open(self.d.endpoint(), "allow.hook.test", self.o.echo.port)
         with sock:
-            self.assertEqual(reply.code, 0)
+            self.assertEqual(reply.rep, 0)
             self.assertEqual(roundtrip(sock, b"hello"), b"hello")
         sock, reply = socks5_open(self.d.endpoint(), "deny.hook.test", self.o.echo.port)
         with sock:
-            self.assertEqual(reply.code, 2)
+            self.assertEqual(reply.rep, 2)
         self.assertEqual(calls(self.tmp, "deny.hook.test")[-1]["protocol"], "socks5")
 
     def test_plain_http_allowed_and_denied(self):
@@ -187,17 +190,17 @@ class ExecHookTest(HookBase):
         self.assertEqual(len(calls(self.tmp, "ttl.hook.test")) - before, 2)
 
     def test_domain_scope_covers_a_sibling(self):
-        self.assertEqual(self.connect_status(self.d, "one.scope.hook.test").status, 200)
+        self.assertEqual(self.connect_status(self.d, "one.sibling.test").status, 200)
         mark = self.d.audit_mark()
-        # two.scope.hook.test has no entry in the hook's table: the hook would deny it.
-        self.assertEqual(self.connect_status(self.d, "two.scope.hook.test").status, 200)
-        self.assertEqual(calls(self.tmp, "two.scope.hook.test"), [])
-        rec = self.d.wait_audit(start=mark, event="request", host="two.scope.hook.test")
+        # two.sibling.test has no entry in the hook's table: the hook would deny it.
+        self.assertEqual(self.connect_status(self.d, "two.sibling.test").status, 200)
+        self.assertEqual(calls(self.tmp, "two.sibling.test"), [])
+        rec = self.d.wait_audit(start=mark, event="request", host="two.sibling.test")
         self.assertEqual(rec["answered_by"], "remembered")
 
     def test_rules_win_over_the_hook(self):
         before = len(calls(self.tmp))
-        head = self.connect_status(self.d, "rule.localhost")
+        head = self.connect_status(self.d, "app.localhost")
         self.assertEqual(head.status, 200, head.describe())
         self.assertEqual(len(calls(self.tmp)), before)
 
@@ -214,7 +217,7 @@ class ExecHookTest(HookBase):
             held = {h: pool.submit(self.connect_status, self.d, h, None, 10) for h in cases}
             # Meanwhile a destination a rule allows, and one the hook allows, go through.
             for _ in range(3):
-                self.assertEqual(self.connect_status(self.d, "rule.localhost").status, 200)
+                self.assertEqual(self.connect_status(self.d, "app.localhost").status, 200)
             self.assertEqual(self.connect_status(self.d, "allow.hook.test").status, 200)
             for host, reason in cases.items():
                 head = held[host].result()
@@ -239,7 +242,7 @@ class HookLimitsTest(HookBase):
         tmp = harness.short_tempdir("egd-hook-")
         program = write_hook(tmp, ANSWERS)
         d = self.start_daemon(hook_config(tmp, {"exec": [program], "timeout": "20s", "max_pending": 2},
-                                          allow=("127.0.0.1", "rule.localhost")), hosts_text=HOSTS_TEXT)
+                                          allow=("127.0.0.1", "app.localhost")), hosts_text=HOSTS_TEXT)
         socks = []
         try:
             for h in ("a.over.hook.test", "b.over.hook.test"):
@@ -251,7 +254,7 @@ class HookLimitsTest(HookBase):
             head = self.connect_status(d, "c.over.hook.test")
             self.assertLess(time.monotonic() - started, 2.0)
             self.assert_blocked(head, "c.over.hook.test", proxy_status_has=["hook_overloaded"])
-            self.assertEqual(self.connect_status(d, "rule.localhost").status, 200)
+            self.assertEqual(self.connect_status(d, "app.localhost").status, 200)
         finally:
             for s in socks:
                 s.close()
