@@ -124,6 +124,7 @@ struct connection {
 
   beast::tcp_stream& tcp() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
   void close() noexcept {
+    if (!tls && !plain) return;  // cancelled while resolving: no socket yet
     boost::system::error_code ignored;
     tcp().socket().close(ignored);
   }

@@ -125,6 +125,21 @@ egressd::config::hook_config exec_config(std::vector<std::string> argv, std::siz
 
 bool process_gone(pid_t pid) { return !fs::exists("/proc/" + std::to_string(pid)); }
 
+// The test process's children, zombies included (/proc/PID/task/TID/children, when the
+// kernel has it); nullopt when it cannot tell.
+std::optional<std::string> children_of_self() {
+  std::string all;
+  bool any = false;
+  for (const auto& task : fs::directory_iterator("/proc/self/task")) {
+    const auto path = task.path() / "children";
+    if (!fs::exists(path)) continue;
+    any = true;
+    all += read_file(path.string());
+  }
+  if (!any) return std::nullopt;
+  return all;
+}
+
 pid_t read_pid(const std::string& path) {
   std::ifstream in(path);
   pid_t pid = 0;
@@ -255,6 +270,7 @@ TEST_CASE("exec: cancel kills a hanging hook and reaps it (no zombie)", "[unit][
   CHECK(l.run_until([&] { return process_gone(pid); }, 5s));
   l.run_until([] { return false; }, 50ms);
   CHECK_FALSE(called);
+  if (const auto children = children_of_self()) CHECK(*children == "");
   // The slot is free again: the next question runs.
   write_file(dir / "hang.sh", "#!/bin/sh\nexit 0\n", true);
   CHECK(ask(l, *t, make_question(6)).value);
@@ -271,6 +287,7 @@ TEST_CASE("exec: shutdown kills and reaps every hook at once", "[unit][hook]") {
   REQUIRE(pid > 0);
   t->shutdown();
   CHECK(process_gone(pid));  // reaped before shutdown() returned
+  if (const auto children = children_of_self()) CHECK(*children == "");
   l.run_until([] { return false; }, 50ms);
 }
 
@@ -463,6 +480,12 @@ if len(sys.argv) > 3:
     ctx.load_cert_chain(sys.argv[2], sys.argv[3])
     srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 print(srv.server_address[1], os.getpid(), flush=True)
+def watchdog(parent=os.getppid(), deadline=time.monotonic() + 120):
+    # Ends with the test process (even one that crashed), and after 2 minutes at most.
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os._exit(0)
+threading.Thread(target=watchdog, daemon=True).start()
 srv.serve_forever()
 )";
 
@@ -576,6 +599,21 @@ TEST_CASE("url: cancel abandons the request and frees its connection slot", "[un
   REQUIRE(l.run_until([&] { return r.has_value(); }, 3s));
   REQUIRE(r->value);
   CHECK(r->value->reason.rfind("conn 2 ", 0) == 0);
+  CHECK_FALSE(called);
+}
+
+TEST_CASE("url: cancel while the name is being resolved", "[unit][hook]") {
+  temp_dir dir;
+  test_server srv(dir);
+  loop l;
+  auto t = hook::make_http_transport(l.io.get_executor(),
+                                     url_config("http://localhost:" + std::to_string(srv.port()) + "/", 1));
+  bool called = false;
+  t->ask(make_question(1), [&](hook::result) { called = true; });
+  l.io.poll();  // the request starts and waits on the resolver
+  t->cancel(1);
+  const auto r = ask(l, *t, make_question(2));
+  REQUIRE(r.value);
   CHECK_FALSE(called);
 }
 
