@@ -76,7 +76,10 @@ async def _one(proxy: tuple[str, int], host: str, port: int, deadline: float) ->
         await writer.drain()
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), deadline)
         status = head.split(b" ", 2)[1].decode()
-        outcome = "allowed" if status == "200" else "other"
+        outcome = "allowed" if status == "200" else "other:" + head.split(b"\r\n", 1)[0].decode(errors="replace")
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"proxy-status:") and outcome != "allowed":
+                outcome += " " + line.decode(errors="replace")
         if b"hook_overloaded" in head:
             outcome = "overloaded"
         writer.close()
@@ -91,9 +94,10 @@ async def _burst(proxy: str, hosts: int, port: int, deadline: float) -> dict:
     times = sorted(t for t, _ in results)
     outcomes = [o for _, o in results]
     errors = [o for o in outcomes if o.startswith("error")]
+    others = [o for o in outcomes if o.startswith("other")]
     return {"hosts": hosts, "answered": hosts - len(errors), "allowed": outcomes.count("allowed"),
             "overloaded": outcomes.count("overloaded"), "errors": len(errors),
-            "first_error": errors[0] if errors else None,
+            "first_error": errors[0] if errors else None, "first_refusal": others[0] if others else None,
             "max_s": round(times[-1], 3), "p50_s": round(times[len(times) // 2], 3)}
 
 
@@ -189,7 +193,7 @@ hook: {{ url: "http://127.0.0.1:{hook_port}/decide", timeout: 10s, max_pending: 
 log: {{ format: json, level: info, audit: "off" }}
 limits: {{ max_connections: 20000 }}
 """)
-        env = dict(os.environ, EGRESSD_HOSTS_FILE=hosts)
+        env = dict(os.environ, CARES_HOSTS=hosts)  # c-ares reads this file instead of /etc/hosts
         start([args.egressd, "run", "--config", cfg], "egressd", env=env)
         err = os.path.join(tmp, "egressd.err")
         _wait_line(err, '"msg":"ready"', 20)

@@ -556,6 +556,8 @@ load_result load(const std::string& path) {
     return fail("cannot read the decisions file: " + std::string(std::strerror(errno)));
   }
   if (S_ISDIR(st.st_mode)) return fail("the decisions file is a directory", "name a file in it");
+  // A FIFO or a device would block the read, or never end.
+  if (!S_ISREG(st.st_mode)) return fail("the decisions file is not a regular file", "name a plain file");
   std::ifstream in(path, std::ios::binary);
   if (!in) return fail("cannot read the decisions file: " + std::string(std::strerror(errno)));
   std::ostringstream text;

@@ -210,8 +210,8 @@ constexpr std::array<std::string_view, 4> listener = {"address", "protocols", "m
 constexpr std::array<std::string_view, 2> admin = {"address", "token_file"};
 constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
 constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private"};
-constexpr std::array<std::string_view, 12> hook = {"exec",    "persistent", "url",        "ca_file",
-                                                   "token_file", "console", "timeout",    "on_timeout",
+constexpr std::array<std::string_view, 12> hook = {"exec",        "persistent",  "url",     "ca_file",
+                                                   "token_file",  "console",     "timeout", "on_timeout",
                                                    "max_pending", "concurrency", "ttl",     "deny_ttl"};
 constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_timeout",   "connect_timeout",
                                                     "idle_timeout",    "max_head_bytes", "max_headers",
@@ -927,6 +927,8 @@ std::optional<std::string> readable_file_problem(const std::string& path) {
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return "cannot read " + quote(path) + ": " + std::strerror(errno);
   if (S_ISDIR(st.st_mode)) return quote(path) + " is a directory, not a file";
+  // A FIFO or a device would block the load, or never end.
+  if (!S_ISREG(st.st_mode)) return quote(path) + " is not a regular file";
   std::ifstream in(path, std::ios::binary);
   if (!in) return "cannot read " + quote(path) + ": " + std::strerror(errno);
   return std::nullopt;

@@ -2,8 +2,9 @@
 // Loading the configuration: egressd YAML (README "Configuration") or a Claude Code /
 // sandbox-runtime settings JSON (README "Command line"), parsed and validated in one
 // pass that reports every problem with its file, path and line.
-// Pure apart from reading the named files and checking, with stat(2)/access(2),
-// that a `log.audit` file can be written: no logging, no globals; never throws for
+// Pure apart from reading the named files (the config, token files, a hook's CA file,
+// the decisions file) and checking, with stat(2)/access(2), that a `log.audit` file
+// and the decisions file can be written: no logging, no globals; never throws for
 // bad input (std::bad_alloc aside).
 
 #include "config/config.hpp"

@@ -62,6 +62,7 @@ bool decision_memory::remember(memory_entry e) {
   if (e.scope != answer_scope::host_port) e.port = 0;
   if (e.lifetime == answer_lifetime::always) e.expires = clock::time_point::max();
   if (e.scope == answer_scope::domain) has_domain_entries_ = true;
+  if (e.scope == answer_scope::host_port) has_port_entries_ = true;
   by_key_.insert_or_assign(key_of(e.scope, e.name, e.port), std::move(e));
   return true;
 }
@@ -83,7 +84,10 @@ const memory_entry* decision_memory::lookup(std::string_view host, std::uint16_t
     if (it == by_key_.end() || it->second.expires <= now) return nullptr;
     return &it->second;
   };
-  if (const auto* e = probe(answer_scope::host_port, host)) return e;
+  // Scopes nobody answered with cost no probe.
+  if (has_port_entries_) {
+    if (const auto* e = probe(answer_scope::host_port, host)) return e;
+  }
   if (const auto* e = probe(answer_scope::host, host)) return e;
   if (!has_domain_entries_ || host.empty() || host.find(':') != std::string_view::npos) return nullptr;
   // Domain entries, from the longest suffix at a label boundary to the shortest. An
@@ -100,17 +104,23 @@ const memory_entry* decision_memory::lookup(std::string_view host, std::uint16_t
   return nullptr;
 }
 
+void decision_memory::note_scopes() noexcept {
+  has_domain_entries_ = has_port_entries_ = false;
+  for (const auto& [key, e] : by_key_) {
+    has_domain_entries_ |= e.scope == answer_scope::domain;
+    has_port_entries_ |= e.scope == answer_scope::host_port;
+  }
+}
+
 std::size_t decision_memory::forget(std::string_view name) {
   std::size_t n = std::erase_if(by_key_, [&](const auto& kv) { return kv.second.name == name; });
-  has_domain_entries_ = std::any_of(by_key_.begin(), by_key_.end(),
-                                    [](const auto& kv) { return kv.second.scope == answer_scope::domain; });
+  note_scopes();
   return n;
 }
 
 std::size_t decision_memory::prune(clock::time_point now) {
   std::size_t n = std::erase_if(by_key_, [&](const auto& kv) { return kv.second.expires <= now; });
-  has_domain_entries_ = std::any_of(by_key_.begin(), by_key_.end(),
-                                    [](const auto& kv) { return kv.second.scope == answer_scope::domain; });
+  note_scopes();
   return n;
 }
 

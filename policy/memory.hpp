@@ -84,7 +84,10 @@ class decision_memory {
  private:
   static std::string key_of(answer_scope scope, std::string_view name, std::uint16_t port);
   std::unordered_map<std::string, memory_entry> by_key_;
+  /// Recomputes the two flags below after entries were removed.
+  void note_scopes() noexcept;
   bool has_domain_entries_ = false;
+  bool has_port_entries_ = false;
 };
 
 /// Whether the memory may answer after decide() gave `d`: only when no rule matched

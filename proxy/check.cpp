@@ -4,8 +4,11 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <charconv>
+#include <chrono>
 
+#include "config/decisions_file.hpp"
 #include "policy/guard.hpp"
 #include "policy/host.hpp"
 #include "proxy/log.hpp"
@@ -103,15 +106,63 @@ int exit_status(const check_report& r) noexcept {
   return 1;
 }
 
+std::optional<remembered_answers> load_remembered(const config::config& c, std::vector<std::string>& problems) {
+  if (c.decisions_file.empty()) return std::nullopt;
+  auto loaded = config::decisions_file::load(c.decisions_file);
+  for (const auto& p : loaded.problems) problems.push_back(p.to_string());
+  if (!loaded.ok()) return std::nullopt;
+  remembered_answers out;
+  out.file = c.decisions_file;
+  for (const auto& e : loaded.entries) out.memory.remember(e);
+  out.entries = std::move(loaded.entries);
+  out.where = std::move(loaded.where);
+  return out;
+}
+
+std::string remembered_rule_text(const policy::memory_entry& e) {
+  std::string out = e.result == policy::outcome::allow ? "remembered allow " : "remembered deny ";
+  switch (e.scope) {
+    case policy::answer_scope::domain: return out + "**." + e.name;  // the apex and every subdomain
+    case policy::answer_scope::host: return out + e.name;
+    case policy::answer_scope::host_port:
+      break;
+  }
+  const bool v6 = e.name.find(':') != std::string::npos;
+  return out + (v6 ? "[" + e.name + "]" : e.name) + ":" + std::to_string(e.port);
+}
+
 check_report check_destination(const policy::snapshot& policy, const check_target& target,
-                               const dns_options* resolve) {
+                               const dns_options* resolve, const remembered_answers* remembered) {
   check_report r;
   auto host = policy::canonicalize_host(target.host);
   r.host = host.ok() ? host.host->text : target.host;
   r.port = target.port;
-  r.policy_decision = policy::decide(policy, {&host, target.port, std::nullopt});
+  // The memory is consulted as the daemon does: decide() lets a rule win over it.
+  const policy::memory_entry* recalled =
+      remembered != nullptr && host.ok()
+          ? remembered->memory.lookup(host.host->text, target.port, std::chrono::system_clock::now())
+          : nullptr;
+  std::optional<policy::outcome> recalled_outcome;
+  if (recalled != nullptr) recalled_outcome = recalled->result;
+  r.policy_decision = policy::decide(policy, {&host, target.port, recalled_outcome});
   r.decision = r.policy_decision;
   if (!host.ok()) r.detail = std::string(policy::to_string(host.error));
+  const bool by_memory = r.decision.reason == policy::decision_reason::remembered_allow ||
+                         r.decision.reason == policy::decision_reason::remembered_deny;
+  if (by_memory && recalled != nullptr) {
+    r.remembered = *recalled;
+    r.rule = remembered_rule_text(*recalled);
+    r.rule_file = remembered->file;
+    r.rule_origin = remembered->file;
+    const auto it = std::find(remembered->entries.begin(), remembered->entries.end(), *recalled);
+    if (it != remembered->entries.end()) {
+      const auto& w = remembered->where[static_cast<std::size_t>(it - remembered->entries.begin())];
+      r.rule_line = w.line;
+      r.rule_path = w.path;
+      if (w.line > 0) r.rule_origin += ":" + std::to_string(w.line);
+      if (!w.path.empty()) r.rule_origin += " " + w.path;
+    }
+  }
   if (r.decision.rule != policy::no_rule) {
     const auto& rule = policy.rule(r.decision.rule);
     r.rule = rule.text;
@@ -175,6 +226,7 @@ std::string to_json(const check_report& r) {
     else
       o.add("preset", r.rule_preset);
   }
+
   if (r.decision != r.policy_decision) {
     o.add("policy_decision", policy::to_string(r.policy_decision.result))
         .add("policy_reason", policy::to_string(r.policy_decision.reason));
@@ -182,6 +234,16 @@ std::string to_json(const check_report& r) {
       o.add("address_class", policy::to_string(r.refused_class)).add("refused_address", r.refused_address);
   }
   std::string out = o.str();
+  if (r.remembered) {
+    out.pop_back();
+    out += ",\"remembered\":" + json_object::json()
+                                     .add("scope", policy::to_string(r.remembered->scope))
+                                     .add("answered_by", r.remembered->answered_by)
+                                     .add("answered_at", config::decisions_file::format_time(r.remembered->answered_at))
+                                     .add("reason", r.remembered->reason)
+                                     .str();
+    out += "}";
+  }
   if (r.resolved) {
     out.pop_back();
     out += ",\"addresses\":[";

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "config/config.hpp"
 #include "policy/guard.hpp"
+#include "policy/memory.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/dns.hpp"
 
@@ -32,7 +34,7 @@ struct check_report {
   std::uint16_t port = 0;
   policy::decision policy_decision;  ///< what decide() said (rule and reason)
   policy::decision decision;         ///< the final answer: the proxy's, after the guard
-  std::string rule;                  ///< empty when none
+  std::string rule;                  ///< empty when none; `remembered allow **.npmjs.org` for a remembered answer
   std::string rule_origin;           ///< "file:line path", "@preset (file:line path)"
   std::string rule_file, rule_path, rule_preset;
   int rule_line = 0;
@@ -46,7 +48,28 @@ struct check_report {
   std::string resolve_error;
   policy::address_class refused_class = policy::address_class::none;  ///< when the guard refused
   std::string refused_address;
+  /// The remembered answer that decided (no rule matched), if one did.
+  std::optional<policy::memory_entry> remembered;
 };
+
+/// The remembered answers `check` consults: the `always` answers of the config's
+/// decisions_file (what a running egressd remembers for `ttl` lives in its memory
+/// only; `egressd decisions` lists it).
+struct remembered_answers {
+  std::string file;
+  std::vector<policy::memory_entry> entries;    ///< as loaded
+  std::vector<policy::source_location> where;  ///< where each entry was written
+  policy::decision_memory memory;
+};
+
+/// Loads `c.decisions_file` (nothing when the config has none). Errors come back as
+/// printable lines in `problems` (a corrupt file: see config/decisions_file.hpp).
+std::optional<remembered_answers> load_remembered(const config::config& c, std::vector<std::string>& problems);
+
+/// How a remembered entry is shown as the rule that decided: `remembered allow
+/// api.example.com`, `remembered deny api.example.com:443` (`[v6]:443`), and for a
+/// domain the pattern that covers the same names, `remembered allow **.npmjs.org`.
+std::string remembered_rule_text(const policy::memory_entry& e);
 
 /// The exit status of `egressd check`: 0 allow, 1 deny, 3 ask.
 int exit_status(const check_report& r) noexcept;
@@ -56,14 +79,18 @@ int exit_status(const check_report& r) noexcept;
 /// with the daemon's own resolver (same servers, hosts file, no search domains) and every
 /// address judged, so an allowed name whose every address is refused is a deny with
 /// reason address_denied (or resolve_failed), as the proxy answers.
+/// With `remembered`, an answer remembered for the destination decides when no rule
+/// matched (configured rules always win), reported as the rule that decided
+/// (remembered_rule_text(), the decisions file and the entry's line and path).
 check_report check_destination(const policy::snapshot& policy, const check_target& target,
-                               const dns_options* resolve);
+                               const dns_options* resolve, const remembered_answers* remembered = nullptr);
 
 /// One object: {"host","port","decision","reason","rule" (text or null),"rule_file",
 /// "rule_line","rule_path","preset" (null when none), and when the guard or the resolver
 /// changed the policy's answer "policy_decision","policy_reason" (+ "address_class",
 /// "refused_address"); with --resolve "addresses":[{"address","verdict"}] and
-/// "resolve_error" when the lookup failed}.
+/// "resolve_error" when the lookup failed; when a remembered answer decided
+/// "remembered":{"scope","answered_by","answered_at" (RFC 3339),"reason"}}.
 std::string to_json(const check_report& r);
 std::string to_text(const check_report& r);
 

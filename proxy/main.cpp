@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "config/load.hpp"
 #include "policy/presets.hpp"
 #include "proxy/check.hpp"
 #include "proxy/log.hpp"
@@ -232,7 +233,7 @@ int cmd_check_config(const arguments& a) {
             << " listeners, " << loaded.warnings.size() << " warnings)\n";
   std::cout << "presets:";
   for (const auto& p : egressd::policy::presets()) std::cout << " @" << p.name;
-  std::cout << "\n";
+  std::cout << "\n" << egressd::config::hook_summary(*loaded.config) << "\n";
   return 0;
 }
 
@@ -252,7 +253,13 @@ int cmd_check(const arguments& a) {
     return check_config_failed;
   }
   const auto dns = egressd::proxy::dns_options_for(loaded.config->dns);
-  auto report = egressd::proxy::check_destination(*loaded.policy, *target.target, a.resolve ? &dns : nullptr);
+  // The decisions file's `always` answers decide where no rule does, as in the daemon.
+  std::vector<std::string> memory_problems;
+  const auto remembered = egressd::proxy::load_remembered(*loaded.config, memory_problems);
+  for (const auto& p : memory_problems) std::cerr << p << "\n";
+  if (!loaded.config->decisions_file.empty() && !remembered) return check_config_failed;
+  auto report = egressd::proxy::check_destination(*loaded.policy, *target.target, a.resolve ? &dns : nullptr,
+                                                  remembered ? &*remembered : nullptr);
   std::cout << (a.json ? egressd::proxy::to_json(report) : egressd::proxy::to_text(report)) << "\n";
   return egressd::proxy::exit_status(report);
 }

@@ -103,6 +103,11 @@ metrics::metrics(std::size_t max_domains)
                         .Name("egressd_hook_questions_total")
                         .Help("Questions to the confirmation hook, by outcome (allow, deny, timeout, a failure, overloaded).")
                         .Register(*registry_);
+  // Every outcome exists from the start at 0 (the set is closed), so a rate() or an
+  // alert on one of them has a series before the first question.
+  for (std::string_view outcome : {"allow", "deny", "by_hand", "timeout", "crashed", "bad_answer", "not_found",
+                                   "refused", "http_error", "tls_error", "io_error", "shutdown", "overloaded"})
+    hook_questions_->Add({{"outcome", str(outcome)}});
   config_info_ = &prometheus::BuildGauge()
                       .Name("egressd_config_info")
                       .Help("The configuration in force: its hash as a label, value 1.")

@@ -185,5 +185,141 @@ class CheckTest(unittest.TestCase):
         self.assertEqual((out["decision"], out["reason"]), ("allow", "allowed_by_rule"), out)
 
 
+# A decisions file as a person would write it (README "Decisions file").
+DECISIONS = """\
+# answers kept by hand
+decisions:
+  - domain: pkgs.example.org
+    scope: domain
+    decision: allow
+    answered_by: "admin"
+    answered_at: 2026-12-03T18:32:23Z
+    reason: "package mirror"
+  - host: api.example.net
+    port: 8443
+    decision: deny
+    answered_by: "hook"
+    answered_at: 2026-12-01T09:00:00+01:00
+  - {domain: example.com, decision: allow}
+  - {host: github.com, decision: deny}
+"""
+
+
+class RememberedTest(unittest.TestCase):
+    """`check` with a decisions_file: a remembered answer decides where no rule does,
+    and is reported as the rule that decided; a rule always wins over it."""
+    maxDiff = 4000
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = harness.short_tempdir("egd-remembered-")
+        cls.addClassCleanup(shutil.rmtree, cls.dir, True)
+        cls.decisions = harness.write_file(cls.dir, "decisions.yaml", DECISIONS)
+        cls.config = harness.write_file(
+            cls.dir, "remembered.yaml",
+            POLICY.replace("unknown: deny", "unknown: ask") +
+            f"hook: {{console: true}}\ndecisions_file: {cls.decisions}\n")
+
+    def run_check(self, *args: str, config: str | None = None) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([harness.egressd_binary(), "check", "--config", config or self.config, *args],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLI_TIMEOUT,
+                                  env=harness.tool_env(), cwd=self.dir)
+        except subprocess.TimeoutExpired:
+            raise harness.HarnessError(f"egressd check {' '.join(args)} did not finish in {CLI_TIMEOUT}s") from None
+
+    def check_json(self, target: str, rc: int) -> dict:
+        r = self.run_check(target, "--json")
+        self.assertEqual(r.returncode, rc, r.stdout + r.stderr)
+        self.assertEqual(r.stderr, "")
+        return json.loads(r.stdout)
+
+    def test_a_remembered_domain_covers_the_host_and_its_siblings(self):
+        for target in ("pkgs.example.org:443", "cdn.pkgs.example.org:443", "a.b.pkgs.example.org:22"):
+            with self.subTest(target=target):
+                out = self.check_json(target, rc=0)
+                self.assertEqual((out["decision"], out["reason"]), ("allow", "remembered_allow"), out)
+                self.assertEqual((out["rule"], out["rule_file"], out["rule_line"], out["rule_path"], out["preset"]),
+                                 ("remembered allow **.pkgs.example.org", self.decisions, 3, "decisions[0]", None),
+                                 out)
+                self.assertEqual(out["remembered"], {"scope": "domain", "answered_by": "admin",
+                                                     "answered_at": "2026-12-03T18:32:23Z",
+                                                     "reason": "package mirror"}, out)
+
+    def test_a_remembered_host_port_answers_that_port_only(self):
+        out = self.check_json("api.example.net:8443", rc=1)
+        self.assertEqual((out["decision"], out["reason"], out["rule"], out["rule_line"]),
+                         ("deny", "remembered_deny", "remembered deny api.example.net:8443", 9), out)
+        # Written with an offset, reported in UTC; a missing reason is empty.
+        self.assertEqual(out["remembered"], {"scope": "host_port", "answered_by": "hook",
+                                             "answered_at": "2026-12-01T08:00:00Z", "reason": ""}, out)
+        out = self.check_json("api.example.net:443", rc=3)
+        self.assertEqual((out["decision"], out["reason"], out["rule"]), ("ask", "unknown_ask", None), out)
+        self.assertNotIn("remembered", out)
+
+    def test_an_uncovered_host_is_asked_about(self):
+        for target in ("other.example.org:443", "evilpkgs.example.org:443", "example.net:443"):
+            with self.subTest(target=target):
+                out = self.check_json(target, rc=3)
+                self.assertEqual((out["decision"], out["reason"], out["rule"]), ("ask", "unknown_ask", None), out)
+                self.assertNotIn("remembered", out)
+
+    def test_configured_rules_win_over_remembered_answers(self):
+        # `deny: [bad.example.com]` against a remembered allow of example.com.
+        out = self.check_json("bad.example.com:443", rc=1)
+        self.assertEqual((out["decision"], out["reason"], out["rule"]), ("deny", "denied_by_rule", "bad.example.com"),
+                         out)
+        self.assertNotIn("remembered", out)
+        # `allow: [github.com]` against a remembered deny of github.com.
+        out = self.check_json("github.com:443", rc=0)
+        self.assertEqual((out["decision"], out["reason"], out["rule"]), ("allow", "allowed_by_rule", "github.com"),
+                         out)
+        self.assertNotIn("remembered", out)
+        # The remembered allow still answers example.com's other hosts.
+        self.assertEqual(self.check_json("www.example.com:443", rc=0)["reason"], "remembered_allow")
+
+    def test_text_names_the_decisions_file_and_line(self):
+        r = self.run_check("cdn.pkgs.example.org")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("decision: allow", r.stdout)
+        self.assertIn(f"rule:     remembered allow **.pkgs.example.org  [{self.decisions}:3 decisions[0]]", r.stdout)
+        self.assertIn("reason:   remembered_allow", r.stdout)
+
+    def test_a_corrupt_decisions_file_is_a_config_error(self):
+        bad = harness.write_file(self.dir, "bad-decisions.yaml", DECISIONS + "  - {host: x.example, scope: wide}\n")
+        config = harness.write_file(self.dir, "bad.yaml", POLICY + f"decisions_file: {bad}\n")
+        r = self.run_check("pkgs.example.org", "--json", config=config)
+        self.assertEqual(r.returncode, 4, r.stdout + r.stderr)
+        self.assertEqual(r.stdout, "")
+        self.assertIn(f"{bad}:16:", r.stderr)
+        self.assertIn("decisions[4].scope", r.stderr)
+
+    def test_the_readmes_example_is_a_decisions_file(self):
+        """README "Decisions file" shows a file: it must load and mean what it says."""
+        readme = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                              "README.md")
+        with open(readme, encoding="utf-8") as f:
+            section = f.read().split("\n### Decisions file\n", 1)[1].split("\n## ", 1)[0]
+        example = section.split("\n```\n", 1)[1].split("\n```", 1)[0]
+        self.assertIn("decisions:", example)
+        decisions = harness.write_file(self.dir, "readme-decisions.yaml", example + "\n")
+        config = harness.write_file(self.dir, "readme.yaml", POLICY + f"decisions_file: {decisions}\n")
+        r = self.run_check("registry.npmjs.org", "--json", config=config)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stderr, "")
+        # @npm in POLICY allows registry.npmjs.org by rule; a sibling is the memory's.
+        r = self.run_check("docs.npmjs.org", "--json", config=config)
+        self.assertEqual(json.loads(r.stdout)["reason"], "remembered_allow", r.stdout + r.stderr)
+        r = self.run_check("api.example.com:8443", "--json", config=config)
+        self.assertEqual(json.loads(r.stdout)["reason"], "remembered_deny", r.stdout + r.stderr)
+
+    def test_a_missing_decisions_file_remembers_nothing(self):
+        config = harness.write_file(self.dir, "fresh.yaml",
+                                    POLICY + f"decisions_file: {os.path.join(self.dir, 'not-yet.yaml')}\n")
+        r = self.run_check("pkgs.example.org", "--json", config=config)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(json.loads(r.stdout)["reason"], "unknown_denied")
+
+
 if __name__ == "__main__":
     unittest.main()

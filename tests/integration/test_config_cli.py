@@ -1,7 +1,7 @@
 """Configuration through the real binary (issue #13): command-line arguments that must
 not be ignored, strict settings JSON, the sandbox's ports from --settings, --config and
---settings layered, the audit path, validation warnings, keys of features not built
-yet, and what a SIGHUP reload says."""
+--settings layered, the audit path, validation warnings, the hook's keys, and what a
+SIGHUP reload says."""
 
 import json
 import os
@@ -261,16 +261,39 @@ class ValidationTest(TempDirTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn("write [::1]:23128", r.stderr)
 
-    def test_keys_of_features_not_built_yet_fail(self):
-        base = to_yaml(make_config())
-        for extra in ("hook:\n  console: true\n", "decisions_file: /tmp/d.yaml\n"):
+    def test_hook_keys_are_read_and_checked(self):
+        token = self.write("token", "s3cret\n")
+        decisions = os.path.join(self.dir, "decisions.yaml")
+        cfg = make_config(unknown="ask", hook={"url": "http://127.0.0.1:8081/decide", "token_file": token,
+                                               "timeout": "5s", "concurrency": 4},
+                          decisions_file=decisions, admin={"address": "127.0.0.1:0", "token_file": token})
+        r = self.check_config(to_yaml(cfg))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr, "")
+        self.assertIn("hook: url http://127.0.0.1:8081/decide, token_file " + token + ", timeout 5s, on_timeout deny,"
+                      " max_pending 1024, concurrency 4, ttl 1h, deny_ttl 5m\n", r.stdout)
+        self.assertIn("decisions_file: " + decisions + "\n", r.stdout)
+        self.assertFalse(os.path.exists(decisions))  # checking writes nothing
+
+        # Each problem names its key, line and the file it could not use.
+        missing = os.path.join(self.dir, "no-such-token")
+        for extra, expect in (
+                ({"hook": {"console": True, "persistent": True}}, "hook.persistent: `persistent` applies to an `exec`"),
+                ({"hook": {"exec": ["/bin/sh"], "url": "http://127.0.0.1:1/"}}, "more than one of"),
+                ({"hook": {"url": "http://127.0.0.1:1/", "token_file": missing}}, f"cannot read `{missing}`"),
+                ({"admin": {"address": "127.0.0.1:0", "token_file": missing}}, f"admin.token_file: cannot read"),
+                ({"decisions_file": os.path.join(self.dir, "nodir", "d.yaml")}, "does not exist")):
             with self.subTest(extra=extra):
-                r = self.check_config(base + extra)
+                r = self.check_config(to_yaml(make_config(unknown="ask", **extra)))
                 self.assertEqual(r.returncode, 1, r.stderr)
-                self.assertIn("is not yet supported by this version of egressd", r.stderr)
+                self.assertIn(expect, r.stderr)
+
+    def test_unknown_ask_without_a_hook_warns(self):
         r = self.check_config(to_yaml(make_config(unknown="ask")))
         self.assertEqual(r.returncode, 0)
-        self.assertIn("no_hook", r.stderr)
+        self.assertIn("policy.unknown: no hook is configured: unknown destinations are denied with reason no_hook",
+                      r.stderr)
+        self.assertIn("hook: none (unknown destinations are denied: no_hook)", r.stdout)
 
 
 class ReloadMessagesTest(EgressdTestCase):

@@ -325,7 +325,7 @@ class CliTest(harness.TempDirTest):
                     self.assertEqual(out["rule"], rule, out)
 
     def test_check_json_ask(self):
-        # No `hook:` (not yet supported): `check` still says what the policy decides.
+        # No `hook:`: `check` still says what the policy decides.
         cfg = self.write("ask.yaml", self.POLICY.replace("unknown: deny", "unknown: ask"))
         out = self.check(cfg, "unknown.example.net:443")
         self.assertEqual((out["decision"], out["reason"]), ("ask", "unknown_ask"))

@@ -28,6 +28,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -222,6 +223,8 @@ class ReadmeExamplesTest(EgressdTestCase):
             self.check_curl(command)
         elif first == "kill":
             self.check_kill(words)
+        elif first.startswith("deploy/hooks/"):
+            self.check_hook_example(words)
         else:
             self.fail(f"README.md:{line}: no checker for the command {command!r}: add one to {__file__}")
 
@@ -304,6 +307,20 @@ class ReadmeExamplesTest(EgressdTestCase):
                            text=True, timeout=TOOL_TIMEOUT)
         self.assertIn("403", r.stdout, r.stderr)
         self.assertIn("Proxy-Status", r.stdout)
+
+    def check_hook_example(self, words: list[str]) -> None:
+        """An example hook started by hand (README "Hook examples"): it exists, is
+        executable, and takes every option the example gives it (its --help lists it)."""
+        path = os.path.join(ROOT, words[0])
+        self.assertTrue(os.access(path, os.X_OK), f"{words[0]} is not an executable file")
+        options = [w.split("=")[0] for w in words[1:] if w.startswith("--")]
+        if options:
+            r = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=TOOL_TIMEOUT,
+                               env=tool_env({"PATH": os.path.dirname(sys.executable) + os.pathsep
+                                                     + os.environ.get("PATH", "")}))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for o in options:
+                self.assertIn(o, r.stdout, f"{words[0]} has no option {o}")
 
     def check_kill(self, words: list[str]) -> None:
         self.assertEqual(words[:2], ["kill", "-HUP"])

@@ -621,6 +621,11 @@ TEST_CASE("hook: ca_file and token_file are read at load", "[unit][config]") {
   expect_error(https("token_file: " + blank), "hook.token_file", 5);
   const std::string empty = dir.write("empty", "");
   expect_error(https("token_file: " + empty), "hook.token_file", 5);
+  const std::string fifo = dir.path + "/fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);  // reading it would block the load
+  CHECK_THAT(expect_error(https("token_file: " + fifo), "hook.token_file", 5).message,
+             Catch::Contains("not a regular file"));
+  CHECK_THAT(expect_error(https("ca_file: " + fifo), "hook.ca_file", 5).message, Catch::Contains("not a regular file"));
   const std::string spaced = dir.write("spaced", "two words\n");
   CHECK_THAT(expect_error(https("token_file: " + spaced), "hook.token_file", 5).message,
              Catch::Contains("space or control character"));

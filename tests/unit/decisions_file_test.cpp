@@ -377,6 +377,13 @@ TEST_CASE("decisions file: load of a missing, unreadable or directory path", "[u
   CHECK(directory.problems[0].file == dir.path);
   CHECK_THAT(directory.problems[0].message, Catch::Contains("directory"));
 
+  // A FIFO would block a read forever: refused without opening it.
+  REQUIRE(::mkfifo(dir.file("fifo").c_str(), 0600) == 0);
+  const auto fifo = df::load(dir.file("fifo"));
+  CHECK_FALSE(fifo.ok());
+  REQUIRE(fifo.problems.size() == 1);
+  CHECK_THAT(fifo.problems[0].message, Catch::Contains("not a regular file"));
+
   write(dir.file("corrupt.yaml"), "decisions:\n  - {host: a.example, decision: allow}\n  - {host: \"b\n");
   const auto corrupt = df::load(dir.file("corrupt.yaml"));
   CHECK_FALSE(corrupt.ok());
