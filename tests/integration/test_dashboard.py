@@ -4,13 +4,19 @@ the rules file; the dashboard has the expected structure; and with the real egre
 scraped every second by a real Prometheus server that loads the rules file, every PromQL
 expression of the dashboard and of the rules is accepted by Prometheus's query API, each
 panel's main query returns data for the test's traffic, the rules load healthy, and the
-alerts the traffic should raise (a reload failure, a metadata probe) fire.
+alerts the traffic should raise (a reload failure, a metadata probe, hook timeouts, a hook
+failure, an overloaded hook) fire. The traffic includes an exec confirmation hook
+(`unknown: ask`) that allows one host, remembering it, answers garbage for another and
+sleeps past `hook.timeout` for three more while a fourth is refused as overloaded.
+Prometheus loads a copy of the rules file that differs in one line: EgressdHookTimeouts
+waits `for: 1s` instead of its 5 minutes.
 
 Grafana's own variables ($__rate_interval, $__range, $__interval) become `1m`, `$job`
 becomes the scrape job and `$instance` the admin address. The bytes panels are checked
 for data only when egressd exports the bytes families. Skipped without the prometheus
 and promtool binaries (Debian package `prometheus`)."""
 
+import concurrent.futures
 import json
 import math
 import os
@@ -39,6 +45,25 @@ RULES = os.path.join(ROOT, "deploy", "prometheus", "egressd-rules.yml")
 JOB = "egressd"  # the job name the rules file assumes
 SELECTOR = 'job=~"$job",instance=~"$instance"'
 BYTES_FAMILIES = ("egressd_bytes_up_total", "egressd_bytes_down_total")
+HOOK_TIMEOUT_RULE = "EgressdHookTimeouts"
+
+# The test's exec hook (a process per question; README "Confirmation hook"): allows
+# allow.dash.test for 10 minutes (a remembered answer), answers garbage for bad.dash.test,
+# outlives hook.timeout for slow*.dash.test (the daemon gives up on it), denies the rest.
+HOOK_PROGRAM = r'''#!/usr/bin/env python3
+import json, sys, time
+host = json.loads(sys.stdin.readline())["host"]
+if host == "allow.dash.test":
+    print(json.dumps({"decision": "allow", "remember": "ttl", "ttl_seconds": 600}))
+elif host == "bad.dash.test":
+    print("no idea")
+elif host.startswith("slow"):
+    time.sleep(6)
+else:
+    print(json.dumps({"decision": "deny"}))
+'''
+SLOW_HOSTS = ("slow1.dash.test", "slow2.dash.test", "slow3.dash.test")
+HOOK_HOSTS = ("allow.dash.test", "bad.dash.test", "over.dash.test") + SLOW_HOSTS
 
 
 def setUpModule():
@@ -73,6 +98,19 @@ def substitute(expr: str, job: str, instance: str) -> str:
     if "$" in expr:
         raise AssertionError(f"an unknown variable is left in {expr!r}")
     return expr
+
+
+def rules_for_test(directory: str) -> str:
+    """A copy of the rules file in `directory` in which EgressdHookTimeouts waits `for: 1s`
+    rather than its 5 minutes, so that the test sees it fire; nothing else differs."""
+    with open(RULES, encoding="utf-8") as f:
+        text = f.read()
+    head, sep, rest = text.partition(f"- alert: {HOOK_TIMEOUT_RULE}\n")
+    block, nxt, tail = rest.partition("- alert: ")
+    block, n = re.subn(r"^(\s+)for: 5m$", r"\1for: 1s", block, flags=re.M)
+    if not sep or n != 1:
+        raise AssertionError(f"{RULES}: {HOOK_TIMEOUT_RULE} with a `for: 5m` of its own is not there")
+    return harness.write_file(directory, "egressd-rules.yml", head + sep + block + nxt + tail)
 
 
 def need(binary: str) -> str:
@@ -147,7 +185,8 @@ class DashboardPrometheusTest(EgressdTestCase):
 
     def start_prometheus(self, target: str) -> str:
         need("prometheus")
-        self.prom, self.prom_proc, self.prom_log = test_metrics.start_prometheus(self, target, rule_files=(RULES,))
+        self.prom, self.prom_proc, self.prom_log = test_metrics.start_prometheus(
+            self, target, rule_files=(rules_for_test(self.tmp),))
         return self.prom
 
     def api(self, path: str, **params: str) -> dict:
@@ -203,11 +242,44 @@ class DashboardPrometheusTest(EgressdTestCase):
         # A name of its own each round: a cached answer would not count as a lookup.
         self.assertEqual(test_metrics.refuse_connect(ep, f"{dns_name}:443"), 403)
 
+    def hook_traffic(self, d: harness.Egressd, admin: str) -> None:
+        """Hook questions ending allow (remembered), bad_answer, timeout (three at once,
+        filling hook.max_pending) and overloaded (a fourth new destination meanwhile)."""
+        ep = d.endpoint(0)
+        sock, head, rest = open_connect(ep, f"allow.dash.test:{self.o.echo.port}")
+        with sock:
+            self.assertEqual(head.status, 200)
+            self.assertEqual(roundtrip(sock, b"ping", rest), b"ping")
+        self.assertEqual(test_metrics.refuse_connect(ep, "bad.dash.test:443"), 403)
+        with concurrent.futures.ThreadPoolExecutor(len(SLOW_HOSTS)) as pool:
+            slow = [pool.submit(test_metrics.refuse_connect, ep, f"{h}:443") for h in SLOW_HOSTS]
+
+            def pending() -> bool:
+                _, samples = test_metrics.parse_metrics(test_metrics.admin_request(admin, "GET", "/metrics")[2])
+                return test_metrics.value(samples, "egressd_hook_pending") == len(SLOW_HOSTS)
+            harness.wait_until(pending, 5.0, "the slow questions pending")
+            self.assertEqual(test_metrics.refuse_connect(ep, "over.dash.test:443"), 403)
+            self.assertEqual([f.result(timeout=harness.IO_TIMEOUT) for f in slow], [403] * len(SLOW_HOSTS))
+        _, samples = test_metrics.parse_metrics(test_metrics.admin_request(admin, "GET", "/metrics")[2])
+        for outcome, n in (("allow", 1), ("bad_answer", 1), ("timeout", len(SLOW_HOSTS)), ("overloaded", 1)):
+            self.assertEqual(test_metrics.value(samples, "egressd_hook_questions_total", outcome=outcome), n, outcome)
+        self.assertEqual(test_metrics.value(samples, "egressd_remembered_answers"), 1)
+
     def test_dashboard_queries_and_rules_against_real_prometheus(self):
-        hosts = harness.HOSTS_FILE_TEXT + "10.7.0.1 r1.dns.test\n10.7.0.2 r2.dns.test\n"
-        config = make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test"],
-                             admin={"address": "127.0.0.1:0"})
-        d = self.start_daemon(config, hosts_text=hosts)
+        self.tmp = harness.short_tempdir("egd-dash-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        program = harness.write_file(self.tmp, "hook.py", HOOK_PROGRAM)
+        os.chmod(program, 0o755)
+        hosts = (harness.HOSTS_FILE_TEXT + "10.7.0.1 r1.dns.test\n10.7.0.2 r2.dns.test\n" +
+                 "".join(f"127.0.0.1 {h}\n" for h in HOOK_HOSTS))
+
+        def config(*more: str) -> dict:
+            # 127.0.0.1 re-opens loopback to the guard, for the hook-allowed name.
+            return make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test", "127.0.0.1",
+                                      *more],
+                               unknown="ask", admin={"address": "127.0.0.1:0"},
+                               hook={"exec": [program], "timeout": "2s", "max_pending": len(SLOW_HOSTS)})
+        d = self.start_daemon(config(), hosts_text=hosts)
         admin = d.wait_log("admin listening")["address"]
         name = "".join(random.choices(string.ascii_lowercase, k=12))
         # Before the first scrape, so that every series exists when Prometheus first sees
@@ -221,15 +293,15 @@ class DashboardPrometheusTest(EgressdTestCase):
         types, _ = test_metrics.parse_metrics(body)
         has_bytes = all(f in types for f in BYTES_FAMILIES)
 
-        # The second round, seen by Prometheus: traffic, a tunnel held open, a metadata
-        # probe, a reload that succeeds and one that fails.
+        # The second round, seen by Prometheus: traffic, hook questions, a tunnel held
+        # open, a metadata probe, a reload that succeeds and one that fails.
         self.traffic(d, name, "r2.dns.test")
+        self.hook_traffic(d, admin)
         self.assertEqual(test_metrics.refuse_connect(d.endpoint(0), "metadata.test:80"), 403)
         held, head, _ = open_connect(d.endpoint(0), f"localhost:{self.o.echo.port}")
         self.addCleanup(held.close)
         self.assertEqual(head.status, 200)
-        d.write_config(make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test",
-                                          "more.example"], admin={"address": "127.0.0.1:0"}))
+        d.write_config(config("more.example"))
         mark = d.log_mark()
         d.send_signal(signal.SIGHUP)
         d.wait_log("reloaded", start=mark)
@@ -275,12 +347,23 @@ class DashboardPrometheusTest(EgressdTestCase):
                 self.assertEqual(r["health"], "ok", r.get("lastError"))
                 self.query(r["query"])
 
-        # The traffic's alerts fire (for: 0); the proxy is not reported down.
+        # The traffic's alerts fire (for: 0, EgressdHookTimeouts for: 1s here); the proxy
+        # is not reported down.
+        want = {"EgressdMetadataProbe", "EgressdReloadFailed", HOOK_TIMEOUT_RULE, "EgressdHookFailing",
+                "EgressdHookOverloaded"}
+
+        seen: dict = {}
+
         def firing():
-            alerts = {a["labels"]["alertname"]: a["state"] for a in self.api("alerts")["alerts"]}
-            want = {"EgressdMetadataProbe", "EgressdReloadFailed"}
-            return alerts if all(alerts.get(a) == "firing" for a in want) else None
-        alerts = self.wait_for(firing, 30.0, "EgressdMetadataProbe and EgressdReloadFailed firing")
+            seen.clear()
+            seen.update((a["labels"]["alertname"], a) for a in self.api("alerts")["alerts"])
+            return dict(seen) if all(seen.get(a, {}).get("state") == "firing" for a in want) else None
+        try:
+            alerts = self.wait_for(firing, 30.0, " and ".join(sorted(want)) + " firing")
+        except AssertionError as e:
+            states = {n: a["state"] for n, a in seen.items()}
+            raise AssertionError(f"{e}; alert states: {states}") from None
+        self.assertEqual(alerts["EgressdHookFailing"]["labels"]["outcome"], "bad_answer")
         self.assertNotIn("EgressdDown", alerts)
         self.assertNotIn("EgressdAbsent", alerts)
 
