@@ -23,6 +23,11 @@ fi
 
 missing=()
 for p in "${wanted[@]}"; do
+  # Node.js from another source (NodeSource's nodejs ships npm and conflicts with
+  # Debian's npm package) serves as well as Debian's.
+  if [[ $p == nodejs || $p == npm ]] && command -v "${p/nodejs/node}" >/dev/null; then
+    continue
+  fi
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
     missing+=("$p")
   fi

@@ -551,23 +551,10 @@ class exec_core : public std::enable_shared_from_this<exec_core> {
   bool restart_armed_ = false;
 };
 
-class exec_transport final : public transport {
- public:
-  exec_transport(asio::any_io_executor ex, const config::hook_config& cfg)
-      : core_(std::make_shared<exec_core>(std::move(ex), cfg)) {}
-  ~exec_transport() override { core_->shutdown(); }
-  void ask(const question& q, callback done) override { core_->ask(q, std::move(done)); }
-  void cancel(std::uint64_t id) override { core_->cancel(id); }
-  void shutdown() override { core_->shutdown(); }
-
- private:
-  std::shared_ptr<exec_core> core_;
-};
-
 }  // namespace
 
 std::unique_ptr<transport> make_exec_transport(boost::asio::any_io_executor ex, const config::hook_config& cfg) {
-  return std::make_unique<exec_transport>(std::move(ex), cfg);
+  return std::make_unique<shared_core_transport<exec_core>>(std::move(ex), cfg);
 }
 
 }  // namespace egressd::proxy::hook

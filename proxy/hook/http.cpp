@@ -374,23 +374,10 @@ class http_core : public std::enable_shared_from_this<http_core> {
   std::deque<std::shared_ptr<connection>> idle_;
 };
 
-class http_transport final : public transport {
- public:
-  http_transport(asio::any_io_executor ex, const config::hook_config& cfg)
-      : core_(std::make_shared<http_core>(std::move(ex), cfg)) {}
-  ~http_transport() override { core_->shutdown(); }
-  void ask(const question& q, callback done) override { core_->ask(q, std::move(done)); }
-  void cancel(std::uint64_t id) override { core_->cancel(id); }
-  void shutdown() override { core_->shutdown(); }
-
- private:
-  std::shared_ptr<http_core> core_;
-};
-
 }  // namespace
 
 std::unique_ptr<transport> make_http_transport(boost::asio::any_io_executor ex, const config::hook_config& cfg) {
-  return std::make_unique<http_transport>(std::move(ex), cfg);
+  return std::make_unique<shared_core_transport<http_core>>(std::move(ex), cfg);
 }
 
 }  // namespace egressd::proxy::hook

@@ -54,6 +54,26 @@ class transport {
   virtual void shutdown() = 0;
 };
 
+/// A transport whose work lives in a core shared with its pending operations (so a
+/// completion that arrives after the transport is gone finds the core alive): ask,
+/// cancel and shutdown go to the core, and destruction shuts it down. `Core` is
+/// constructed from (executor, config) and has ask/cancel/shutdown of its own.
+template <class Core>
+class shared_core_transport final : public transport {
+ public:
+  shared_core_transport(boost::asio::any_io_executor ex, const config::hook_config& cfg)
+      : core_(std::make_shared<Core>(std::move(ex), cfg)) {}
+  ~shared_core_transport() override { core_->shutdown(); }
+  shared_core_transport(const shared_core_transport&) = delete;
+  shared_core_transport& operator=(const shared_core_transport&) = delete;
+  void ask(const question& q, callback done) override { core_->ask(q, std::move(done)); }
+  void cancel(std::uint64_t id) override { core_->cancel(id); }
+  void shutdown() override { core_->shutdown(); }
+
+ private:
+  std::shared_ptr<Core> core_;
+};
+
 /// `hook.exec`: per question (a process per question: the question as one JSON line on
 /// stdin, then EOF; the answer is its stdout; exit status 0 / non-zero alone allows /
 /// denies once) or long-running (`hook.persistent: true`: one process reads one
