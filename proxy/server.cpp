@@ -393,8 +393,8 @@ struct server::impl {
     rt.stats.set_config_hash(policy_hash(*next.policy));
     rt.stats.count_reload(true);
     if (auto error = rt.hooks.configure(*next.config); !error.empty())
-      log_event(log_level::error, "the decisions file could not be read; remembered answers stay as they were",
-                json_object().add("path", next.config->decisions_file).add("error", error));
+      log_event(log_level::error, "reloaded, but the hook is not as configured (remembered answers stay as they were)",
+                json_object().add("error", error));
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
     log_event(log_level::info, "reloaded",
               json_object()
@@ -522,7 +522,7 @@ int server::run() {
       s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
-      throw std::runtime_error("decisions_file " + cfg->decisions_file + ": " + error);
+      throw std::runtime_error(error);
     s.rt.hooks.start();
     if (cfg->admin) {
       std::vector<worker*> ws;

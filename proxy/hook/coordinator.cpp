@@ -393,20 +393,29 @@ std::string coordinator::configure(const config::config& c) {
                     c.hook->concurrency != impl_->hook->concurrency));
     impl_->hook = c.hook;
     if (kind_changed) {
-      old = std::move(impl_->tr);
-      if (c.hook && !c.hook->exec.empty()) {
-        impl_->tr = make_exec_transport(impl_->io.get_executor(), *c.hook);
-      } else if (c.hook && !c.hook->url.empty()) {
-        impl_->tr = make_http_transport(impl_->io.get_executor(), *c.hook);
+      // A transport that cannot be built (a token or CA file that went away since the
+      // config was checked) is an error; the questions then wait for their timeout.
+      std::shared_ptr<transport> next;
+      try {
+        if (c.hook && !c.hook->exec.empty()) {
+          next = make_exec_transport(impl_->io.get_executor(), *c.hook);
+        } else if (c.hook && !c.hook->url.empty()) {
+          next = make_http_transport(impl_->io.get_executor(), *c.hook);
+        }
+      } catch (const std::exception& e) {
+        error = std::string("the hook could not be set up: ") + e.what();
       }
+      old = std::exchange(impl_->tr, std::move(next));
     }
     // The file is read at every (re)load: an edit by hand takes effect on SIGHUP.
     {
       impl_->decisions_path = c.decisions_file;
       if (!c.decisions_file.empty()) {
         std::vector<policy::memory_entry> loaded;
-        error = impl::load_decisions(c.decisions_file, loaded);
-        if (error.empty()) {
+        const std::string problem = impl::load_decisions(c.decisions_file, loaded);
+        if (!problem.empty()) {
+          error += (error.empty() ? "" : "; ") + std::string("the decisions file could not be read: ") + problem;
+        } else {
           // The file's answers replace the remembered `always` ones; ttl answers stay.
           policy::decision_memory next;
           for (auto& e : impl_->memory.entries())

@@ -95,9 +95,10 @@ class coordinator {
   /// the transport (killing its processes) and joins the hook thread.
   void stop();
   /// Applies a (re)loaded configuration: the hook kind and its options, and
-  /// decisions_file (read at every call, so an edit by hand takes effect on a reload; a file
-  /// that cannot be read is an error returned as text and keeps the memory as is).
-  /// Questions already pending keep their deadline. Any thread.
+  /// decisions_file (read at every call, so an edit by hand takes effect on a reload).
+  /// Returns what went wrong, or nothing: a file that cannot be read keeps the memory as
+  /// it is; a transport that cannot be built leaves questions to wait for their
+  /// timeout. Questions already pending keep their deadline. Any thread.
   std::string configure(const config::config& c);
 
   // ---- the data path (any worker thread) ----------------------------------------
