@@ -456,8 +456,10 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     }
 
     // The next request head: up to idle_timeout for it to start, then head_timeout.
+    s.idle_upstream = current && s.upstream.is_open() ? &*current : nullptr;  // revocation may close it meanwhile
     auto next = co_await read_request_head(s, steady::now() + s.cfg->limits.idle_timeout,
                                            /*idle_until_first_byte=*/true);
+    s.idle_upstream = nullptr;
     if (!next) co_return;
     req = std::move(next->message);
     consumed = next->consumed;
