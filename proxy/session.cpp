@@ -565,6 +565,15 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
     account_tunnel(s, ctx, {.cause = close_cause::shutdown});
     co_return;
   }
+  // A reload since this tunnel was decided found no tunnel to revoke yet
+  // (worker::revoke): its rule is applied here instead.
+  if (const auto g = s.w.shared().current.load(); g != s.gen && g->config->reload.revoke && ctx.dest &&
+                                                   ctx.dest->host.ok() &&
+                                                   revoked_by(*g, s.w.shared().hooks, ctx.dest->host.host->text,
+                                                              ctx.dest->port, ctx.dest->decision.reason)) {
+    account_tunnel(s, ctx, {.cause = close_cause::revoked});
+    co_return;
+  }
   // The tunnel takes the sockets and the closing record, pre-rendered from the
   // request's context; this session's coroutines end here, so an idle tunnel keeps no
   // frame and no head buffer.

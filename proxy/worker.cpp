@@ -58,31 +58,34 @@ void worker::abort_all() {
   boost::asio::post(io_, [this] { for_each_task([](worker_task& t) { t.abort(); }); });
 }
 
+bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string_view host, std::uint16_t port,
+                policy::decision_reason was) {
+  using policy::decision_reason;
+  const auto h = policy::canonicalize_host(host);
+  if (!h.ok()) return true;
+  // The decide path of upstream.cpp without the hook.
+  auto d = policy::decide(*g.policy, {&h, port, std::nullopt});
+  if (policy::memory_applies(d))
+    if (auto remembered = hooks.recall(h.host->text, port)) d = *remembered;
+  switch (d.result) {
+    case policy::outcome::allow: return false;
+    // A hook's answer for this very connection stands until the policy says no.
+    case policy::outcome::ask: return was != decision_reason::hook_allow && was != decision_reason::hook_timeout;
+    default: return true;
+  }
+}
+
 namespace {
 
-// The decide path of upstream.cpp without the hook: the rules, then the decision
-// memory where no rule matched. `ask` is a denial unless a hook answered for this very
-// connection (it was asked and allowed, and nothing since has said no).
-class policy_revocation final : public revocation {
+class generation_revocation final : public revocation {
  public:
-  policy_revocation(const policy::snapshot& p, const hook::coordinator& hooks) : policy_(p), hooks_(hooks) {}
-
+  generation_revocation(const generation& g, const hook::coordinator& hooks) : g_(g), hooks_(hooks) {}
   bool denies(std::string_view host, std::uint16_t port, policy::decision_reason was) const override {
-    using policy::decision_reason;
-    const auto h = policy::canonicalize_host(host);
-    if (!h.ok()) return true;
-    auto d = policy::decide(policy_, {&h, port, std::nullopt});
-    if (policy::memory_applies(d))
-      if (auto remembered = hooks_.recall(h.host->text, port)) d = *remembered;
-    switch (d.result) {
-      case policy::outcome::allow: return false;
-      case policy::outcome::ask: return was != decision_reason::hook_allow && was != decision_reason::hook_timeout;
-      default: return true;
-    }
+    return revoked_by(g_, hooks_, host, port, was);
   }
 
  private:
-  const policy::snapshot& policy_;
+  const generation& g_;
   const hook::coordinator& hooks_;
 };
 
@@ -90,7 +93,7 @@ class policy_revocation final : public revocation {
 
 void worker::revoke(std::shared_ptr<const generation> g) {
   boost::asio::post(io_, [this, g = std::move(g)] {
-    const policy_revocation check(*g->policy, rt_.hooks);
+    const generation_revocation check(*g, rt_.hooks);
     std::uint64_t closed = 0;
     for_each_task([&](worker_task& t) {
       try {

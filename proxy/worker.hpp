@@ -21,6 +21,9 @@ namespace egressd::proxy {
 
 struct runtime;
 struct generation;
+namespace hook {
+class coordinator;
+}
 
 /// The question revocation asks of a task (README "Reload and shutdown"): whether the
 /// policy now in force refuses a destination that was allowed, for reason `was`,
@@ -63,6 +66,12 @@ class worker_task {
   worker_task* prev_ = nullptr;
   worker_task* next_ = nullptr;
 };
+
+/// Revocation's rule: whether `g`'s policy, with the decision memory, denies
+/// host:port now for a connection allowed for reason `was` (the rules, then the memory
+/// where no rule matched; `ask` denies unless a hook answered for that connection).
+bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string_view host, std::uint16_t port,
+                policy::decision_reason was);
 
 class worker {
  public:
