@@ -123,6 +123,16 @@ struct metrics_config {
   std::size_t max_domains = 1000;
 };
 
+/// `reload:`: live reload (README "Reload and shutdown").
+struct reload_config {
+  /// `watch:` reload when the config file, the settings file or decisions_file changes
+  /// (inotify on their directories, so a Kubernetes ConfigMap's `..data` swap counts).
+  bool watch = true;
+  /// `revoke:` on a reload, close open tunnels and pooled upstream connections whose
+  /// destination the new policy denies.
+  bool revoke = true;
+};
+
 /// `log.format`.
 enum class log_format : std::uint8_t { json, text };
 
@@ -186,6 +196,7 @@ struct config {
   metrics_config metrics;
   log_config log;
   auth_config auth;
+  reload_config reload;
   /// `workers:` event-loop threads; 0 = one per core; at most 1024.
   unsigned workers = 0;
   /// `busy_poll_us:` how long a worker keeps polling without sleeping after its last

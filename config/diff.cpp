@@ -105,6 +105,8 @@ change_summary describe_changes(const config& before, const config& after) {
   // their deadline) and reads a decisions file given a new path.
   if (!same_hook(before.hook, after.hook)) out.applied_keys.push_back("hook");
   if (before.decisions_file != after.decisions_file) out.applied_keys.push_back("decisions_file");
+  if (before.reload.watch != after.reload.watch) out.applied_keys.push_back("reload.watch");
+  if (before.reload.revoke != after.reload.revoke) out.applied_keys.push_back("reload.revoke");
   return out;
 }
 

@@ -203,9 +203,9 @@ constexpr bool metrics = true;   // metrics: (README "Metrics")
 }  // namespace features
 
 namespace keys {
-constexpr std::array<std::string_view, 13> top = {"version", "listeners", "admin", "policy", "hook",
+constexpr std::array<std::string_view, 14> top = {"version", "listeners", "admin", "policy", "hook",
                                                   "decisions_file", "limits", "dns", "metrics", "log",
-                                                  "auth", "workers", "busy_poll_us"};
+                                                  "auth", "workers", "busy_poll_us", "reload"};
 constexpr std::array<std::string_view, 4> listener = {"address", "protocols", "mode", "group"};
 constexpr std::array<std::string_view, 2> admin = {"address", "token_file"};
 constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
@@ -220,13 +220,14 @@ constexpr std::array<std::string_view, 5> dns = {"servers", "timeout", "max_ttl"
 constexpr std::array<std::string_view, 1> metrics = {"max_domains"};
 constexpr std::array<std::string_view, 5> log = {"format", "level", "audit", "audit_max_size", "audit_max_files"};
 constexpr std::array<std::string_view, 1> auth = {"users"};
+constexpr std::array<std::string_view, 2> reload = {"watch", "revoke"};
 constexpr std::array<std::string_view, 2> user = {"username", "password"};
 
 struct section {
   std::string_view name;
   std::span<const std::string_view> keys;
 };
-constexpr std::array<section, 11> sections{{{"listeners[]", listener},
+constexpr std::array<section, 12> sections{{{"listeners[]", listener},
                                             {"admin", admin},
                                             {"policy", policy},
                                             {"policy.guard", guard},
@@ -236,7 +237,8 @@ constexpr std::array<section, 11> sections{{{"listeners[]", listener},
                                             {"metrics", metrics},
                                             {"log", log},
                                             {"auth", auth},
-                                            {"auth.users[]", user}}};
+                                            {"auth.users[]", user},
+                                            {"reload", reload}}};
 }  // namespace keys
 
 std::string unknown_key_hint(std::string_view key, std::span<const std::string_view> known) {
@@ -854,6 +856,10 @@ void read_config(yaml_reader& r, const YAML::Node& root, config& c) {
       assign_count(c.workers, r.integer(v, 0, 1024));
     } else if (key == "busy_poll_us") {
       assign_count(c.busy_poll_us, r.integer(v, 0, 100000));
+    } else if (key == "reload") {
+      r.mapping(v, keys::reload, [&](std::string_view k, const field& m) {
+        assign(k == "watch" ? c.reload.watch : c.reload.revoke, r.boolean(m));
+      });
     }
   });
   if (!has_version) r.diag().error(top.at, "version", "`version` is missing", "add `version: 1` as the first line");

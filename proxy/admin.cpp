@@ -238,7 +238,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   static constexpr std::string_view html_type = "text/html; charset=utf-8";
 
   // The table (defined below the class): `GET /`, the startup log and the README list it.
-  static const std::array<route, 8> routes;
+  static const std::array<route, 9> routes;
 
   asio::io_context& control;
   runtime& rt;
@@ -249,6 +249,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   std::string configured_host;  ///< admin.address's host as written (a name is allowed in Host)
   std::string bearer;           ///< admin.token_file's token; empty: none
   std::string page_token;       ///< random per process, embedded in the page
+  std::function<reload_report()> reload_fn;  ///< POST /v1/reload (server.cpp)
 
   impl(asio::io_context& c, runtime& r, std::vector<worker*> w, hook::coordinator& h)
       : control(c), rt(r), workers(std::move(w)), hooks(h), acceptor(c), page_token(random_hex(32)) {}
@@ -472,6 +473,32 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
     co_return reply{n ? http::status::ok : http::status::not_found, json_type, body.str() + "\n"};
   }
 
+  // POST /v1/reload: what SIGHUP does, answered with its outcome. The body is not read
+  // (a JSON content type is still required, as on every change: CSRF).
+  asio::awaitable<reply> post_reload(const request_context&) {
+    if (!reload_fn)
+      co_return error(http::status::internal_server_error, "internal_error", "reload is not available in this process");
+    const reload_report r = reload_fn();
+    const auto list = [](const std::vector<std::string>& items) {
+      std::string out = "[";
+      for (const auto& i : items) out += (out.size() > 1 ? "," : "") + json_string(i);
+      return out + "]";
+    };
+    auto body = json_object::json();
+    body.add("result", r.ok ? "success" : "failure").add("source", r.source);
+    if (r.ok)
+      body.add("rules", r.rules)
+          .add("rules_added", r.rules_added)
+          .add("rules_removed", r.rules_removed)
+          .add("revoke", r.revoke);
+    std::string text = body.str();
+    text.pop_back();  // the arrays go in as they are
+    text += ",\"errors\":" + list(r.errors) + ",\"warnings\":" + list(r.warnings) + "}\n";
+    // 422: the request was fine, the file it names is not (RFC 9110 §15.5.21); the old
+    // configuration stays in force.
+    co_return reply{r.ok ? http::status::ok : http::status::unprocessable_entity, json_type, std::move(text)};
+  }
+
   asio::awaitable<reply> list_denials(const request_context&) {
     std::string body = "[";
     for (const auto& d : hooks.recent_denials())
@@ -639,7 +666,7 @@ struct admin_server::impl : std::enable_shared_from_this<impl> {
   }
 };
 
-const std::array<admin_server::impl::route, 8> admin_server::impl::routes{{
+const std::array<admin_server::impl::route, 9> admin_server::impl::routes{{
     {"/", "GET, HEAD", &admin_server::impl::index,
      "this list of routes (JSON); from a browser (Accept: text/html) the page of pending questions"},
     {"/healthz", "GET, HEAD", &admin_server::impl::healthz, "200 while the process is up (liveness)", access::open},
@@ -657,6 +684,9 @@ const std::array<admin_server::impl::route, 8> admin_server::impl::routes{{
     {"/v1/decisions/", "DELETE", &admin_server::impl::forget_decision,
      "forget every remembered answer naming a host or domain", access::local},
     {"/v1/denials", "GET, HEAD", &admin_server::impl::list_denials, "the latest refusals, newest first (JSON)",
+     access::local},
+    {"/v1/reload", "POST", &admin_server::impl::post_reload,
+     "reload the configuration as SIGHUP does; 200 with the outcome, 422 with every problem (the old policy stays)",
      access::local},
 }};
 
@@ -689,6 +719,8 @@ std::string admin_server::route_list() const {
   for (const auto& r : impl::routes) out += (out.empty() ? "" : " ") + impl::display_path(r);
   return out;
 }
+
+void admin_server::set_reload(std::function<reload_report()> reload) { impl_->reload_fn = std::move(reload); }
 
 void admin_server::start() { asio::co_spawn(impl_->control, impl_->accept_loop(), asio::detached); }
 

@@ -5,7 +5,8 @@
 // bound, not draining, every worker loop answering within a second), /metrics
 // (Prometheus text format), the /v1 routes of the confirmation hook (pending
 // questions, answers by hand, remembered answers, recent denials) and the page that
-// shows them (GET / from a browser). An unknown path answers 404 and a method a route
+// shows them (GET / from a browser), and POST /v1/reload (reload the configuration,
+// as SIGHUP does). An unknown path answers 404 and a method a route
 // does not take 405 with Allow, both as JSON.
 // Safety (README "Admin endpoint"): the /v1 routes and the page answer only a Host
 // naming this endpoint (DNS rebinding); POST and DELETE need Content-Type:
@@ -16,6 +17,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,6 +33,18 @@ namespace hook {
 class coordinator;
 }
 
+/// What one reload did (server.cpp), for POST /v1/reload.
+struct reload_report {
+  bool ok = false;
+  std::string source;               ///< the configuration source, as described in logs
+  std::vector<std::string> errors;  ///< every problem of a rejected file
+  std::vector<std::string> warnings;
+  std::uint64_t rules = 0;          ///< rules of the policy now in force
+  std::uint64_t rules_added = 0;
+  std::uint64_t rules_removed = 0;
+  bool revoke = false;              ///< whether denied connections are being closed (reload.revoke)
+};
+
 class admin_server {
  public:
   /// Binds `cfg.address` on `control` and reads `cfg.token_file` (throws
@@ -43,6 +58,8 @@ class admin_server {
   const std::string& address() const noexcept;
   /// The routes' paths, space-separated, from the table (for the startup log).
   std::string route_list() const;
+  /// What POST /v1/reload runs (on the control thread, where the server reloads).
+  void set_reload(std::function<reload_report()> reload);
   /// Starts accepting.
   void start();
   /// Stops accepting (open admin connections finish their request).

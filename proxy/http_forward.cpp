@@ -302,6 +302,20 @@ bool upstream_still_allowed(const session& s, const destination& d, const policy
       .allowed();
 }
 
+// A reload that came while this exchange ran found no idle upstream to revoke
+// (worker::revoke): decide it here, once the exchange is done. One atomic load when
+// nothing was reloaded.
+bool pooled_upstream_revoked(session& s, const destination& d) {
+  const auto g = s.w.shared().current.load();
+  if (g == s.gen || !g->config->reload.revoke || !d.host.ok()) return false;
+  if (!revoked_by(*g, s.w.shared().hooks, d.host.host->text, d.port, d.decision.reason)) return false;
+  boost::system::error_code ignored;
+  s.upstream.close(ignored);
+  log_event(log_level::info, "pooled upstream connection closed: revoked",
+            json_object().add("id", s.id).add("host", d.host.host->text).add("port", static_cast<unsigned>(d.port)));
+  return true;
+}
+
 // Answers a request whose destination could not be used. True when the client
 // connection stays open for the next request.
 asio::awaitable<bool> refuse_request(session& s, request_context& ctx, const destination& d,
@@ -456,8 +470,11 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     }
 
     // The next request head: up to idle_timeout for it to start, then head_timeout.
+    if (current && s.upstream.is_open() && pooled_upstream_revoked(s, *current)) current.reset();
+    s.idle_upstream = current && s.upstream.is_open() ? &*current : nullptr;  // revocation may close it meanwhile
     auto next = co_await read_request_head(s, steady::now() + s.cfg->limits.idle_timeout,
                                            /*idle_until_first_byte=*/true);
+    s.idle_upstream = nullptr;
     if (!next) co_return;
     req = std::move(next->message);
     consumed = next->consumed;

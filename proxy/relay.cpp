@@ -94,6 +94,7 @@ std::string_view to_string(close_cause c) noexcept {
     case close_cause::upstream_reset: return "upstream_error";
     case close_cause::idle_timeout: return "idle_timeout";
     case close_cause::shutdown: return "shutdown";
+    case close_cause::revoked: return "revoked";
   }
   return "eof";
 }
@@ -105,8 +106,15 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
 
  public:
   tunnel(worker& w, asio::generic::stream_protocol::socket c, asio::ip::tcp::socket u, std::chrono::milliseconds idle,
-         byte_counters counters, std::function<void(const relay_result&)> on_close)
-      : w_(w), client_(std::move(c)), upstream_(std::move(u)), idle_(idle), on_close_(std::move(on_close)) {
+         byte_counters counters, std::function<void(const relay_result&)> on_close, tunnel_destination dest)
+      : w_(w),
+        client_(std::move(c)),
+        upstream_(std::move(u)),
+        idle_(idle),
+        on_close_(std::move(on_close)),
+        host_(std::move(dest.host)),
+        port_(dest.port),
+        reason_(dest.reason) {
     up_.from_client = true;
     up_.source = &client_;
     up_.dest = &upstream_;
@@ -149,6 +157,12 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
 
   void check_deadline(steady_clock::time_point now) noexcept override {
     if (now - last_activity_ >= idle_) close(close_cause::idle_timeout);
+  }
+
+  bool revoke(const revocation& r) override {
+    if (closed_ || host_.empty() || !r.denies(host_, port_, reason_)) return false;
+    close(close_cause::revoked);
+    return true;
   }
 
  private:
@@ -374,6 +388,9 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
   steady_clock::time_point last_activity_ = steady_clock::now();
   pump up_;    // client -> upstream
   pump down_;  // upstream -> client
+  std::string host_;  // canonical; short names stay in the string itself (no allocation)
+  std::uint16_t port_;
+  policy::decision_reason reason_;
   close_cause cause_ = close_cause::both_eof;
   bool closed_ = false;
   bool first_eof_seen_ = false;
@@ -382,20 +399,21 @@ class tunnel final : public worker_task, public std::enable_shared_from_this<tun
 
 // An idle tunnel is this object (plus its shared_ptr block and the closing record held
 // by on_close): README "Performance" measures about 1 KiB per idle tunnel in all, so
-// whatever is added here is added to every tunnel. 472 bytes with libstdc++ on x86-64.
+// whatever is added here is added to every tunnel. 504 bytes with libstdc++ on x86-64
+// (32 of them the destination kept for revocation).
 static_assert(sizeof(tunnel) <= 512, "the tunnel object grew: every idle tunnel pays for it");
 
 }  // namespace
 
 void start_tunnel(worker& w, asio::generic::stream_protocol::socket client, asio::ip::tcp::socket upstream,
                   std::chrono::milliseconds idle_timeout, byte_counters counters,
-                  std::function<void(const relay_result&)> on_close) {
+                  std::function<void(const relay_result&)> on_close, tunnel_destination dest) {
   // The relay reads and writes with MSG_DONTWAIT, but splice(2) blocks on a blocking
   // socket whatever its flags say.
   assert((::fcntl(client.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
   assert((::fcntl(upstream.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
   auto t = std::make_shared<tunnel>(w, std::move(client), std::move(upstream), idle_timeout, counters,
-                                     std::move(on_close));
+                                     std::move(on_close), std::move(dest));
   t->start();
 }
 

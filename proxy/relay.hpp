@@ -16,8 +16,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
+
+#include "policy/decision.hpp"
 
 namespace egressd::proxy {
 
@@ -58,8 +61,9 @@ class pipe_pool {
   std::size_t leased_ = 0;
 };
 
-/// Why a tunnel ended, for the access record.
-enum class close_cause : std::uint8_t { both_eof, client_reset, upstream_reset, idle_timeout, shutdown };
+/// Why a tunnel ended, for the access record. `revoked`: a reload's policy denies
+/// its destination (reload.revoke).
+enum class close_cause : std::uint8_t { both_eof, client_reset, upstream_reset, idle_timeout, shutdown, revoked };
 std::string_view to_string(close_cause c) noexcept;
 
 struct relay_result {
@@ -77,12 +81,21 @@ struct byte_counters {
   std::atomic<std::uint64_t>* down = nullptr;  ///< upstream → client
 };
 
+/// Where a tunnel goes, for revocation: the canonical host, the port, and why it was
+/// allowed. An empty host: never revoked.
+struct tunnel_destination {
+  std::string host;
+  std::uint16_t port = 0;
+  policy::decision_reason reason = policy::decision_reason::no_decision;
+};
+
 /// Starts relaying between `client` and `upstream` on worker `w` (its thread only) and
 /// returns at once; the tunnel owns both sockets from here on. `on_close` runs exactly
 /// once, on the worker's thread, when the tunnel has ended (both sockets closed). The
 /// tunnel counts as an open connection until then, and the worker can abort it.
 void start_tunnel(worker& w, boost::asio::generic::stream_protocol::socket client,
                   boost::asio::ip::tcp::socket upstream, std::chrono::milliseconds idle_timeout,
-                  byte_counters counters, std::function<void(const relay_result&)> on_close);
+                  byte_counters counters, std::function<void(const relay_result&)> on_close,
+                  tunnel_destination dest = {});
 
 }  // namespace egressd::proxy

@@ -12,8 +12,10 @@
 //     EMFILE the worker's reserve descriptor makes room to refuse one waiting client;
 //     other accept errors back off (10 ms doubling to 1 s) instead of spinning.
 //  4. The main thread handles signals: SIGHUP reloads (load, validate, compile aside,
-//     swap atomically; a bad file keeps the old policy); SIGUSR1 reopens the audit
-//     file (logrotate); SIGTERM/SIGINT stop accepting,
+//     swap atomically; a bad file keeps the old policy), as do POST /v1/reload and,
+//     with reload.watch, a change of the files (file_watch.hpp); after a successful
+//     reload with reload.revoke each worker closes what the new policy denies
+//     (worker::revoke); SIGUSR1 reopens the audit file (logrotate); SIGTERM/SIGINT stop accepting,
 //     wait for open sessions up to `limits.drain_timeout`, then cancel them.
 
 #include "proxy/server.hpp"
@@ -47,6 +49,7 @@
 
 #include "config/diff.hpp"
 #include "proxy/admin.hpp"
+#include "proxy/file_watch.hpp"
 #include "proxy/log.hpp"
 #include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
@@ -190,6 +193,8 @@ struct server::impl {
   asio::io_context control;
   asio::signal_set signals{control, SIGHUP, SIGTERM, SIGINT};
   std::unique_ptr<admin_server> admin;
+  // reload.watch: the config file, the settings file and decisions_file.
+  file_watch watcher{control, [this](const std::vector<std::string>& changed) { on_files_changed(changed); }};
   bool stopping = false;
   // Connections the descriptor limit leaves room for (plan_descriptors); the accept
   // path takes the smaller of this and limits.max_connections. Set before the workers start.
@@ -359,19 +364,26 @@ struct server::impl {
     }
   }
 
-  void reload() {
+  // `trigger`: what asked for it ("signal", "admin", "watch"), for the log.
+  reload_report reload(std::string_view trigger) {
     const std::string from = source.describe();
+    reload_report report;
+    report.source = from;
     auto next = load_config_source(source);
     if (!next.ok()) {
       // The swap happens only after a whole successful load: nothing of the bad file
       // is in force.
+      if (next.errors.empty()) next.errors.push_back(from + ": the configuration could not be loaded");
       json_object f;
-      f.add("source", from).add("errors", static_cast<std::uint64_t>(next.errors.size()));
-      if (!next.errors.empty()) f.add("first_error", next.errors.front());
+      f.add("source", from).add("trigger", trigger).add("errors", static_cast<std::uint64_t>(next.errors.size()));
+      f.add("first_error", next.errors.front());
       log_event(log_level::error, "reload failed; the previous configuration stays in force", f);
       for (const auto& e : next.errors) log_event(log_level::error, "config problem", json_object().add("problem", e));
       rt.stats.count_reload(false);
-      return;
+      report.errors = std::move(next.errors);
+      report.warnings = std::move(next.warnings);
+      update_watch();  // the bad content is the reference now: the next change reloads
+      return report;
     }
     auto old = rt.current.load()->config;
     const auto changes = config::describe_changes(*old, *next.config);
@@ -385,9 +397,10 @@ struct server::impl {
       log_event(log_level::warn, "these changes take effect after a restart",
                 json_object().add("keys", list_text(changes.restart_keys)));
     // Config, policy and local addresses are published together (runtime::current).
-    rt.current.store(std::make_shared<const generation>(
+    auto gen = std::make_shared<const generation>(
         generation{next.config, next.policy,
-                   std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
+                   std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())});
+    rt.current.store(gen);
     rt.max_connections.store(next.config->limits.max_connections);
     rt.stats.set_max_domains(next.config->metrics.max_domains);
     rt.stats.set_config_hash(policy_hash(*next.policy));
@@ -396,15 +409,48 @@ struct server::impl {
       log_event(log_level::error, "reloaded, but the hook is not as configured (remembered answers stay as they were)",
                 json_object().add("error", error));
     for (const auto& w : next.warnings) log_event(log_level::warn, "config warning", json_object().add("problem", w));
+    // Revocation: each worker decides its open tunnels and idle pooled upstreams again
+    // with the new policy (and the decision memory just re-read) and closes the denied.
+    if (next.config->reload.revoke)
+      for (auto& w : workers) w->revoke(gen);
+    report.ok = true;
+    report.rules = next.policy->rule_count();
+    report.rules_added = changes.rules_added.size();
+    report.rules_removed = changes.rules_removed.size();
+    report.warnings = next.warnings;
+    report.revoke = next.config->reload.revoke;
     log_event(log_level::info, "reloaded",
               json_object()
                   .add("source", from)
+                  .add("trigger", trigger)
                   .add("rules", static_cast<std::uint64_t>(next.policy->rule_count()))
                   .add("rules_added", static_cast<std::uint64_t>(changes.rules_added.size()))
                   .add("rules_removed", static_cast<std::uint64_t>(changes.rules_removed.size()))
                   .add("added", list_text(changes.rules_added))
                   .add("removed", list_text(changes.rules_removed))
                   .add("applied", list_text(changes.applied_keys)));
+    update_watch();
+    return report;
+  }
+
+  // What reload.watch watches, as the current configuration names them.
+  void update_watch() {
+    const auto cfg = rt.current.load()->config;
+    if (!cfg->reload.watch || stopping) {
+      watcher.stop();
+      return;
+    }
+    std::vector<std::string> files{source.yaml, source.settings, cfg->decisions_file};
+    std::erase(files, std::string());
+    if (auto problem = watcher.watch(files); !problem.empty())
+      log_event(log_level::warn, "cannot watch every configuration file; SIGHUP and POST /v1/reload still reload",
+                json_object().add("error", problem));
+  }
+
+  void on_files_changed(const std::vector<std::string>& changed) {
+    if (stopping) return;
+    log_event(log_level::info, "configuration files changed", json_object().add("files", list_text(changed)));
+    reload("watch");
   }
 
   // Up to ten entries, comma-separated, then how many more: a reload of a large
@@ -423,7 +469,7 @@ struct server::impl {
       if (sig == SIGUSR1) {
         reopen_audit_log();  // logrotate: `mv audit.log audit.log.1; kill -USR1`
       } else if (sig == SIGHUP) {
-        reload();
+        reload("signal");
       } else if (!stopping) {
         begin_drain(sig);
       } else {
@@ -454,6 +500,7 @@ struct server::impl {
   void begin_drain(int sig) {
     stopping = true;
     rt.draining.store(true);
+    watcher.stop();
     close_listeners();  // the admin endpoint stays up, answering /readyz with 503
     rt.hooks.stop();    // held requests are refused now (shutting_down), not at the deadline
     const auto timeout = rt.current.load()->config->limits.drain_timeout;
@@ -486,6 +533,7 @@ struct server::impl {
       for (auto& w : workers) w->abort_all();
     }
     signals.cancel();
+    watcher.stop();
     rt.hooks.stop();
     if (admin) admin->stop();
     if (drain_timer) drain_timer->cancel();
@@ -528,6 +576,7 @@ int server::run() {
       std::vector<worker*> ws;
       for (auto& w : s.workers) ws.push_back(w.get());
       s.admin = std::make_unique<admin_server>(s.control, *cfg->admin, s.rt, std::move(ws), s.rt.hooks);
+      s.admin->set_reload([&s] { return s.reload("admin"); });
     }
   } catch (const std::exception& e) {
     log_event(log_level::error, "startup failed", json_object().add("error", e.what()));
@@ -551,6 +600,7 @@ int server::run() {
   }
   for (auto& w : s.workers) w->start();
   s.wait_signal();
+  s.update_watch();
   s.flush_audit_periodically();
   log_event(log_level::info, "ready",
             json_object()

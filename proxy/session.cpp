@@ -155,6 +155,17 @@ void session::abort() noexcept {
   upstream.cancel(ignored);
 }
 
+bool session::revoke(const revocation& r) {
+  const destination* d = idle_upstream;
+  if (d == nullptr || !upstream.is_open() || !d->host.ok()) return false;
+  if (!r.denies(d->host.host->text, d->port, d->decision.reason)) return false;
+  boost::system::error_code ignored;
+  upstream.close(ignored);  // idle: nothing waits on it; the next request decides and dials anew
+  log_event(log_level::info, "pooled upstream connection closed: revoked",
+            json_object().add("id", id).add("host", d->host.host->text).add("port", static_cast<unsigned>(d->port)));
+  return true;
+}
+
 void session::check_deadline(steady::time_point now) noexcept {
   boost::system::error_code ignored;
   if (now >= client_deadline) {
@@ -554,6 +565,15 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
     account_tunnel(s, ctx, {.cause = close_cause::shutdown});
     co_return;
   }
+  // A reload since this tunnel was decided found no tunnel to revoke yet
+  // (worker::revoke): its rule is applied here instead.
+  if (const auto g = s.w.shared().current.load(); g != s.gen && g->config->reload.revoke && ctx.dest &&
+                                                   ctx.dest->host.ok() &&
+                                                   revoked_by(*g, s.w.shared().hooks, ctx.dest->host.host->text,
+                                                              ctx.dest->port, ctx.dest->decision.reason)) {
+    account_tunnel(s, ctx, {.cause = close_cause::revoked});
+    co_return;
+  }
   // The tunnel takes the sockets and the closing record, pre-rendered from the
   // request's context; this session's coroutines end here, so an idle tunnel keeps no
   // frame and no head buffer.
@@ -573,8 +593,12 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
   // account() looked up the domain's handles before the success reply.
   const byte_counters counters =
       ctx.domain ? byte_counters{&ctx.domain->bytes_up, &ctx.domain->bytes_down} : byte_counters{};
+  // Revocation (reload.revoke) decides this destination again on a reload.
+  tunnel_destination dest;
+  if (ctx.dest && ctx.dest->host.ok())
+    dest = {ctx.dest->host.host->text, ctx.dest->port, ctx.dest->decision.reason};
   start_tunnel(s.w, std::move(s.client), std::move(s.upstream), s.cfg->limits.idle_timeout, counters,
-               std::move(on_close));
+               std::move(on_close), std::move(dest));
 }
 
 asio::awaitable<std::optional<proto::parsed<proto::http_request>>> read_request_head(session& s,

@@ -96,6 +96,8 @@ std::string_view to_string(request_outcome o) noexcept;
 /// when `client_deadline` passes, the pending client operation is cancelled and
 /// `client_timed_out` set (likewise for the upstream), so a wait under a deadline is a
 /// plain co_await, with no timer and no race of two operations.
+struct destination;
+
 struct session final : worker_task {
   session(worker& w, const listener_info& l, client_socket c, std::string peer);
   ~session();
@@ -104,6 +106,9 @@ struct session final : worker_task {
 
   void abort() noexcept override;
   void check_deadline(steady::time_point now) noexcept override;
+  /// Closes the pooled upstream connection while it waits for the next request, when
+  /// the new policy denies its destination (reload.revoke).
+  bool revoke(const revocation& r) override;
 
   /// Arms the client (or upstream) deadline for the next operation; disarm after it.
   void arm_client(steady::time_point deadline) noexcept {
@@ -142,6 +147,9 @@ struct session final : worker_task {
   std::string_view user;
   std::shared_ptr<const policy::snapshot> policy;
   std::string in;  ///< bytes from the client not consumed yet
+  /// The destination of the pooled keep-alive upstream while the session waits for the
+  /// next request on the client connection (http_forward.cpp); null otherwise.
+  const destination* idle_upstream = nullptr;
   /// The hook wait this session is held on, if any: abort() cancels it.
   std::shared_ptr<hook::coordinator::wait> held;
   bool aborted = false;

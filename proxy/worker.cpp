@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "policy/host.hpp"
+#include "policy/memory.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
 
@@ -54,6 +56,56 @@ void worker::for_each_task(F f) {
 
 void worker::abort_all() {
   boost::asio::post(io_, [this] { for_each_task([](worker_task& t) { t.abort(); }); });
+}
+
+bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string_view host, std::uint16_t port,
+                policy::decision_reason was) {
+  using policy::decision_reason;
+  const auto h = policy::canonicalize_host(host);
+  if (!h.ok()) return true;
+  // The decide path of upstream.cpp without the hook.
+  auto d = policy::decide(*g.policy, {&h, port, std::nullopt});
+  if (policy::memory_applies(d))
+    if (auto remembered = hooks.recall(h.host->text, port)) d = *remembered;
+  switch (d.result) {
+    case policy::outcome::allow: return false;
+    // A hook's answer for this very connection stands until the policy says no.
+    case policy::outcome::ask: return was != decision_reason::hook_allow && was != decision_reason::hook_timeout;
+    default: return true;
+  }
+}
+
+namespace {
+
+class generation_revocation final : public revocation {
+ public:
+  generation_revocation(const generation& g, const hook::coordinator& hooks) : g_(g), hooks_(hooks) {}
+  bool denies(std::string_view host, std::uint16_t port, policy::decision_reason was) const override {
+    return revoked_by(g_, hooks_, host, port, was);
+  }
+
+ private:
+  const generation& g_;
+  const hook::coordinator& hooks_;
+};
+
+}  // namespace
+
+void worker::revoke(std::shared_ptr<const generation> g) {
+  boost::asio::post(io_, [this, g = std::move(g)] {
+    const generation_revocation check(*g, rt_.hooks);
+    std::uint64_t closed = 0;
+    for_each_task([&](worker_task& t) {
+      try {
+        if (t.revoke(check)) ++closed;
+      } catch (const std::exception&) {
+        // Out of memory canonicalizing a name: that one stays open.
+      }
+    });
+    if (closed > 0)
+      log_event(log_level::info, "revoked: connections the new policy denies were closed",
+                json_object().add("worker", index_).add("closed", closed));
+  });
 }
 
 void worker::attach(worker_task* t) noexcept {

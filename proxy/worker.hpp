@@ -12,6 +12,7 @@
 #include <span>
 #include <thread>
 
+#include "policy/decision.hpp"
 #include "proxy/dns.hpp"
 #include "proxy/metrics.hpp"
 #include "proxy/relay.hpp"
@@ -19,6 +20,21 @@
 namespace egressd::proxy {
 
 struct runtime;
+struct generation;
+namespace hook {
+class coordinator;
+}
+
+/// The question revocation asks of a task (README "Reload and shutdown"): whether the
+/// policy now in force refuses a destination that was allowed, for reason `was`,
+/// when the task connected to it.
+class revocation {
+ public:
+  virtual bool denies(std::string_view host, std::uint16_t port, policy::decision_reason was) const = 0;
+
+ protected:
+  ~revocation() = default;
+};
 
 /// Something that lives on one worker: a session or an open tunnel. The worker keeps
 /// them in an intrusive list (no allocation to join or leave it), aborts them all at
@@ -31,6 +47,13 @@ class worker_task {
   virtual void abort() noexcept = 0;
   /// Closes or cancels what has passed its deadline; never destroys it synchronously.
   virtual void check_deadline(std::chrono::steady_clock::time_point now) noexcept = 0;
+  /// After a reload with reload.revoke: closes what `r` says the new policy denies (an
+  /// open tunnel, a pooled upstream connection); true when it closed something. Never
+  /// destroys the task synchronously; may throw what `r` throws (out of memory).
+  virtual bool revoke(const revocation& r) {
+    (void)r;
+    return false;
+  }
 
  protected:
   worker_task() = default;
@@ -43,6 +66,12 @@ class worker_task {
   worker_task* prev_ = nullptr;
   worker_task* next_ = nullptr;
 };
+
+/// Revocation's rule: whether `g`'s policy, with the decision memory, denies
+/// host:port now for a connection allowed for reason `was` (the rules, then the memory
+/// where no rule matched; `ask` denies unless a hook answered for that connection).
+bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string_view host, std::uint16_t port,
+                policy::decision_reason was);
 
 class worker {
  public:
@@ -67,6 +96,10 @@ class worker {
 
   /// Aborts every attached task (posted to the worker thread; any thread may call).
   void abort_all();
+  /// Revocation after a reload (posted to the worker thread; any thread may call):
+  /// every attached task is asked whether `g`'s policy, with the decision memory,
+  /// denies its destination now, and closes it if so.
+  void revoke(std::shared_ptr<const generation> g);
 
   /// When accept(2) on `listen_fd` failed for want of descriptors (EMFILE, ENFILE):
   /// closes the reserve descriptor, accepts one waiting connection and closes it at

@@ -74,7 +74,10 @@ class ReloadTest(EgressdTestCase):
 
     def test_open_tunnel_survives_and_new_policy_applies(self):
         o = self.o
-        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}", f"127.0.0.1:{o.http.port}"]))
+        # reload.revoke off: open tunnels outlive a policy that denies them (test_reload
+        # covers revocation, the default).
+        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}", f"127.0.0.1:{o.http.port}"],
+                                          reload={"revoke": False}))
         ep = d.endpoint(0)
         sock, head, rest = open_connect(ep, o.echo.hostport)
         self.addCleanup(sock.close)
@@ -87,7 +90,7 @@ class ReloadTest(EgressdTestCase):
         r.read()
         self.assertEqual(r.status, 200)
 
-        self.reload(d, make_config(allow=[f"127.0.0.1:{o.http.port}"]))  # the echo is no longer allowed
+        self.reload(d, make_config(allow=[f"127.0.0.1:{o.http.port}"], reload={"revoke": False}))  # echo denied
 
         self.assert_echo(sock)  # the open tunnel keeps working
         s2, head, _ = open_connect(ep, o.echo.hostport)

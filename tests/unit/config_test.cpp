@@ -1414,3 +1414,18 @@ TEST_CASE("domain_label: the metrics' domain label", "[unit][config]") {
   }
   CHECK(cfg::domain_label(std::string(254, 'a')) == "invalid");
 }
+
+TEST_CASE("reload: watch and revoke", "[unit][config]") {
+  const std::string head(minimal_head);
+  const auto def = yaml(head);
+  REQUIRE(def.ok());
+  CHECK(def.value->reload.watch);
+  CHECK(def.value->reload.revoke);
+  const auto off = yaml(head + "reload: {watch: false, revoke: false}\n");
+  REQUIRE(off.ok());
+  CHECK_FALSE(off.value->reload.watch);
+  CHECK_FALSE(off.value->reload.revoke);
+  expect_error(yaml(head + "reload: {watch: maybe}\n"), "reload.watch", 4);
+  CHECK(expect_error(yaml(head + "reload: {wach: true}\n"), "reload.wach", 4).hint == "did you mean `watch`?");
+  CHECK_THAT(expect_error(yaml(head + "watch: true\n"), "watch", 4).hint, Catch::Contains("belongs under `reload`"));
+}
