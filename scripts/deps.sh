@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages egressd needs, only those that are missing.
 #   deps.sh build   - compiler, CMake and the libraries
-#   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang...)
+#   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang,
+#                     yamllint, node...) and the npm packages of the deploy/ validation
+#                     (tests/integration/.npm, git-ignored)
 set -euo pipefail
 
 build_packages=(
@@ -11,12 +13,20 @@ build_packages=(
 )
 test_packages=(
   curl python3 socat netcat-openbsd openssl procps prometheus
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev yamllint
 )
+# npm packages the tests use, installed into tests/integration/.npm: the Kubernetes
+# API schemas (validate() per object; 4.x runs on Debian 12's node 18) and a YAML parser.
+npm_dir=tests/integration/.npm
+npm_packages=(kubernetes-models@4.5.1 yaml@2.9.1)
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-build}" == "test" ]]; then
   wanted+=("${test_packages[@]}")
+  # Only when missing: a node from elsewhere (NodeSource) brings its own npm, which
+  # Debian's npm package would conflict with.
+  command -v npm >/dev/null || wanted+=(nodejs npm)
+  command -v systemd-analyze >/dev/null || wanted+=(systemd)
 fi
 
 missing=()
@@ -35,4 +45,20 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ "${1:-build}" == "test" ]]; then
+  cd "$(dirname "$0")/.."
+  for p in "${npm_packages[@]}"; do
+    name=${p%@*} version=${p##*@}
+    installed=$(node -p "require('./$npm_dir/node_modules/$name/package.json').version" 2>/dev/null || true)
+    if [[ "$installed" != "$version" ]]; then
+      echo "deps: npm install ${npm_packages[*]} into $npm_dir"
+      mkdir -p "$npm_dir"
+      if ! npm install --no-audit --no-fund --no-save --prefix "$npm_dir" "${npm_packages[@]}" >/dev/null; then
+        echo "deps: npm install failed: the Kubernetes manifests cannot be validated (test_deploy skips it)" >&2
+      fi
+      break
+    fi
+  done
 fi
