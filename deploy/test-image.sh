@@ -15,9 +15,9 @@
 #      to print both sizes.
 # Needs root, podman, debootstrap, unshare, python3, curl and Debian's mirror; installs
 # podman, buildah and debootstrap with apt-get when missing. Without them it prints why
-# and "SKIPPED", exit 0. The base rootfs, podman's storage (with its layer cache) and
-# ccache are kept in EGRESSD_IMAGE_CACHE (default build/image-test), so a second run
-# takes a minute or two; the first downloads about 300 MB and builds egressd.
+# and "SKIPPED", exit 0. The base rootfs, podman's storage (with its layer cache) are kept in
+# EGRESSD_IMAGE_CACHE (default build/image-test), so a second run takes a minute or
+# two; the first downloads about 300 MB and builds egressd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root_dir=$PWD
@@ -46,7 +46,12 @@ fi
 for t in unshare mount python3 curl timeout; do command -v "$t" >/dev/null || skip "missing $t"; done
 timeout 20 curl -fsS -o /dev/null "$mirror/dists/bookworm/Release" || skip "Debian's mirror $mirror is unreachable"
 
-mkdir -p "$cache/ccache"
+# The host's ccache, mounted into the build stage: the image's compiler is the host's
+# Debian 12 g++, so objects a host build made (with CCACHE_BASEDIR, as scripts/test.sh
+# sets it) are reused. EGRESSD_IMAGE_CCACHE names another directory.
+ccache_dir=${EGRESSD_IMAGE_CCACHE:-$(ccache -k cache_dir 2>/dev/null || true)}
+ccache_dir=${ccache_dir:-$cache/ccache}
+mkdir -p "$ccache_dir"
 podman=(podman --root "$cache/storage" --runroot "$cache/run")
 work=$(mktemp -d /tmp/egressd-image-test.XXXXXX)
 pids=()
@@ -79,7 +84,7 @@ SOURCES
 fi
 if ! "${podman[@]}" image exists docker.io/library/debian:12 || [[ $base_tar -nt $cache/base.imported ]]; then
   step "podman import the base as debian:12 and debian:12-slim"
-  "${podman[@]}" import --change 'CMD ["/bin/bash"]' "$base_tar" docker.io/library/debian:12 >/dev/null
+  "${podman[@]}" import --change 'CMD ["/bin/bash"]' "$base_tar" docker.io/library/debian:12 >/dev/null 2>&1
   "${podman[@]}" tag docker.io/library/debian:12 docker.io/library/debian:12-slim
   touch "$cache/base.imported"
 fi
@@ -88,10 +93,11 @@ fi
 step "podman build --isolation chroot --pull=never (log: $cache/build.log)"
 start=$SECONDS
 if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers \
-     -v "$cache/ccache:/ccache" --build-arg CCACHE_DIR=/ccache -t "$image" . >"$cache/build.log" 2>&1; then
+     -v "$ccache_dir:/ccache" --build-arg CCACHE_DIR=/ccache -t "$image" . >"$cache/build.log" 2>&1; then
   tail -n 30 "$cache/build.log"
   fail "podman build failed"
 fi
+"${podman[@]}" image exists "$image" || fail "podman build made no $image"
 echo "built in $((SECONDS - start)) s"
 
 # ---- 3. run it ------------------------------------------------------------------------
