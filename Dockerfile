@@ -1,5 +1,6 @@
 # egressd container image (README "Container image").
-#   podman build -t egressd .        (or docker build; deploy/test-image.sh builds and tests it)
+#   podman build --format docker -t egressd .   (or docker build; the OCI format has no
+#   HEALTHCHECK; deploy/test-image.sh builds and tests it)
 # Two stages: Debian 12 with the build packages of scripts/deps.sh builds a Release
 # binary; debian:12-slim gets that binary and only the shared libraries it links.
 # The image runs as uid/gid 65532 (egressd), works with a read-only root filesystem and

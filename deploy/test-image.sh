@@ -4,7 +4,8 @@
 #   1. a Debian 12 base from Debian's mirror with `debootstrap --variant=minbase`,
 #      `podman import`ed and tagged as the Dockerfile's bases (debian:12, debian:12-slim;
 #      no registry is needed);
-#   2. `podman build --isolation chroot --pull=never`;
+#   2. `podman build --isolation chroot --pull=never --format docker` (the OCI format
+#      has no HEALTHCHECK);
 #   3. the image's root from `podman image mount`, read-only, in new mount and PID
 #      namespaces, as uid 65532 with every capability dropped (deploy/image/chroot_run.py;
 #      `podman run` needs privileges a CI machine may not grant): the shipped config
@@ -92,7 +93,7 @@ fi
 # ---- 2. the image -------------------------------------------------------------------
 step "podman build --isolation chroot --pull=never (log: $cache/build.log)"
 start=$SECONDS
-if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers \
+if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers --format docker \
      -v "$ccache_dir:/ccache" --build-arg CCACHE_DIR=/ccache -t "$image" . >"$cache/build.log" 2>&1; then
   tail -n 30 "$cache/build.log"
   fail "podman build failed"
@@ -107,23 +108,27 @@ mounted+=("$image")
 labels=$("${podman[@]}" image inspect --format '{{.Config.User}} {{json .Config.ExposedPorts}} {{json .Config.Healthcheck}}' "$image" 2>/dev/null || true)
 echo "image config: $labels"
 [[ $labels == "65532:65532 "* ]] || fail "the image does not run as 65532:65532"
+[[ $labels == *egressd-healthcheck* ]] || fail "the image has no HEALTHCHECK (OCI format drops it: build with --format docker)"
 
-# in_image [chroot_run options] -- COMMAND...: a command in the image's read-only root,
-# as uid 65532 without capabilities, in new mount and PID namespaces.
+# in_image SECONDS [chroot_run options] -- COMMAND...: a command in the image's
+# read-only root, as uid 65532 without capabilities, in new mount and PID namespaces,
+# for at most SECONDS (timeout passes a SIGTERM on; unshare hands it to the command).
 in_image() {
-  unshare --mount --pid --fork --kill-child=SIGTERM \
+  local limit=$1
+  shift
+  timeout "$limit" unshare --mount --pid --fork --kill-child=SIGTERM \
     python3 "$root_dir/deploy/image/chroot_run.py" --root "$mnt" --user "$uid:$uid" \
       --tmpfs /var/lib/egressd --tmpfs /tmp --workdir /var/lib/egressd "$@"
 }
 
 step "the shipped config passes check-config inside the image"
-timeout 30 in_image -- /usr/local/bin/egressd-entrypoint check-config --config /etc/egressd/egressd.yaml \
+in_image 30 -- /usr/local/bin/egressd-entrypoint check-config --config /etc/egressd/egressd.yaml \
   || fail "check-config rejects the shipped /etc/egressd/egressd.yaml"
 
 step "a bad config stops the entrypoint before it serves"
 printf 'version: 1\nlisteners: [{address: 127.0.0.1:0}]\npolicy: {alow: [x]}\n' >"$work/bad.yaml"
 set +e
-timeout 30 in_image --bind "$work/bad.yaml:/etc/egressd/egressd.yaml" -- /usr/local/bin/egressd-entrypoint \
+in_image 30 --bind "$work/bad.yaml:/etc/egressd/egressd.yaml" -- /usr/local/bin/egressd-entrypoint \
   >"$work/bad.out" 2>&1
 rc=$?
 set -e
@@ -146,7 +151,7 @@ log: { format: json, level: info, audit: stdout }
 CONFIG
 
 step "egressd from the image on a read-only root, uid $uid, no capabilities"
-in_image --bind "$work/test.yaml:/etc/egressd/egressd.yaml" -- /usr/local/bin/egressd-entrypoint \
+in_image 600 --bind "$work/test.yaml:/etc/egressd/egressd.yaml" -- /usr/local/bin/egressd-entrypoint \
   >"$work/egressd.log" 2>&1 &
 daemon=$!
 pids+=("$daemon")
@@ -159,9 +164,22 @@ done
 ((ready)) || { cat "$work/egressd.log"; fail "egressd did not become ready within 20 s"; }
 curl -fsS --max-time 5 "http://127.0.0.1:$origin_port/" >/dev/null || fail "the origin does not answer"
 
-# unshare's child: PID 1 of the new namespace, chroot_run.py exec'd into the
-# entrypoint, which exec'd egressd.
-egd_pid=$(pgrep -P "$daemon" || true)
+# egressd is a few levels below $daemon (the backgrounded function's shell, timeout,
+# unshare; chroot_run.py exec'd into the entrypoint, which exec'd egressd).
+egd_pid=
+queue=("$daemon")
+for _ in 1 2 3 4 5 6; do
+  next=()
+  for p in "${queue[@]}"; do
+    for c in $(pgrep -P "$p" || true); do
+      [[ $(cat "/proc/$c/comm" 2>/dev/null) == egressd ]] && egd_pid=$c
+      next+=("$c")
+    done
+  done
+  [[ -n $egd_pid || ${#next[@]} -eq 0 ]] && break
+  queue=("${next[@]}")
+done
+[[ -n $egd_pid ]] && pids+=("$egd_pid")
 if [[ -n $egd_pid && $(cat "/proc/$egd_pid/comm" 2>/dev/null) == egressd ]]; then
   status=$(grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd|NoNewPrivs)' "/proc/$egd_pid/status" | tr -s '\t ' ' ')
   echo "$status" | sed 's/^/  /'
@@ -191,12 +209,12 @@ grep -q '^egressd_requests_total{.*decision="allow"' <<<"$metrics" || fail "/met
 grep -q '^egressd_requests_total{.*decision="deny"' <<<"$metrics" || fail "/metrics has no denied request"
 grep -q '^egressd_build_info' <<<"$metrics" || fail "/metrics has no egressd_build_info"
 step "the HEALTHCHECK command passes"
-timeout 20 in_image --env "EGRESSD_ADMIN=127.0.0.1:$admin_port" -- /usr/local/bin/egressd-healthcheck \
+in_image 20 --env "EGRESSD_ADMIN=127.0.0.1:$admin_port" -- /usr/local/bin/egressd-healthcheck \
   || fail "egressd-healthcheck failed against a ready egressd"
 grep -q '"decision":"deny"' "$work/egressd.log" || fail "no access record of the denial on stdout"
 
 step "SIGTERM stops it"
-kill -TERM "$daemon"
+kill -TERM "$egd_pid"
 timeout 40 tail --pid="$daemon" -f /dev/null || fail "egressd did not stop within 40 s of SIGTERM"
 
 # ---- 4. sizes ---------------------------------------------------------------------------

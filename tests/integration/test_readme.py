@@ -213,7 +213,7 @@ class ReadmeExamplesTest(EgressdTestCase):
             with open(os.path.join(ROOT, words[0]), encoding="utf-8") as f:
                 script = f.read()
             for name in assignments:
-                self.assertIn(name, script, f"README.md:{line}: {words[0]} does not read {name}")
+                self.assertRegex(script, rf"\b{name}\b", f"README.md:{line}: {words[0]} does not read {name}")
         first = words[0]
         if first == "egressd":
             self.check_egressd(words[1:], output, line)
