@@ -16,9 +16,10 @@
 #      to print both sizes.
 # Needs root, podman, debootstrap, unshare, python3, curl and Debian's mirror; installs
 # podman, buildah and debootstrap with apt-get when missing. Without them it prints why
-# and "SKIPPED", exit 0. The base rootfs, podman's storage (with its layer cache) are kept in
-# EGRESSD_IMAGE_CACHE (default build/image-test), so a second run takes a minute or
-# two; the first downloads about 300 MB and builds egressd.
+# and "SKIPPED", exit 0; so it does without the privileges it needs (namespaces,
+# mounts, a working podman). The base rootfs and podman's storage (with its layer cache)
+# are kept in EGRESSD_IMAGE_CACHE (default build/image-test), so a second run with no
+# change takes about a minute; the first downloads a few hundred MB and builds egressd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root_dir=$PWD
@@ -47,13 +48,17 @@ fi
 for t in unshare mount python3 curl timeout; do command -v "$t" >/dev/null || skip "missing $t"; done
 timeout 20 curl -fsS -o /dev/null "$mirror/dists/bookworm/Release" || skip "Debian's mirror $mirror is unreachable"
 
-# The host's ccache, mounted into the build stage: the image's compiler is the host's
-# Debian 12 g++, so objects a host build made (with CCACHE_BASEDIR, as scripts/test.sh
-# sets it) are reused. EGRESSD_IMAGE_CCACHE names another directory.
+# The host's ccache, mounted into the build stage: a change to any file of the
+# repository invalidates the build layer, and the objects of earlier image builds (or
+# of a host build with the same compiler and CCACHE_BASEDIR) are then reused.
+# EGRESSD_IMAGE_CCACHE names another directory.
 ccache_dir=${EGRESSD_IMAGE_CCACHE:-$(ccache -k cache_dir 2>/dev/null || true)}
 ccache_dir=${ccache_dir:-$cache/ccache}
 mkdir -p "$ccache_dir"
 podman=(podman --root "$cache/storage" --runroot "$cache/run")
+timeout 30 unshare --mount --pid --fork true 2>/dev/null \
+  || skip "cannot create mount and PID namespaces here (unshare --mount --pid --fork)"
+timeout 60 "${podman[@]}" info >/dev/null 2>&1 || skip "podman does not work here (podman info fails)"
 work=$(mktemp -d /tmp/egressd-image-test.XXXXXX)
 pids=()
 mounted=()
