@@ -62,10 +62,25 @@ timeout 60 "${podman[@]}" info >/dev/null 2>&1 || skip "podman does not work her
 work=$(mktemp -d /tmp/egressd-image-test.XXXXXX)
 pids=()
 mounted=()
+# PID and every process below it (a backgrounded function is a shell above timeout,
+# unshare and the command), children first found, at most 8 levels.
+tree() {
+  local queue=("$1") next p c
+  for _ in 1 2 3 4 5 6 7 8; do
+    next=()
+    for p in "${queue[@]}"; do
+      echo "$p"
+      for c in $(pgrep -P "$p" || true); do next+=("$c"); done
+    done
+    ((${#next[@]})) || break
+    queue=("${next[@]}")
+  done
+}
 cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
+  local p all=()
+  for p in "${pids[@]}"; do mapfile -t -O "${#all[@]}" all < <(tree "$p"); done
+  for p in "${all[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${all[@]}"; do timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done
   for p in "${mounted[@]}"; do "${podman[@]}" image unmount "$p" >/dev/null 2>&1 || true; done
   rm -rf "$work"
 }
@@ -172,19 +187,9 @@ curl -fsS --max-time 5 "http://127.0.0.1:$origin_port/" >/dev/null || fail "the 
 # egressd is a few levels below $daemon (the backgrounded function's shell, timeout,
 # unshare; chroot_run.py exec'd into the entrypoint, which exec'd egressd).
 egd_pid=
-queue=("$daemon")
-for _ in 1 2 3 4 5 6; do
-  next=()
-  for p in "${queue[@]}"; do
-    for c in $(pgrep -P "$p" || true); do
-      [[ $(cat "/proc/$c/comm" 2>/dev/null) == egressd ]] && egd_pid=$c
-      next+=("$c")
-    done
-  done
-  [[ -n $egd_pid || ${#next[@]} -eq 0 ]] && break
-  queue=("${next[@]}")
+for p in $(tree "$daemon"); do
+  [[ $(cat "/proc/$p/comm" 2>/dev/null) == egressd ]] && egd_pid=$p
 done
-[[ -n $egd_pid ]] && pids+=("$egd_pid")
 if [[ -n $egd_pid && $(cat "/proc/$egd_pid/comm" 2>/dev/null) == egressd ]]; then
   status=$(grep -E '^(Uid|Gid|CapEff|CapPrm|CapBnd|NoNewPrivs)' "/proc/$egd_pid/status" | tr -s '\t ' ' ')
   echo "$status" | sed 's/^/  /'
