@@ -59,6 +59,8 @@ podman=(podman --root "$cache/storage" --runroot "$cache/run")
 timeout 30 unshare --mount --pid --fork true 2>/dev/null \
   || skip "cannot create mount and PID namespaces here (unshare --mount --pid --fork)"
 timeout 60 "${podman[@]}" info >/dev/null 2>&1 || skip "podman does not work here (podman info fails)"
+# Working containers an interrupted build left in this private store.
+buildah --root "$cache/storage" --runroot "$cache/run" rm --all >/dev/null 2>&1 || true
 work=$(mktemp -d /tmp/egressd-image-test.XXXXXX)
 pids=()
 mounted=()
@@ -113,7 +115,7 @@ fi
 # ---- 2. the image -------------------------------------------------------------------
 step "podman build --isolation chroot --pull=never (log: $cache/build.log)"
 start=$SECONDS
-if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers --format docker \
+if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers --force-rm --format docker \
      -v "$ccache_dir:/ccache" --build-arg CCACHE_DIR=/ccache -t "$image" . >"$cache/build.log" 2>&1; then
   tail -n 30 "$cache/build.log"
   fail "podman build failed"
@@ -232,7 +234,7 @@ step "Squid's Debian image built the same way"
 mkdir -p "$work/squid"
 printf 'FROM docker.io/library/debian:12-slim\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*\n' \
   >"$work/squid/Dockerfile"
-timeout 900 "${podman[@]}" build --isolation chroot --pull=never --layers -t "$squid_image" "$work/squid" \
+timeout 900 "${podman[@]}" build --isolation chroot --pull=never --layers --force-rm -t "$squid_image" "$work/squid" \
   >"$cache/squid-build.log" 2>&1 || { tail -n 20 "$cache/squid-build.log"; fail "the Squid image did not build"; }
 size() { "${podman[@]}" image inspect --format '{{.Size}}' "$1"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1000000 }'; }
