@@ -11,7 +11,8 @@ sidecar", "Kubernetes: gateway", "docker-compose", "systemd"):
   passes `egressd check-config`;
 - the systemd unit passes `systemd-analyze verify` (skipped, saying so, without it);
 - the compose file passes `docker compose config`, `docker-compose config` or
-  `podman-compose config` where one exists (else says so), and the files it mounts exist.
+  `podman-compose config` where one exists (else says so), and the files it mounts
+  exist; its prometheus.yml, with the rules it mounts, passes `promtool check config`.
 
 Each validator is also shown a broken copy, which it must reject.
 """
@@ -288,9 +289,32 @@ class DeployTest(unittest.TestCase):
             self.assertGreater(seconds(egressd["stop_grace_period"]), drain_timeout(f.read()))
         (_, _, prom), = self.load(os.path.join(DEPLOY, "compose", "prometheus.yml"))
         self.assertEqual([j["job_name"] for j in prom["scrape_configs"]], ["egressd"])  # as the alert rules expect
-        mounted = {v.split(":")[1] for v in doc["services"]["prometheus"]["volumes"]}
+        mounts = {v.split(":")[1]: v.split(":")[0] for v in doc["services"]["prometheus"]["volumes"]}
         for rule_file in prom["rule_files"]:
-            self.assertIn(rule_file, mounted)
+            self.assertIn(rule_file, mounts)
+
+    def promtool_check(self, text: str) -> subprocess.CompletedProcess:
+        """`promtool check config` on the compose file's prometheus.yml, its rule files
+        where the compose file mounts them from."""
+        require_tool("promtool")  # scripts/deps.sh test installs prometheus
+        compose = os.path.join(DEPLOY, "compose")
+        (_, _, doc), = self.load(os.path.join(compose, "docker-compose.yml"))
+        for v in doc["services"]["prometheus"]["volumes"]:
+            src, dst = v.split(":")[:2]
+            if dst.endswith("-rules.yml"):
+                text = text.replace(dst, os.path.normpath(os.path.join(compose, src)))
+        path = self.write("prometheus/prometheus.yml", text)
+        return subprocess.run(["promtool", "check", "config", path], capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT)
+
+    def test_compose_prometheus_config_passes_promtool(self):
+        with open(os.path.join(DEPLOY, "compose", "prometheus.yml"), encoding="utf-8") as f:
+            text = f.read()
+        r = self.promtool_check(text)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("rules found", r.stdout)
+        bad = self.promtool_check(text.replace("scrape_interval: 15s", "scrape_interval: 15q"))
+        self.assertNotEqual(bad.returncode, 0, bad.stdout)
 
 
 if __name__ == "__main__":
