@@ -6,7 +6,10 @@
 #      local origins) through ctest;
 #   2. the same suites under AddressSanitizer + UndefinedBehaviorSanitizer;
 #   3. each fuzz target (libFuzzer) for a bounded time.
-# EGRESSD_TEST_QUICK=1 runs step 1 only. Exits non-zero on the first failure.
+# EGRESSD_TEST_QUICK=1 runs step 1 only. EGRESSD_TEST_IMAGE=1 also builds the container
+# image and runs requests through it after step 1 (deploy/test-image.sh: root, podman,
+# debootstrap, Debian's mirror; several minutes the first time, so only when asked).
+# Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh test
@@ -21,6 +24,13 @@ CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 cmake -S . -B build/test -G Ninja -DCMAKE
 CCACHE_BASEDIR=$PWD CCACHE_NOHASHDIR=1 cmake --build build/test -j"$jobs"
 EGRESSD_JOBS=$jobs scripts/check-self-contained.sh
 ctest --test-dir build/test --output-on-failure -j"$jobs"
+
+if [[ "${EGRESSD_TEST_IMAGE:-0}" == 1 ]]; then
+  echo "== container image (deploy/test-image.sh)"
+  deploy/test-image.sh
+else
+  echo "== container image: not tested (EGRESSD_TEST_IMAGE=1 runs deploy/test-image.sh)"
+fi
 
 if [[ "${EGRESSD_TEST_QUICK:-0}" == 1 ]]; then
   exit 0

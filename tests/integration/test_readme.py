@@ -205,6 +205,15 @@ class ReadmeExamplesTest(EgressdTestCase):
 
     def check_command(self, command: str, output: list[str], line: int) -> None:
         words = shlex.split(command)
+        # `NAME=value command`: the command is checked, and must read each NAME.
+        assignments = []
+        while len(words) > 1 and re.match(r"^[A-Z][A-Z0-9_]*=", words[0]):
+            assignments.append(words.pop(0).split("=", 1)[0])
+        if assignments:
+            with open(os.path.join(ROOT, words[0]), encoding="utf-8") as f:
+                script = f.read()
+            for name in assignments:
+                self.assertRegex(script, rf"\b{name}\b", f"README.md:{line}: {words[0]} does not read {name}")
         first = words[0]
         if first == "egressd":
             self.check_egressd(words[1:], output, line)
@@ -225,6 +234,11 @@ class ReadmeExamplesTest(EgressdTestCase):
             self.check_kill(words)
         elif first.startswith("deploy/hooks/"):
             self.check_hook_example(words)
+        elif first.startswith("deploy/") and first.endswith(".sh"):
+            path = os.path.join(ROOT, first)  # deploy/test-image.sh: run by hand, needs root and podman
+            self.assertTrue(os.access(path, os.X_OK), f"{first} is not an executable script")
+            r = subprocess.run(["bash", "-n", path], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
         else:
             self.fail(f"README.md:{line}: no checker for the command {command!r}: add one to {__file__}")
 
