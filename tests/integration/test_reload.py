@@ -29,6 +29,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+import test_admin_api  # noqa: E402  (its helpers only)
 from harness import (EgressdTestCase, TempDirTest, make_config, open_connect, socks5_open,  # noqa: E402
                      to_yaml, tunnel_opens, wait_until)
 
@@ -46,22 +47,9 @@ def tearDownModule():
 
 def admin_call(address: str, method: str, path: str, body: str | None = None,
                headers: dict[str, str] | None = None, host: str = "") -> tuple[int, str]:
-    """One request to the admin endpoint; `host` "" sends the address itself as Host."""
-    h, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(h.strip("[]"), int(port), timeout=harness.IO_TIMEOUT)
-    try:
-        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-        conn.putheader("Host", host or address)
-        data = body.encode() if body is not None else None
-        for k, v in (headers or {}).items():
-            conn.putheader(k, v)
-        if data is not None:
-            conn.putheader("Content-Length", str(len(data)))
-        conn.endheaders(data)
-        res = conn.getresponse()
-        return res.status, res.read().decode()
-    finally:
-        conn.close()
+    """One request to the admin endpoint (test_admin_api's), as (status, body)."""
+    status, _, text = test_admin_api.admin_call(address, method, path, body, headers, host)
+    return status, text
 
 
 def reloads(address: str, result: str, token: str | None = None) -> int:
