@@ -12,7 +12,6 @@
 
 #include <cerrno>
 
-#include "config/public_suffix.hpp"
 #include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
@@ -80,7 +79,6 @@ asio::awaitable<void> confirm(session& s, destination& d, access_protocol protoc
   q.protocol = std::string(to_string(protocol));
   q.client = s.peer;
   q.listener = s.listener.name;
-  q.registrable_domain = config::registrable_domain(q.host);
   auto w = hooks.ask(std::move(q), s.client.get_executor());
   d.who = answered_by::hook;
   std::optional<hook::verdict> v = w->immediate;
@@ -125,15 +123,11 @@ asio::awaitable<destination> decide_destination(session& s, std::string_view raw
   d.raw_host = std::string(raw_host);
   d.port = port;
   d.host = policy::canonicalize_host(raw_host);
-  d.decision = policy::decide(*s.policy, {&d.host, port, std::nullopt});
-  if (d.decision.reason == decision_reason::report_only) d.who = answered_by::report_only;
   // Configured rules always win; the memory answers only what no rule matched.
-  if (policy::memory_applies(d.decision)) {
-    if (auto remembered = s.w.shared().hooks.recall(d.host.host->text, port)) {
-      d.decision = *remembered;
-      d.who = answered_by::remembered;
-    }
-  }
+  d.decision = s.w.shared().hooks.decide(*s.policy, d.host, port);
+  if (d.decision.reason == decision_reason::report_only) d.who = answered_by::report_only;
+  if (d.decision.reason == decision_reason::remembered_allow || d.decision.reason == decision_reason::remembered_deny)
+    d.who = answered_by::remembered;
   if (d.decision.result == outcome::ask) {
     if (s.cfg->hook) {
       co_await confirm(s, d, protocol);

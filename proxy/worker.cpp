@@ -64,9 +64,7 @@ bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string
   const auto h = policy::canonicalize_host(host);
   if (!h.ok()) return true;
   // The decide path of upstream.cpp without the hook.
-  auto d = policy::decide(*g.policy, {&h, port, std::nullopt});
-  if (policy::memory_applies(d))
-    if (auto remembered = hooks.recall(h.host->text, port)) d = *remembered;
+  const auto d = hooks.decide(*g.policy, h, port);
   switch (d.result) {
     case policy::outcome::allow: return false;
     // A hook's answer for this very connection stands until the policy says no.

@@ -158,11 +158,10 @@ struct coordinator::impl {
   void persist(std::vector<policy::memory_entry> entries, const std::string& path) {
     if (path.empty()) return;
     std::lock_guard lock(file_mu);
-    if (auto error = save_decisions(path, entries); !error.empty())
-      log_event(log_level::error, "could not write the decisions file", json_object().add("path", path).add("error", error));
+    if (auto error = config::decisions_file::save(path, entries))
+      log_event(log_level::error, "could not write the decisions file", json_object().add("path", path).add("error", *error));
   }
 
-  static std::string save_decisions(const std::string& path, const std::vector<policy::memory_entry>& entries);
   static std::string load_decisions(const std::string& path, std::vector<policy::memory_entry>& out);
 
   /// Stores an answer per its lifetime; returns the entry when it was remembered.
@@ -326,11 +325,6 @@ struct coordinator::impl {
   }
 };
 
-std::string coordinator::impl::save_decisions(const std::string& path,
-                                             const std::vector<policy::memory_entry>& entries) {
-  return config::decisions_file::save(path, entries).value_or(std::string{});
-}
-
 std::string coordinator::impl::load_decisions(const std::string& path, std::vector<policy::memory_entry>& out) {
   auto r = config::decisions_file::load(path);
   for (const auto& p : r.problems) {
@@ -454,6 +448,14 @@ std::optional<policy::decision> coordinator::recall(std::string_view host, std::
   }
   if (const auto* e = c.memory->lookup(host, port, sys_clock::now())) return policy::remembered_decision(*e);
   return std::nullopt;
+}
+
+policy::decision coordinator::decide(const policy::snapshot& p, const policy::host_result& host,
+                                    std::uint16_t port) const {
+  auto d = policy::decide(p, {&host, port, std::nullopt});
+  if (policy::memory_applies(d))
+    if (auto remembered = recall(host.host->text, port)) d = *remembered;
+  return d;
 }
 
 std::shared_ptr<coordinator::wait> coordinator::ask(question q, asio::any_io_executor ex) {

@@ -24,6 +24,7 @@
 #include "config/config.hpp"
 #include "policy/decision.hpp"
 #include "policy/memory.hpp"
+#include "policy/snapshot.hpp"
 #include "proxy/hook/transport.hpp"
 #include "proxy/hook/wire.hpp"
 
@@ -105,6 +106,11 @@ class coordinator {
 
   /// The remembered answer for (host, port) now, or nullopt. Lock-free.
   std::optional<policy::decision> recall(std::string_view host, std::uint16_t port) const noexcept;
+  /// The daemon's decision before the hook: policy::decide(), then, only where no rule
+  /// matched (policy::memory_applies), a remembered answer (reason remembered_allow /
+  /// remembered_deny). What upstream.cpp decides a request by and revocation re-decides
+  /// an open tunnel by. Lock-free.
+  policy::decision decide(const policy::snapshot& p, const policy::host_result& host, std::uint16_t port) const;
 
   // ---- the admin API (any thread; short critical sections) ----------------------
 
