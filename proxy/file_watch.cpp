@@ -154,6 +154,11 @@ std::string file_watch::watch(const std::vector<std::string>& files) {
   return problems;
 }
 
+void file_watch::accept(const std::string& file) {
+  auto& s = *impl_;
+  if (auto it = s.seen.find(file); it != s.seen.end()) it->second = content_hash(file);
+}
+
 void file_watch::stop() {
   auto& s = *impl_;
   s.timer.cancel();

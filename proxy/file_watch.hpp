@@ -32,6 +32,10 @@ class file_watch {
   /// being the reference. Returns a problem as text (no inotify, a directory that
   /// cannot be watched); the other files are watched all the same.
   std::string watch(const std::vector<std::string>& files);
+  /// Takes `file`'s current content as the reference: egressd wrote it itself (an
+  /// `always` answer in decisions_file), so the events of that write reload nothing.
+  /// No-op for a file not watched.
+  void accept(const std::string& file);
   /// Stops watching (idempotent).
   void stop();
 

@@ -571,6 +571,10 @@ int server::run() {
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
       throw std::runtime_error(error);
+    // egressd's own writes of decisions_file are no change for the file watch.
+    s.rt.hooks.on_saved([&s](const std::string& path) {
+      asio::post(s.control, [&s, path] { s.watcher.accept(path); });
+    });
     s.rt.hooks.start();
     if (cfg->admin) {
       std::vector<worker*> ws;

@@ -138,6 +138,7 @@ struct coordinator::impl {
   std::deque<denial> denials;
   mutable std::mutex denials_mu;
   std::mutex file_mu;  // decisions_file writes, in order
+  std::function<void(const std::string&)> saved;  // on_saved(); set before start()
 
   // The published memory: an immutable copy per change, read without a lock.
   std::atomic<std::shared_ptr<const policy::decision_memory>> published{
@@ -160,6 +161,8 @@ struct coordinator::impl {
     std::lock_guard lock(file_mu);
     if (auto error = config::decisions_file::save(path, entries))
       log_event(log_level::error, "could not write the decisions file", json_object().add("path", path).add("error", *error));
+    else if (saved)
+      saved(path);
   }
 
   static std::string load_decisions(const std::string& path, std::vector<policy::memory_entry>& out);
@@ -449,6 +452,8 @@ std::optional<policy::decision> coordinator::recall(std::string_view host, std::
   if (const auto* e = c.memory->lookup(host, port, sys_clock::now())) return policy::remembered_decision(*e);
   return std::nullopt;
 }
+
+void coordinator::on_saved(std::function<void(const std::string&)> f) { impl_->saved = std::move(f); }
 
 policy::decision coordinator::decide(const policy::snapshot& p, const policy::host_result& host,
                                     std::uint16_t port) const {

@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,6 +102,10 @@ class coordinator {
   /// it is; a transport that cannot be built leaves questions to wait for their
   /// timeout. Questions already pending keep their deadline. Any thread.
   std::string configure(const config::config& c);
+
+  /// Called (on the writing thread) with decisions_file's path after each write of
+  /// it, so a file watch can take the new content as its own. Set once, before start().
+  void on_saved(std::function<void(const std::string&)> f);
 
   // ---- the data path (any worker thread) ----------------------------------------
 

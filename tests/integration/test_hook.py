@@ -293,8 +293,14 @@ class DecisionsFileTest(HookBase):
         decisions = os.path.join(tmp, "decisions.yaml")
         cfg = hook_config(tmp, {"exec": [program], "timeout": "3s"}, decisions_file=decisions)
         d = self.start_daemon(cfg, hosts_text=HOSTS_TEXT)
+        mark = d.log_mark()
         self.assertEqual(self.connect_status(d, "keep.hook.test").status, 200)
         wait_until(lambda: os.path.exists(decisions), 5, "the decisions file")
+        # egressd's own write of decisions_file is no change for its file watch
+        # (reload.watch is on by default): no reload follows it. The watch waits 200 ms
+        # of quiet before it reloads; 1 s is ample.
+        time.sleep(1.0)
+        self.assertEqual(d.stderr.find_all(lambda o: o.get("msg") == "reloaded", mark), [])
         with open(decisions, encoding="utf-8") as f:
             text = f.read()
         self.assertIn("keep.hook.test", text)
