@@ -2,22 +2,28 @@
 
 #include "proxy/text_escape.hpp"
 
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/basic_file_sink.h>
-#include <spdlog/sinks/null_sink.h>
+#include <spdlog/details/console_globals.h>
 #include <spdlog/sinks/rotating_file_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <utility>
 #include <vector>
 
 namespace egressd::proxy {
@@ -60,9 +66,11 @@ json_object::json_object() : json_(json_format.load(std::memory_order_relaxed)) 
 
 void json_object::key(std::string_view k) {
   if (json_) {
+    // Keys are trusted literals (log.hpp): no escaping to do.
     if (!out_.empty()) out_ += ',';
-    append_json_string(out_, k);
-    out_ += ':';
+    out_ += '"';
+    out_ += k;
+    out_ += "\":";
   } else {
     out_ += ' ';
     out_ += k;
@@ -124,7 +132,6 @@ std::shared_ptr<spdlog::logger> make_logger(const std::string& name, spdlog::sin
 std::mutex install_mutex;
 std::vector<std::shared_ptr<spdlog::logger>> installed;
 std::atomic<spdlog::logger*> ops_logger{nullptr};
-std::atomic<spdlog::logger*> audit_logger{nullptr};
 
 spdlog::logger* install(std::atomic<spdlog::logger*>& slot, std::shared_ptr<spdlog::logger> logger) {
   spdlog::logger* raw = logger.get();
@@ -141,8 +148,6 @@ spdlog::logger& ops() {
       install(ops_logger, make_logger("egressd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), true));
   return *fallback;
 }
-
-spdlog::logger* audit() { return audit_logger.load(std::memory_order_acquire); }
 
 spdlog::level::level_enum to_spdlog(log_level l) {
   switch (l) {
@@ -170,44 +175,94 @@ std::string render(std::string_view msg, const json_object& fields) {
   return line;
 }
 
-// The audit file: spdlog's file sink, rotating by size when log.audit_max_size is set,
-// behind a sink of our own that can swap it for a fresh one opened at the same path.
-// That is SIGUSR1 for logrotate: after `mv audit.log audit.log.1` records keep going
-// to the renamed file until reopen(), then to a new audit.log. Writes stay as they were
-// (synchronous, one mutex per sink); reopen() opens the new file before taking it.
-class audit_file_sink final : public spdlog::sinks::sink {
- public:
-  explicit audit_file_sink(const config::log_config& cfg)
-      : path_(cfg.audit_file), max_size_(cfg.audit_max_size), max_files_(cfg.audit_max_files), inner_(open()) {}
+// ---- access records -------------------------------------------------------------------
+//
+// A record is rendered once, by the thread that ends its request, straight into that
+// thread's own buffer (no shared lock, no formatter: the time prefix is cached per
+// second). A buffer goes to its destination in one write when it holds
+// audit_block_bytes, and otherwise when the control thread flushes every buffer
+// (flush_audit_log(), every audit_flush_interval), at SIGUSR1 and at exit. Each
+// buffer's writes happen under its own mutex, so one thread's records stay in order,
+// and a buffer holds whole lines only, so no record is ever split or interleaved.
 
-  void log(const spdlog::details::log_msg& msg) override {
-    std::lock_guard lock(mutex_);
-    inner_->log(msg);
+// Where access records go: blocks of whole lines, written under the destination's lock.
+class audit_destination {
+ public:
+  virtual ~audit_destination() = default;
+  /// Writes `lines` (whole lines); false when some could not be written.
+  virtual bool write(std::string_view lines) = 0;
+};
+
+// stdout or stderr: the stdio stream under spdlog's console mutex, the one the
+// operational logger's stderr sink takes, so an access record and a log line on the same
+// stream never interleave.
+class audit_stream final : public audit_destination {
+ public:
+  explicit audit_stream(std::FILE* f) : file_(f) {}
+  bool write(std::string_view lines) override {
+    std::lock_guard lock(spdlog::details::console_mutex::mutex());
+    const bool ok = std::fwrite(lines.data(), 1, lines.size(), file_) == lines.size();
+    return std::fflush(file_) == 0 && ok;
   }
-  void flush() override {
-    std::lock_guard lock(mutex_);
-    inner_->flush();
+
+ private:
+  std::FILE* file_;
+};
+
+// The audit file, appended to with write(2), rotated by size as spdlog's rotating sink
+// does (its file names, through its calc_filename: audit.log -> audit.1.log -> ...), at
+// line boundaries: a block that would take the file beyond audit_max_size is written
+// as far as its whole lines fit, then the file rotates. reopen() is SIGUSR1.
+class audit_file final : public audit_destination {
+ public:
+  explicit audit_file(const config::log_config& cfg)
+      : path_(cfg.audit_file), max_size_(cfg.audit_max_size), max_files_(cfg.audit_max_files) {
+    fd_ = open_path(false);
+    size_ = file_size(fd_);
   }
-  void set_pattern(const std::string& pattern) override {
-    set_formatter(std::make_unique<spdlog::pattern_formatter>(pattern));
+  ~audit_file() override {
+    if (fd_ >= 0) ::close(fd_);
   }
-  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+
+  bool write(std::string_view lines) override {
     std::lock_guard lock(mutex_);
-    formatter_ = formatter->clone();
-    inner_->set_formatter(std::move(formatter));
+    if (max_size_ == 0) return put(lines);
+    while (!lines.empty()) {
+      if (size_ + lines.size() <= max_size_) return put(lines);
+      // The whole lines that fit, then a rotation before the next one.
+      const std::size_t room = max_size_ > size_ ? max_size_ - size_ : 0;
+      const std::size_t nl = room > 0 ? lines.rfind('\n', room - 1) : std::string_view::npos;
+      if (nl != std::string_view::npos) {
+        if (!put(lines.substr(0, nl + 1))) return false;
+        lines.remove_prefix(nl + 1);
+        continue;
+      }
+      // As spdlog: rotate only when the file really holds something (it may have been
+      // truncated behind our back); a line longer than max_size goes alone into a file.
+      if (file_size(fd_) > 0) {
+        if (!rotate()) return false;
+        continue;
+      }
+      size_ = 0;
+      const std::size_t end = lines.find('\n');
+      const std::size_t n = end == std::string_view::npos ? lines.size() : end + 1;
+      if (!put(lines.substr(0, n))) return false;
+      lines.remove_prefix(n);
+    }
+    return true;
   }
 
   /// Opens the path anew and writes there from now on; throws (keeping the old file)
   /// when it cannot be opened.
   void reopen() {
-    auto fresh = open();
+    const int fresh = open_path(false);
+    int old;
     {
       std::lock_guard lock(mutex_);
-      if (formatter_) fresh->set_formatter(formatter_->clone());
-      inner_->flush();
-      std::swap(inner_, fresh);
+      old = std::exchange(fd_, fresh);
+      size_ = file_size(fd_);
     }
-    // `fresh` now holds the old file: closed here, outside the lock.
+    if (old >= 0) ::close(old);
   }
 
   const std::string& path() const noexcept { return path_; }
@@ -215,29 +270,158 @@ class audit_file_sink final : public spdlog::sinks::sink {
  private:
   // spdlog's file sinks create missing parent directories (as root, when egressd runs
   // as root); the configuration check already refused a missing directory, and this
-  // refuses one that vanished since, rather than create it.
-  std::unique_ptr<spdlog::sinks::sink> open() const {
+  // refuses one that vanished since, rather than create it. Mode 0666 less the umask,
+  // as fopen(3) gives.
+  int open_path(bool truncate) const {
     const std::size_t slash = path_.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       throw std::runtime_error("log.audit: the directory " + dir + " of " + path_ + " does not exist");
-    // The _st variants: this sink's mutex serialises every call.
-    if (max_size_ > 0)
-      return std::make_unique<spdlog::sinks::rotating_file_sink_st>(path_, max_size_, max_files_);
-    return std::make_unique<spdlog::sinks::basic_file_sink_st>(path_);
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND), 0666);
+    if (fd < 0) throw std::runtime_error("log.audit: cannot open " + path_ + ": " + std::strerror(errno));
+    return fd;
+  }
+
+  static std::uint64_t file_size(int fd) noexcept {
+    struct stat st {};
+    return fd >= 0 && ::fstat(fd, &st) == 0 ? static_cast<std::uint64_t>(st.st_size) : 0;
+  }
+
+  bool put(std::string_view bytes) {
+    if (fd_ < 0) return false;
+    while (!bytes.empty()) {
+      const ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+      size_ += static_cast<std::uint64_t>(n);
+    }
+    return true;
+  }
+
+  // spdlog's rotate_(): audit.{i-1}.log -> audit.{i}.log from the oldest down, then a
+  // fresh, truncated audit.log; when a rename fails the file is truncated all the same,
+  // so it never grows beyond its limit.
+  bool rotate() {
+    ::close(std::exchange(fd_, -1));
+    bool renamed = true;
+    for (std::size_t i = max_files_; i > 0; --i) {
+      const std::string src = spdlog::sinks::rotating_file_sink_st::calc_filename(path_, i - 1);
+      struct stat st {};
+      if (::stat(src.c_str(), &st) != 0) continue;
+      const std::string target = spdlog::sinks::rotating_file_sink_st::calc_filename(path_, i);
+      ::unlink(target.c_str());
+      if (::rename(src.c_str(), target.c_str()) != 0) renamed = false;
+    }
+    try {
+      fd_ = open_path(true);
+    } catch (const std::exception&) {
+      return false;
+    }
+    size_ = 0;
+    return renamed;
   }
 
   const std::string path_;
   const std::uint64_t max_size_;
   const std::size_t max_files_;
-  std::mutex mutex_;
-  std::unique_ptr<spdlog::sinks::sink> inner_;
-  std::unique_ptr<spdlog::formatter> formatter_;
+  std::mutex mutex_;  // fd_, size_
+  int fd_ = -1;
+  std::uint64_t size_ = 0;
 };
 
-// The audit file sink in use, for reopen_audit_log(); guarded by install_mutex.
-std::shared_ptr<audit_file_sink> audit_file;
+// One thread's records not yet written; registered while its thread lives.
+struct record_buffer {
+  std::mutex mutex;  // taken by its thread per record, and by flushes (10 times a second)
+  std::string pending;
+  // `{"time":"YYYY-MM-DDTHH:MM:SS.` for `second`, so a record formats three digits.
+  std::int64_t second = -1;
+  std::string prefix;
+};
+
+// The destination in use and every one ever installed (never freed, as loggers are, so
+// that a pointer read before a replacement stays valid, also while the process exits).
+std::atomic<audit_destination*> audit_out{nullptr};
+std::atomic<audit_file*> audit_file_out{nullptr};
+std::atomic<std::uint64_t> audit_lost_writes{0};
+
+// Every live thread's buffer; leaked, so that threads ending during exit find it.
+std::mutex& buffers_mutex() {
+  static auto* m = new std::mutex;
+  return *m;
+}
+std::vector<record_buffer*>& buffers() {
+  static auto* v = new std::vector<record_buffer*>;
+  return *v;
+}
+
+// Writes a buffer out (its mutex held).
+void drain(record_buffer& b, audit_destination* out) {
+  if (b.pending.empty()) return;
+  if (out && !out->write(b.pending)) audit_lost_writes.fetch_add(1, std::memory_order_relaxed);
+  b.pending.clear();  // keeps its capacity
+}
+
+// The calling thread's buffer: registered on first use, written out and unregistered
+// when the thread ends.
+class thread_records {
+ public:
+  thread_records() : buffer_(new record_buffer) {
+    std::lock_guard lock(buffers_mutex());
+    buffers().push_back(buffer_);
+  }
+  ~thread_records() {
+    {
+      std::lock_guard lock(buffers_mutex());
+      std::erase(buffers(), buffer_);
+      std::lock_guard buffer_lock(buffer_->mutex);
+      drain(*buffer_, audit_out.load(std::memory_order_acquire));
+    }
+    delete buffer_;
+  }
+  thread_records(const thread_records&) = delete;
+  thread_records& operator=(const thread_records&) = delete;
+  record_buffer& buffer() noexcept { return *buffer_; }
+
+ private:
+  record_buffer* buffer_;
+};
+
+// `{"time":"2026-12-03T22:05:40.123Z","level":"info",` as spdlog's pattern wrote it.
+void append_record_prefix(record_buffer& b) {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
+  const std::int64_t second = ms / 1000;
+  if (second != b.second) {
+    b.second = second;
+    const std::time_t t = static_cast<std::time_t>(second);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char text[48];
+    const auto n = std::strftime(text, sizeof text, R"({"time":"%Y-%m-%dT%H:%M:%S.)", &tm);
+    b.prefix.assign(text, n);
+  }
+  b.pending += b.prefix;
+  const auto milli = static_cast<unsigned>(ms % 1000);
+  const char digits[3] = {static_cast<char>('0' + milli / 100), static_cast<char>('0' + milli / 10 % 10),
+                          static_cast<char>('0' + milli % 10)};
+  b.pending.append(digits, 3);
+  b.pending += R"(Z","level":"info",)";
+}
+
+void flush_every_buffer(audit_destination* out) {
+  std::lock_guard lock(buffers_mutex());
+  for (record_buffer* b : buffers()) {
+    std::lock_guard buffer_lock(b->mutex);
+    drain(*b, out);
+  }
+}
+
+std::vector<std::unique_ptr<audit_destination>>& installed_destinations() {
+  static auto* v = new std::vector<std::unique_ptr<audit_destination>>;
+  return *v;
+}
 
 }  // namespace
 
@@ -247,34 +431,33 @@ void init_logging(const config::log_config& cfg) {
   auto ops_new = make_logger("egressd", std::make_shared<spdlog::sinks::stderr_sink_mt>(), json);
   auto level = spdlog::level::from_str(cfg.level);
   ops_new->set_level(level == spdlog::level::off && cfg.level != "off" ? spdlog::level::info : level);
-  std::shared_ptr<spdlog::logger> audit_new;
-  std::shared_ptr<audit_file_sink> file_sink;
+  ops_new->flush_on(spdlog::level::debug);
+  std::unique_ptr<audit_destination> out;
+  audit_file* file = nullptr;
   switch (cfg.audit) {
-    case config::audit_target::standard_output:
-      audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stdout_sink_mt>(), true);
+    case config::audit_target::standard_output: out = std::make_unique<audit_stream>(stdout); break;
+    case config::audit_target::standard_error: out = std::make_unique<audit_stream>(stderr); break;
+    case config::audit_target::file: {
+      auto f = std::make_unique<audit_file>(cfg);
+      file = f.get();
+      out = std::move(f);
       break;
-    case config::audit_target::standard_error:
-      audit_new = make_logger("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>(), true);
-      break;
-    case config::audit_target::file:
-      file_sink = std::make_shared<audit_file_sink>(cfg);
-      audit_new = make_logger("audit", file_sink, true);
-      break;
+    }
     case config::audit_target::off: break;
   }
+  install(ops_logger, std::move(ops_new));
+  // Records of the previous destination go there first.
+  flush_every_buffer(audit_out.load(std::memory_order_acquire));
   {
     std::lock_guard lock(install_mutex);
-    audit_file = std::move(file_sink);
+    audit_file_out.store(file, std::memory_order_release);
+    audit_out.store(out.get(), std::memory_order_release);
+    if (out) installed_destinations().push_back(std::move(out));
   }
-  // Access records are not flushed one by one: the control thread flushes them every
-  // audit_flush_interval (flush_audit_log), so a busy worker's records leave in blocks
-  // through the sink's buffer rather than as one write(2) each.
-  ops_new->flush_on(spdlog::level::debug);
-  install(ops_logger, std::move(ops_new));
-  if (audit_new)
-    install(audit_logger, std::move(audit_new));
-  else
-    audit_logger.store(nullptr, std::memory_order_release);
+  // An exit() that does not come through flush_logs() (a fatal error) still writes
+  // what the threads' buffers hold, as stdio would have flushed its buffers.
+  static const bool at_exit = std::atexit([] { flush_every_buffer(audit_out.load(std::memory_order_acquire)); }) == 0;
+  (void)at_exit;
 }
 
 void log_event(log_level level, std::string_view msg, const json_object& fields) {
@@ -284,39 +467,47 @@ void log_event(log_level level, std::string_view msg, const json_object& fields)
   logger.log(l, "{}", render(msg, fields));
 }
 
-bool audit_enabled() noexcept { return audit() != nullptr; }
+bool audit_enabled() noexcept { return audit_out.load(std::memory_order_relaxed) != nullptr; }
 
 void log_audit(const json_object& record) {
-  auto* logger = audit();
-  if (!logger) return;
-  // Access records are JSON lines whatever log.format says (README "Logs and access records"): the
-  // audit logger's pattern always opens the object, and a record is always built
-  // with json_object::json().
+  auto* out = audit_out.load(std::memory_order_acquire);
+  if (!out) return;
+  // Access records are JSON lines whatever log.format says (README "Logs and access
+  // records"): the prefix opens the object, and a record is always built with
+  // json_object::json().
   assert(record.is_json());
-  logger->info("{}}}", record.fields());
+  thread_local thread_records mine;
+  record_buffer& b = mine.buffer();
+  std::lock_guard lock(b.mutex);
+  append_record_prefix(b);
+  b.pending += record.fields();
+  b.pending += "}\n";
+  if (b.pending.size() >= audit_block_bytes) drain(b, out);
 }
 
 void reopen_audit_log() {
-  std::shared_ptr<audit_file_sink> sink;
-  {
-    std::lock_guard lock(install_mutex);
-    sink = audit_file;
-  }
-  if (!sink) {
+  audit_file* file = audit_file_out.load(std::memory_order_acquire);
+  if (!file) {
     log_event(log_level::info, "SIGUSR1: access records go to no file; nothing to reopen");
     return;
   }
+  // Records made before the signal go to the file being replaced.
+  flush_every_buffer(file);
   try {
-    sink->reopen();
-    log_event(log_level::info, "audit file reopened", json_object().add("path", sink->path()));
+    file->reopen();
+    log_event(log_level::info, "audit file reopened", json_object().add("path", file->path()));
   } catch (const std::exception& e) {
     log_event(log_level::error, "cannot reopen the audit file; records keep going to the old one",
-              json_object().add("path", sink->path()).add("error", e.what()));
+              json_object().add("path", file->path()).add("error", e.what()));
   }
 }
 
 void flush_audit_log() {
-  if (auto* a = audit()) a->flush();
+  flush_every_buffer(audit_out.load(std::memory_order_acquire));
+  // Said here, outside every lock, once per flush that saw failed writes.
+  if (const auto lost = audit_lost_writes.exchange(0, std::memory_order_relaxed); lost > 0)
+    log_event(log_level::error, "access records could not be written (disk full? stream closed?)",
+              json_object().add("failed_writes", lost));
 }
 
 void flush_logs() {

@@ -5,6 +5,7 @@
 // lines (log.format is for the operational log only). Thread-safe.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -44,7 +45,8 @@ class json_object {
   std::string str() const { return "{" + out_ + "}"; }
 
  private:
-  explicit json_object(bool json) : json_(json) {}
+  // Access records are a few hundred bytes: one allocation rather than a doubling series.
+  explicit json_object(bool json) : json_(json) { out_.reserve(256); }
   void key(std::string_view k);
   template <class T>
   json_object& add_number(std::string_view key, T value);
@@ -68,9 +70,13 @@ void log_event(log_level level, std::string_view msg, const json_object& fields 
 /// records when not.
 bool audit_enabled() noexcept;
 
-/// Emits one access record to the audit sink (if enabled). Access records are JSON
-/// lines whatever log.format says: `record` is built with json_object::json(). The
-/// record goes into the sink's buffer, whole; flush_audit_log() writes the buffer out.
+/// Emits one access record to the audit destination (if enabled). Access records are
+/// JSON lines whatever log.format says: `record` is built with json_object::json().
+/// The calling thread renders it, whole, into a buffer of its own (no lock shared with
+/// other threads); the buffer is written out, in one write, when it holds
+/// audit_block_bytes or at the next flush_audit_log(). One thread's records stay in
+/// order; records of different threads can reach the destination out of time order
+/// by up to audit_flush_interval (each carries its time).
 void log_audit(const json_object& record);
 
 /// How often the daemon flushes buffered access records (flush_audit_log()): records
@@ -78,8 +84,13 @@ void log_audit(const json_object& record);
 /// instead of one write(2) per record.
 inline constexpr std::chrono::milliseconds audit_flush_interval{100};
 
-/// Writes buffered access records out. Thread-safe; called by the daemon's control
-/// thread every audit_flush_interval, and by flush_logs().
+/// A thread's buffer of access records is written out as soon as it holds this much.
+inline constexpr std::size_t audit_block_bytes = 64 * 1024;
+
+/// Writes every thread's buffered access records out, and reports (on the operational
+/// log) writes that failed since the last call. Thread-safe; called by the daemon's
+/// control thread every audit_flush_interval, and by flush_logs(); a thread's records
+/// are also written when the thread ends, and at exit().
 void flush_audit_log();
 
 /// SIGUSR1: closes the audit file and opens it again at its configured path (after
