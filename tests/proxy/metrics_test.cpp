@@ -3,7 +3,13 @@
 #define CATCH_CONFIG_MAIN
 #include <catch2/catch.hpp>
 
+#include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
+
+#include <chrono>
+#include <limits>
 #include <string>
+#include <vector>
 
 #include "proxy/metrics.hpp"
 
@@ -106,4 +112,70 @@ TEST_CASE("reloads, config hash, guard refusals and gauges", "[unit][metrics]") 
   CHECK(text.find("egressd_connections_open 7") != std::string::npos);
   CHECK(text.find("egressd_tunnels_open 1") != std::string::npos);
   CHECK(text.find("egressd_build_info{version=") != std::string::npos);
+}
+
+TEST_CASE("exposition_text writes what prometheus-cpp's TextSerializer writes", "[unit][metrics]") {
+  using prometheus::ClientMetric;
+  using prometheus::MetricFamily;
+  using prometheus::MetricType;
+  std::vector<MetricFamily> families;
+  auto metric = [](std::vector<ClientMetric::Label> labels) {
+    ClientMetric m;
+    m.label = std::move(labels);
+    return m;
+  };
+  MetricFamily counter{"egressd_x_total", "Help with \\ and \"quotes\".", MetricType::Counter, {}};
+  for (double v : {0.0, 1.0, 42.0, 123456789012.0, 1e15, 1e16, 2.5e-7, 0.1 + 0.2, -3.0,
+                   std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity(),
+                   std::numeric_limits<double>::quiet_NaN()}) {
+    auto m = metric({{"domain", "a\\b\"c\nd.example"}, {"reason", "r"}});
+    m.counter.value = v;
+    counter.metric.push_back(m);
+  }
+  auto stamped = metric({});
+  stamped.counter.value = 7;
+  stamped.timestamp_ms = 1700000000123;
+  counter.metric.push_back(stamped);
+  MetricFamily gauge{"egressd_g", "", MetricType::Gauge, {}};
+  auto g = metric({});
+  g.gauge.value = 0.25;
+  gauge.metric.push_back(g);
+  MetricFamily untyped{"egressd_u", "u", MetricType::Untyped, {}};
+  auto u = metric({{"k", "v"}});
+  u.untyped.value = 3;
+  untyped.metric.push_back(u);
+  MetricFamily summary{"egressd_s", "s", MetricType::Summary, {}};
+  auto sm = metric({{"k", "v"}});
+  sm.summary.sample_count = 3;
+  sm.summary.sample_sum = 1.5;
+  sm.summary.quantile = {{0.5, 0.4}, {0.99, 1.0}};
+  summary.metric.push_back(sm);
+  MetricFamily hist{"egressd_h_seconds", "h", MetricType::Histogram, {}};
+  auto h = metric({{"k", "v"}});
+  h.histogram.sample_count = 9;
+  h.histogram.sample_sum = 0.123456;
+  h.histogram.bucket = {{1, 0.0001}, {4, 0.00025}, {9, 30}};  // no +Inf: the serializer adds it
+  hist.metric.push_back(h);
+  auto h2 = metric({});
+  h2.histogram.sample_count = 2;
+  h2.histogram.bucket = {{1, 1}, {2, std::numeric_limits<double>::infinity()}};
+  hist.metric.push_back(h2);
+  families = {counter, gauge, untyped, summary, hist};
+  CHECK(egressd::proxy::exposition_text(families) == prometheus::TextSerializer().Serialize(families));
+}
+
+TEST_CASE("render() is the TextSerializer text of 1,000 domains' series", "[unit][metrics]") {
+  metrics m(1000);
+  domain_cache cache(m);
+  for (int i = 0; i < 1000; ++i) {
+    auto& d = cache.lookup("www.site" + std::to_string(i) + ".com");
+    m.count_request(d, deny_labels());
+    d.bytes_down.fetch_add(static_cast<std::uint64_t>(i) * 1000003, std::memory_order_relaxed);
+  }
+  m.observe_connect(std::chrono::microseconds(1234));
+  const auto text = m.render();
+  CHECK(count_of(text, "egressd_requests_total{") == 1000);
+  CHECK(count_of(text, "egressd_bytes_down_total{") == 1000);
+  CHECK(text.find("egressd_bytes_down_total{domain=\"site999.com\"} 999002997\n") != std::string::npos);
+  CHECK(text.find("egressd_upstream_connect_seconds_sum 0.001234\n") != std::string::npos);
 }
