@@ -19,7 +19,7 @@
 #                  as peer `egressd-base`, so a change is compared with what it replaces in
 #                  one run; `--only` names it as egressd-base
 #   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,
-#                  egressd-remembered,hook-burst,squid,tinyproxy,
+#                  egressd-remembered,hook-burst,scrape,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
 #
 # Everything is bounded: each bench_load run has its own deadline (and a `timeout`
@@ -574,6 +574,21 @@ if want hook-burst; then
   fi
 fi
 
+# ---------------------------------------------------------------- the scrape
+# GET /metrics with 1,000 domains' series, and the setup benchmark's p99 with and
+# without a scraper polling every 100 ms (bench/scrape.py).
+if want scrape; then
+  log "scrape: /metrics with 1,000 domains; setup with and without a scraper"
+  if out=$(timeout 900 python3 "$BENCH_DIR/scrape.py" --egressd "$EGRESSD" --origin "$ORIGIN" --load "$LOAD" \
+             --seconds "$SECONDS_PER" --repeat "$REPEAT" 2>"$TMP/scrape.err"); then
+    line=$(grep -m1 '^{' <<<"$out" || true)
+    [[ -n $line ]] && echo "{\"row\":\"scrape\",\"peer\":\"egressd\",${line#\{}" >>"$RESULTS"
+    grep '^#' "$TMP/scrape.err" | while read -r l; do log "${l#\# }"; done
+  else
+    record_note scrape egressd "did not complete: $(tail -2 "$TMP/scrape.err" | tr '\n' ' ' | cut -c1-300)"
+  fi
+fi
+
 # ---------------------------------------------------------------- the table
 # bench_splice_relay complains on stderr (once) if it could not size its pipes.
 [[ -s $TMP/relay.err ]] && NOTES+=("bench_splice_relay: $(head -c 300 "$TMP/relay.err" | tr '\n' ' ')")
@@ -745,6 +760,18 @@ if hb and "hosts" in hb:
                 f"{hb['overloaded']} overloaded, {hb['errors']} errors), slowest **{hb['max_s']} s** (target ≤ 2 s), "
                 f"{hb['hook_questions']:,} hook questions; open tunnels' p50 round trip {hb['rtt_p50_us_before']} µs before, "
                 f"{hb['rtt_p50_us_during']} µs during = **{hb.get('rtt_ratio')}×** (target ≤ 1.2×)")
+sc = next((r for r in rows if r.get("row") == "scrape"), None)
+if sc and "scrape_p50_ms" in sc:
+    keys.append(f"- GET /metrics with {sc['domain_label_values']:,} domains ({sc['series']:,} series, {sc['bytes']:,} bytes), "
+                f"{sc['scrapes']} scrapes: p50 {sc['scrape_p50_ms']} ms, p99 {sc['scrape_p99_ms']} ms, max "
+                f"**{sc['scrape_max_ms']} ms** (target < 50 ms); under the setup load p50 {sc['scrape_under_load_p50_ms']} ms, "
+                f"max {sc['scrape_under_load_max_ms']} ms")
+    for c in ("setup1", "setup64"):
+        v = sc.get(c)
+        if v:
+            keys.append(f"  - {c[5:]} client{'s' if c != 'setup1' else ''}, CONNECT setup p99 with a scraper every 100 ms / without: "
+                        f"{v['on']['p99_us']:,.0f} / {v['off']['p99_us']:,.0f} µs = **{v['p99_ratio']}×** (target 1.00×); "
+                        f"rate {v['rate_ratio']}×")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
