@@ -179,11 +179,10 @@ std::string render(std::string_view msg, const json_object& fields) {
 //
 // A record is rendered once, by the thread that ends its request, straight into that
 // thread's own buffer (no shared lock, no formatter: the time prefix is cached per
-// second). A buffer goes to its destination in one write when it holds
-// audit_block_bytes, and otherwise when the control thread flushes every buffer
-// (flush_audit_log(), every audit_flush_interval), at SIGUSR1 and at exit. Each
-// buffer's writes happen under its own mutex, so one thread's records stay in order,
-// and a buffer holds whole lines only, so no record is ever split or interleaved.
+// second). For an audit file, the buffers go out together, merged in time order, in
+// one write, when one of them holds audit_block_bytes, and otherwise when the control
+// thread flushes them (flush_audit_log(), every audit_flush_interval), at SIGUSR1 and
+// at exit. A buffer holds whole lines only, so no record is ever split or interleaved.
 
 // Where access records go: blocks of whole lines, written under the destination's lock.
 class audit_destination {
@@ -191,11 +190,15 @@ class audit_destination {
   virtual ~audit_destination() = default;
   /// Writes `lines` (whole lines); false when some could not be written.
   virtual bool write(std::string_view lines) = 0;
+  /// Whether records wait in the threads' buffers (a file) or are written one by one
+  /// as they are made (a stream: a container's log collector, or a test, reads it live).
+  virtual bool buffered() const noexcept { return true; }
 };
 
 // stdout or stderr: the stdio stream under spdlog's console mutex, the one the
 // operational logger's stderr sink takes, so an access record and a log line on the same
-// stream never interleave.
+// stream never interleave. Each record is written as it is made, as spdlog's console
+// sinks did: whoever reads the stream sees it at once.
 class audit_stream final : public audit_destination {
  public:
   explicit audit_stream(std::FILE* f) : file_(f) {}
@@ -204,6 +207,7 @@ class audit_stream final : public audit_destination {
     const bool ok = std::fwrite(lines.data(), 1, lines.size(), file_) == lines.size();
     return std::fflush(file_) == 0 && ok;
   }
+  bool buffered() const noexcept override { return false; }
 
  private:
   std::FILE* file_;
@@ -335,9 +339,17 @@ class audit_file final : public audit_destination {
 struct record_buffer {
   std::mutex mutex;  // taken by its thread per record, and by flushes (10 times a second)
   std::string pending;
+  // Per line of `pending`: when it was made (steady clock, ns, read under `mutex`) and
+  // where it ends, so that a flush writes every thread's lines in time order.
+  std::vector<std::pair<std::int64_t, std::size_t>> marks;
   // `{"time":"YYYY-MM-DDTHH:MM:SS.` for `second`, so a record formats three digits.
   std::int64_t second = -1;
   std::string prefix;
+  // What a flush took from `pending` and `marks` (under buffers_mutex only); swapped
+  // back and forth so that neither side allocates once warm.
+  std::string taken;
+  std::vector<std::pair<std::int64_t, std::size_t>> taken_marks;
+  std::size_t next = 0;  // the merge's position in taken_marks
 };
 
 // The destination in use and every one ever installed (never freed, as loggers are, so
@@ -346,7 +358,8 @@ std::atomic<audit_destination*> audit_out{nullptr};
 std::atomic<audit_file*> audit_file_out{nullptr};
 std::atomic<std::uint64_t> audit_lost_writes{0};
 
-// Every live thread's buffer; leaked, so that threads ending during exit find it.
+// Every live thread's buffer; leaked, so that threads ending during exit find it. Its
+// mutex also serialises flushes, so blocks reach the destination in the order taken.
 std::mutex& buffers_mutex() {
   static auto* m = new std::mutex;
   return *m;
@@ -356,11 +369,59 @@ std::vector<record_buffer*>& buffers() {
   return *v;
 }
 
-// Writes a buffer out (its mutex held).
-void drain(record_buffer& b, audit_destination* out) {
-  if (b.pending.empty()) return;
-  if (out && !out->write(b.pending)) audit_lost_writes.fetch_add(1, std::memory_order_relaxed);
-  b.pending.clear();  // keeps its capacity
+void write_out(audit_destination* out, std::string_view lines) {
+  if (out && !lines.empty() && !out->write(lines)) audit_lost_writes.fetch_add(1, std::memory_order_relaxed);
+}
+
+// Writes every buffer out as one block in time order (buffers_mutex held). Every
+// buffer's mutex is held at once while its lines are taken: a line made later, on any
+// thread, is stamped after that and goes with the next flush, so whoever has seen a
+// record has also seen every record made before it, as with one shared log.
+void flush_locked(audit_destination* out) {
+  auto& all = buffers();
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(all.size());
+  for (record_buffer* b : all) locks.emplace_back(b->mutex);
+  std::size_t with_lines = 0;
+  record_buffer* only = nullptr;
+  for (record_buffer* b : all) {
+    b->taken.swap(b->pending);
+    b->taken_marks.swap(b->marks);
+    b->next = 0;
+    if (!b->taken_marks.empty()) {
+      ++with_lines;
+      only = b;
+    }
+  }
+  locks.clear();
+  if (with_lines == 1) {
+    write_out(out, only->taken);
+  } else if (with_lines > 1) {
+    static auto* merged = new std::string;  // under buffers_mutex
+    merged->clear();
+    for (;;) {
+      record_buffer* first = nullptr;
+      for (record_buffer* b : all)
+        if (b->next < b->taken_marks.size() &&
+            (!first || b->taken_marks[b->next].first < first->taken_marks[first->next].first))
+          first = b;
+      if (!first) break;
+      const std::size_t from = first->next == 0 ? 0 : first->taken_marks[first->next - 1].second;
+      merged->append(first->taken, from, first->taken_marks[first->next].second - from);
+      ++first->next;
+    }
+    write_out(out, *merged);
+    if (merged->capacity() > 4 * audit_block_bytes) std::string().swap(*merged);
+  }
+  for (record_buffer* b : all) {
+    b->taken.clear();
+    b->taken_marks.clear();
+  }
+}
+
+void flush_every_buffer(audit_destination* out) {
+  std::lock_guard lock(buffers_mutex());
+  flush_locked(out);
 }
 
 // The calling thread's buffer: registered on first use, written out and unregistered
@@ -374,9 +435,8 @@ class thread_records {
   ~thread_records() {
     {
       std::lock_guard lock(buffers_mutex());
+      flush_locked(audit_out.load(std::memory_order_acquire));
       std::erase(buffers(), buffer_);
-      std::lock_guard buffer_lock(buffer_->mutex);
-      drain(*buffer_, audit_out.load(std::memory_order_acquire));
     }
     delete buffer_;
   }
@@ -408,14 +468,6 @@ void append_record_prefix(record_buffer& b) {
                           static_cast<char>('0' + milli % 10)};
   b.pending.append(digits, 3);
   b.pending += R"(Z","level":"info",)";
-}
-
-void flush_every_buffer(audit_destination* out) {
-  std::lock_guard lock(buffers_mutex());
-  for (record_buffer* b : buffers()) {
-    std::lock_guard buffer_lock(b->mutex);
-    drain(*b, out);
-  }
 }
 
 std::vector<std::unique_ptr<audit_destination>>& installed_destinations() {
@@ -478,11 +530,26 @@ void log_audit(const json_object& record) {
   assert(record.is_json());
   thread_local thread_records mine;
   record_buffer& b = mine.buffer();
-  std::lock_guard lock(b.mutex);
-  append_record_prefix(b);
-  b.pending += record.fields();
-  b.pending += "}\n";
-  if (b.pending.size() >= audit_block_bytes) drain(b, out);
+  bool full;
+  {
+    std::lock_guard lock(b.mutex);
+    const auto made = std::chrono::steady_clock::now().time_since_epoch().count();
+    append_record_prefix(b);
+    b.pending += record.fields();
+    b.pending += "}\n";
+    b.marks.emplace_back(made, b.pending.size());
+    if (!out->buffered()) {
+      // A stream: this record now, in one write, under the stream's lock.
+      write_out(out, b.pending);
+      b.pending.clear();
+      b.marks.clear();
+      return;
+    }
+    full = b.pending.size() >= audit_block_bytes;
+  }
+  // A full buffer: every thread's records go out now, in time order (the other
+  // workers wait only while their lines are taken, not for the write).
+  if (full) flush_every_buffer(out);
 }
 
 void reopen_audit_log() {

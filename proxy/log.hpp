@@ -73,10 +73,9 @@ bool audit_enabled() noexcept;
 /// Emits one access record to the audit destination (if enabled). Access records are
 /// JSON lines whatever log.format says: `record` is built with json_object::json().
 /// The calling thread renders it, whole, into a buffer of its own (no lock shared with
-/// other threads); the buffer is written out, in one write, when it holds
-/// audit_block_bytes or at the next flush_audit_log(). One thread's records stay in
-/// order; records of different threads can reach the destination out of time order
-/// by up to audit_flush_interval (each carries its time).
+/// other threads). To stdout or stderr it is written at once; to a file, every
+/// thread's buffer is written out, merged in time order, in one write, when one of
+/// them holds audit_block_bytes or at the next flush_audit_log().
 void log_audit(const json_object& record);
 
 /// How often the daemon flushes buffered access records (flush_audit_log()): records

@@ -169,10 +169,12 @@ class AuditFileTest(EgressdTestCase):
         self.assertEqual(sorted(r["host"] for r in recs), sorted(hosts))  # none lost, none twice
         self.assertTrue(all(r["event"] == "request" and r["decision"] == "deny" for r in recs))
         self.assertEqual(len({r["connection"] for r in recs}), len(hosts))
-        # Time order within each worker's blocks; at most the flush interval apart across
-        # workers (README "Logs and access records").
+        # The workers' buffers are merged: the file is in time order, as one shared log
+        # would be (README "Logs and access records").
         times = [r["time"] for r in recs]
         self.assertTrue(all(t.endswith("Z") and len(t) == len("2026-01-01T00:00:00.000Z") for t in times), times[:3])
+        out_of_order = [(a, b) for a, b in zip(times, times[1:]) if b < a]
+        self.assertEqual(out_of_order, [])
 
     def test_rotation_under_load_splits_blocks_at_line_boundaries(self):
         # Blocks of up to 64 KiB meet 16 KiB files: a block is written as far as its
