@@ -84,6 +84,9 @@ SKIP_MARK = "srt-skip:"  # ctest's SKIP_REGULAR_EXPRESSION for this module
 NAMES = ("web.test", "git.test", "ssh.test", "pypi.test", "npm.test")
 HOOK_ALLOWS = "asked.test"     # not in allowedDomains; the hook's list allows it
 HOOK_DENIES = "blocked.test"   # not in allowedDomains, not in the hook's list
+GUIDE_HOOK_YAML = "/etc/egressd/hook.yaml"
+GUIDE_HOOK_SCRIPT = "/usr/local/share/egressd/hooks/allowlist.sh"
+GUIDE_ALLOWLIST = "/etc/egressd/allowlist.txt"
 TOKEN = "egressd-srt-%08x" % int.from_bytes(os.urandom(4), "big")
 
 
@@ -113,6 +116,14 @@ def guide_srt_settings() -> dict:
         if "network" in block and "filesystem" in block:
             return block
     raise AssertionError("the guide shows no sandbox-runtime settings file (`network` and `filesystem` at the top)")
+
+
+def guide_yaml(path: str) -> str:
+    """The guide's YAML block whose first line is `# PATH`."""
+    for body in re.findall(r"```yaml\n(.*?)```", guide_section(), re.S):
+        if body.startswith(f"# {path}\n"):
+            return body
+    raise AssertionError(f"the guide shows no {path}")
 
 
 def guide_commands(first_word: str) -> list[list[str]]:
@@ -461,17 +472,25 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         network["allowedDomains"] = [*NAMES, *(f"127.0.0.1:{p}" for p in sorted(set(cls.ports.values())))]
         cls.settings = write_file(cls.tmp, "srt-settings.json", json.dumps(settings, indent=2) + "\n")
 
-        # egressd as the guide runs it: its YAML (hook, logs) plus --settings.
+        # egressd as the guide runs it: the guide's YAML with the hook (its paths made
+        # this checkout's, and the logs the harness reads added), plus --settings.
+        for cmd in (["egressd", "run", "--config", GUIDE_HOOK_YAML, "--settings", "~/.srt-settings.json"],
+                    ["srt", "--settings", "~/.srt-settings.json", "-c"]):
+            if not any(c[:len(cmd)] == cmd for c in guide_commands(cmd[0])):
+                raise AssertionError(f"the guide no longer runs `{' '.join(cmd)} ...`: this test follows it")
         allowlist = write_file(cls.tmp, "allowlist.txt", f"{HOOK_ALLOWS}\n")
-        config = {
-            "version": 1,
-            "policy": {"unknown": "ask"},
-            "hook": {"exec": [os.path.join(ROOT, "deploy", "hooks", "allowlist.sh"), allowlist], "timeout": "10s"},
-            "limits": DEFAULT_LIMITS,
-            "log": {"format": "json", "level": "info", "audit": "stdout"},
-        }
+        hook_yaml = guide_yaml(GUIDE_HOOK_YAML)
+        for path, here in ((GUIDE_HOOK_SCRIPT, os.path.join(ROOT, "deploy", "hooks", "allowlist.sh")),
+                           (GUIDE_ALLOWLIST, allowlist)):
+            if path not in hook_yaml:
+                raise AssertionError(f"the guide's {GUIDE_HOOK_YAML} no longer names {path}")
+            hook_yaml = hook_yaml.replace(path, here)
+        if re.search(r"^(log|limits|listeners):", hook_yaml, re.M):
+            raise AssertionError(f"the guide's {GUIDE_HOOK_YAML} has keys this test sets itself")
+        config = hook_yaml + to_yaml({"limits": DEFAULT_LIMITS,
+                                      "log": {"format": "json", "level": "info", "audit": "stdout"}})
         hosts = "".join(f"127.0.0.1 {n}\n" for n in (*NAMES, HOOK_ALLOWS, HOOK_DENIES))
-        cls.egressd = Egressd(to_yaml(config), args=["--settings", cls.settings], hosts_text=hosts)
+        cls.egressd = Egressd(config, args=["--settings", cls.settings], hosts_text=hosts)
         cls.addClassCleanup(cls.egressd.close)
         cls._class_daemons = [cls.egressd]
         cls.egressd.start()
@@ -480,13 +499,13 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
             raise AssertionError(f"egressd listens on {bound}, not on the settings' two ports")
 
     # -- helpers ---------------------------------------------------------------------
-    def sandbox(self, command: str) -> SandboxResult:
+    def sandbox(self, command: str, settings: str | None = None) -> SandboxResult:
         """`srt --settings FILE -c COMMAND`, as the guide runs it, in a fresh working
         directory (the settings let the sandbox write only there)."""
         work = short_tempdir("egd-srt-work-")
         self.addCleanup(shutil.rmtree, work, True)
         self.work = work
-        proc = subprocess.Popen([SRT, "--settings", self.settings, "-c", command], cwd=work,
+        proc = subprocess.Popen([SRT, "--settings", settings or self.settings, "-c", command], cwd=work,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=tool_env(), start_new_session=True)
         try:
@@ -519,6 +538,7 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         in-sandbox bridges, names do not resolve, and a direct connection goes nowhere."""
         r = self.sandbox(
             'echo "HTTP_PROXY=$HTTP_PROXY"; echo "ALL_PROXY=$ALL_PROXY"; echo "GIT_SSH_COMMAND=$GIT_SSH_COMMAND"; '
+            'echo "FTP_PROXY=$FTP_PROXY"; echo "RSYNC_PROXY=$RSYNC_PROXY"; '
             'echo "host_ports=$CLAUDE_CODE_HOST_HTTP_PROXY_PORT,$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; '
             'if getent hosts web.test; then echo resolved; else echo "no-dns"; fi; '
             f'curl -q -sS --noproxy "*" --max-time 5 -o /dev/null http://127.0.0.1:{self.web.port}/direct '
@@ -527,10 +547,44 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         self.assertIn("HTTP_PROXY=http://localhost:3128", r.out)
         self.assertIn("ALL_PROXY=http://localhost:3128", r.out)
         self.assertIn("ProxyCommand='socat - PROXY:localhost:%h:%p,proxyport=3128'", r.out)
+        self.assertIn("FTP_PROXY=socks5h://localhost:1080", r.out)
+        self.assertIn("RSYNC_PROXY=localhost:1080", r.out)
         self.assertIn(f"host_ports={self.http_port},{self.socks_port}", r.out)
         self.assertIn("no-dns", r.out)
         self.assertIn("direct-failed", r.out)
         self.assertFalse([s for s in self.web.seen if s["path"] == "/direct"], "a direct connection left the sandbox")
+
+    def test_the_guide_gives_both_ports(self):
+        """Both settings files of the guide name both ports (see the next test for why)."""
+        blocks = guide_json_blocks()
+        self.assertGreaterEqual(len(blocks), 2)
+        for block in blocks:
+            network = block.get("sandbox", block)["network"]
+            self.assertIn("httpProxyPort", network, block)
+            self.assertIn("socksProxyPort", network, block)
+
+    def test_without_the_socks_port_that_side_bypasses_egressd(self):
+        """The guide's reason for both ports: for a port the file does not give, srt
+        starts a proxy of its own, and what goes there never reaches egressd. (The
+        settings allow the origin's address and port, which srt's proxy honours too;
+        the test names are in egressd's hosts file only.)"""
+        with open(self.settings, encoding="utf-8") as f:
+            settings = json.load(f)
+        del settings["network"]["socksProxyPort"]
+        half = write_file(self.tmp, "srt-settings-http-only.json", json.dumps(settings))
+        mark = self.egressd.audit_mark()
+        r = self.sandbox('echo "socks=$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; '
+                         f"curl -q -sS --max-time {CLIENT_TIMEOUT} --proxy socks5h://localhost:1080 "
+                         f"--noproxy '' http://127.0.0.1:{self.web.port}/bypass", settings=half)
+        self.assert_ok(r)
+        port = int(re.search(r"socks=(\d+)", r.out).group(1))
+        self.assertNotIn(port, (self.http_port, self.socks_port))
+        self.assertTrue([s for s in self.web.seen if s["path"] == "/bypass"], "srt's own proxy did not pass it")
+        # A request through egressd's HTTP port, after it, bounds the wait for records.
+        r = self.sandbox(f"curl -q -sS --max-time {CLIENT_TIMEOUT} http://web.test:{self.web.port}/after", settings=half)
+        self.assert_ok(r)
+        self.egressd.wait_audit(start=mark, event="request", host="web.test", path="/after")
+        self.assertEqual(self.egressd.audit_records(mark, event="request", path="/bypass"), [])
 
     # -- curl ------------------------------------------------------------------------------
     def test_curl_over_http(self):
