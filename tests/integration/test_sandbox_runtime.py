@@ -47,7 +47,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 import unittest
 import zipfile
 from http.server import BaseHTTPRequestHandler
@@ -56,7 +55,6 @@ from urllib.parse import urlsplit
 
 from tests.integration.harness import (
     DEFAULT_LIMITS,
-    Deadline,
     Egressd,
     EgressdTestCase,
     HarnessError,
@@ -530,6 +528,7 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
                                       protocol=protocol)
         self.assertEqual(rec["listener"], f"127.0.0.1:{listener_port}", rec)
         self.assertTrue(rec["client"].startswith("127.0.0.1:"), rec)  # srt's bridge on this host
+        self.assertNotIn("user", rec)  # srt sends an external proxy no credentials
         return rec
 
     # -- the sandbox itself --------------------------------------------------------------
