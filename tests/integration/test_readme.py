@@ -166,9 +166,14 @@ class ReadmeExamplesTest(EgressdTestCase):
                 continue
             n += 1
             with self.subTest(line=line):
+                extra = []
                 if not re.search(r"^version:", body, re.M):
                     body = "version: 1\nlisteners: [{address: 127.0.0.1:0}]\n" + body
-                r = self.egressd(["check-config", "--config", self.write(f"block{line}.yaml", body)])
+                elif not re.search(r"^listeners:", body, re.M):
+                    # A whole config without listeners goes with a settings file, whose
+                    # ports it serves (README "Using it with Claude Code and sandbox-runtime").
+                    extra = ["--settings", self.files["~/.srt-settings.json"]]
+                r = self.egressd(["check-config", "--config", self.write(f"block{line}.yaml", body), *extra])
                 self.assertEqual(r.returncode, 0, f"README.md:{line}: {r.stderr}")
         self.assertGreater(n, 0)
 
