@@ -492,6 +492,7 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         cls.addClassCleanup(cls.egressd.close)
         cls._class_daemons = [cls.egressd]
         cls.egressd.start()
+        cls.addClassCleanup(cls.egressd.stop)  # runs first: a clean exit (and no leak under ASan)
         bound = {(e.host, e.port) for e in cls.egressd.listeners}
         if bound != {("127.0.0.1", cls.http_port), ("127.0.0.1", cls.socks_port)}:
             raise AssertionError(f"egressd listens on {bound}, not on the settings' two ports")
