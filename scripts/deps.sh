@@ -2,9 +2,9 @@
 # Installs the Debian 12 packages egressd needs, only those that are missing.
 #   deps.sh build   - compiler, CMake and the libraries
 #   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang,
-#                     yamllint, chromium, node...) and the npm packages of the admin
-#                     page's browser test and of the deploy/ validation
-#                     (tests/integration/.npm, git-ignored)
+#                     yamllint, chromium, node, bubblewrap, sshd...) and the npm packages
+#                     of the admin page's browser test, of the deploy/ validation and of
+#                     the sandbox-runtime guide (tests/integration/.npm, git-ignored)
 set -euo pipefail
 
 build_packages=(

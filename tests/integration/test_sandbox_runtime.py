@@ -17,6 +17,8 @@ origin through egressd, by name, and each test checks egressd's access records:
 - pip download and pip install --target from a PEP 503 simple index serving a wheel
   built here;
 - npm install from a registry serving a package built here;
+- a settings file without `socksProxyPort`: srt's own proxy serves that side, and
+  egressd sees none of it (the guide's reason for giving both ports);
 - a destination outside the allowlist: the hook (deploy/hooks/allowlist.sh, the
   README's first hook example) allows one and denies another, and the client inside
   the sandbox sees egressd's refusal, over HTTP and over SOCKS5.
@@ -301,7 +303,8 @@ def make_git_repo(root: str) -> str:
 
 class Sshd:
     """OpenSSH's sshd on 127.0.0.1 with a throwaway host key and one authorized key,
-    serving git over SSH for the user running the tests."""
+    serving git over SSH for the user running the tests. Run by root, it needs
+    /run/sshd (created here when missing)."""
 
     def __init__(self, directory: str):
         self.dir = directory
@@ -503,7 +506,6 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         directory (the settings let the sandbox write only there)."""
         work = short_tempdir("egd-srt-work-")
         self.addCleanup(shutil.rmtree, work, True)
-        self.work = work
         proc = subprocess.Popen([SRT, "--settings", settings or self.settings, "-c", command], cwd=work,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=tool_env(), start_new_session=True)
@@ -518,9 +520,6 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
 
     def assert_ok(self, r: SandboxResult) -> None:
         self.assertEqual(r.rc, 0, str(r))
-
-    def records(self, start: int, host: str) -> list[dict]:
-        return self.egressd.audit_records(start, event="request", host=host)
 
     def wait_allowed(self, start: int, host: str, protocol: str, listener_port: int) -> dict:
         """egressd's record of an allowed request for `host` through the sandbox."""
