@@ -534,12 +534,13 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
     # -- the sandbox itself --------------------------------------------------------------
     def test_inside_the_sandbox_only_the_proxy_bridges(self):
         """What the guide says arrives from the sandbox: the proxy variables point at srt's
-        in-sandbox bridges, names do not resolve, and a direct connection goes nowhere."""
+        in-sandbox bridges, the sandbox's network has loopback alone (no DNS server can be
+        reached), and a direct connection goes nowhere."""
         r = self.sandbox(
             'echo "HTTP_PROXY=$HTTP_PROXY"; echo "ALL_PROXY=$ALL_PROXY"; echo "GIT_SSH_COMMAND=$GIT_SSH_COMMAND"; '
             'echo "FTP_PROXY=$FTP_PROXY"; echo "RSYNC_PROXY=$RSYNC_PROXY"; '
             'echo "host_ports=$CLAUDE_CODE_HOST_HTTP_PROXY_PORT,$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; '
-            'if getent hosts web.test; then echo resolved; else echo "no-dns"; fi; '
+            'echo "ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d " " | tr "\\n" ,)"; '
             f'curl -q -sS --noproxy "*" --max-time 5 -o /dev/null http://127.0.0.1:{self.web.port}/direct '
             '&& echo direct-ok || echo "direct-failed"')
         self.assert_ok(r)
@@ -549,7 +550,7 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         self.assertIn("FTP_PROXY=socks5h://localhost:1080", r.out)
         self.assertIn("RSYNC_PROXY=localhost:1080", r.out)
         self.assertIn(f"host_ports={self.http_port},{self.socks_port}", r.out)
-        self.assertIn("no-dns", r.out)
+        self.assertIn("ifaces=lo,\n", r.out)  # no interface, so no route and no resolver, but loopback
         self.assertIn("direct-failed", r.out)
         self.assertFalse([s for s in self.web.seen if s["path"] == "/direct"], "a direct connection left the sandbox")
 
