@@ -204,6 +204,7 @@ struct server::impl {
     rt.current.store(std::make_shared<const generation>(
         generation{initial.config, initial.policy,
                    std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())}));
+    rt.generation_number.fetch_add(1, std::memory_order_release);
     rt.max_connections.store(initial.config->limits.max_connections);
     signals.add(SIGUSR1);  // the constructor takes three signals at most
     rt.stats.set_connections_source(&rt.active_connections);
@@ -401,6 +402,7 @@ struct server::impl {
         generation{next.config, next.policy,
                    std::make_shared<const std::vector<policy::ip_address>>(interface_addresses())});
     rt.current.store(gen);
+    rt.generation_number.fetch_add(1, std::memory_order_release);
     rt.max_connections.store(next.config->limits.max_connections);
     rt.stats.set_max_domains(next.config->metrics.max_domains);
     rt.stats.set_config_hash(policy_hash(*next.policy));
@@ -567,7 +569,7 @@ int server::run() {
                     .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
                     .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
     for (unsigned i = 0; i < n; ++i)
-      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
+      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker, n));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
       throw std::runtime_error(error);

@@ -9,6 +9,7 @@
 #include "policy/host.hpp"
 #include "policy/memory.hpp"
 #include "proxy/log.hpp"
+#include "proxy/per_worker.hpp"
 #include "proxy/runtime.hpp"
 
 namespace egressd::proxy {
@@ -17,9 +18,10 @@ namespace {
 int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 }  // namespace
 
-worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes)
+worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes, unsigned workers)
     : rt_(rt),
       index_(index),
+      id_stride_(workers == 0 ? 1 : workers),
       guard_(io_.get_executor()),
       dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
       pipes_(max_pipes),
@@ -106,6 +108,28 @@ void worker::revoke(std::shared_ptr<const generation> g) {
   });
 }
 
+generation_pin worker::pin_generation() {
+  const auto n = rt_.generation_number.load(std::memory_order_acquire);
+  if (pinned_.empty() || pinned_.back()->number != n) {
+    // A reload since the last pin (or the first session): load the newest generation,
+    // and let go of older ones no session of this worker uses any more. `current` may
+    // be newer than n already; the next pin then loads it again, which is harmless.
+    auto p = std::make_unique<pinned>();
+    p->g = rt_.current.load();
+    p->number = n;
+    std::erase_if(pinned_, [](const std::unique_ptr<pinned>& q) { return q->users == 0; });
+    pinned_.push_back(std::move(p));
+  }
+  pinned* p = pinned_.back().get();
+  ++p->users;
+  return generation_pin(this, p);
+}
+
+void worker::unpin(pinned* p) noexcept {
+  if (--p->users > 0 || p == pinned_.back().get()) return;
+  std::erase_if(pinned_, [p](const std::unique_ptr<pinned>& q) { return q.get() == p; });
+}
+
 void worker::attach(worker_task* t) noexcept {
   t->prev_ = nullptr;
   t->next_ = tasks_;
@@ -147,6 +171,7 @@ void worker::sweep() {
 
 void worker::start() {
   thread_ = std::thread([this] {
+    set_counter_slot(index_);
     for (;;) {
       try {
         run_loop();
