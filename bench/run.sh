@@ -490,6 +490,10 @@ run_entry() {
   case $row in
     bulk1|bulk4|setup1|setup64|rtt) [[ $mode != http ]] || return 0 ;;
     http) [[ $mode == http || $mode == direct || $mode == relay ]] || return 0 ;;
+    # one-shot HTTP: plain HTTP through the HTTP proxies and straight to the origin
+    oneshot1|oneshot64)
+      [[ $mode == http || $mode == direct ]] || return 0
+      [[ $peer == egressd || $peer == egressd-base || $peer == squid || $peer == tinyproxy || $peer == direct ]] || return 0 ;;
   esac
   local echo_addr=$addr source_addr=$addr http_addr=$addr
   if [[ $peer == relay ]]; then  # the relay's ports are fixed to their targets
@@ -502,11 +506,13 @@ run_entry() {
     setup64) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" setup --concurrency 64 ;;
     rtt) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" rtt ;;
     http) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" http --concurrency 64 ;;
+    oneshot1) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" oneshot --concurrency 1 ;;
+    oneshot64) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" oneshot --concurrency 64 ;;
   esac
 }
 
 n=${#ENTRIES[@]}
-for row in bulk1 bulk4 setup1 setup64 rtt http; do
+for row in bulk1 bulk4 setup1 setup64 rtt http oneshot1 oneshot64; do
   log "scenario $row"
   for (( round = 0; round < REPEAT; round++ )); do
     for (( i = 0; i < n; i++ )); do
@@ -618,6 +624,8 @@ SCEN = [
     ("setup64", "setup, 64 clients", "tunnels/s"),
     ("rtt", "round trip, 64 B", "rt/s"),
     ("http", "HTTP keep-alive, 64 clients", "req/s"),
+    ("oneshot1", "HTTP one-shot, 1 client", "req/s"),
+    ("oneshot64", "HTTP one-shot, 64 clients", "req/s"),
 ]
 IDLE = sorted({r["row"] for r in rows if r.get("row", "").startswith("idle")}, key=lambda s: int(s[4:]) if s[4:].isdigit() else 0)
 
@@ -748,6 +756,10 @@ if hb and "hosts" in hb:
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
+for row, label in (("oneshot1", "1 client"), ("oneshot64", "64 clients")):
+    eg = val(row, "egressd"); sq = val(row, "squid")
+    if eg is not None and sq:
+        keys.append(f"- HTTP one-shot, {label}: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
 for key in IDLE:
     r = find(key, "egressd")
     if r and "value" in r:
@@ -765,7 +777,9 @@ md += ["", "Versions:", ""] + [f"- {v}" for v in versions]
 md += ["", "## Results", "",
        "Figures: bulk = MiB/s through the tunnel(s) from the origin's byte source; setup = tunnels/s, each",
        "connect + proxy handshake + one 64-byte echo + close (latency of that whole cycle); round trip = one",
-       "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; idle = growth",
+       "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; HTTP one-shot =",
+       "the same GET with `Connection: close` on a new client connection each (connect to last byte, then the",
+       "client closes), as curl or pip send them; idle = growth",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
        "`egressd-audit` (when run) writes its access records to a file; every other egressd row has `log.audit: off`.",
