@@ -213,9 +213,11 @@ constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private
 constexpr std::array<std::string_view, 12> hook = {"exec",        "persistent",  "url",     "ca_file",
                                                    "token_file",  "console",     "timeout", "on_timeout",
                                                    "max_pending", "concurrency", "ttl",     "deny_ttl"};
-constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_timeout",   "connect_timeout",
-                                                    "idle_timeout",    "max_head_bytes", "max_headers",
-                                                    "drain_timeout"};
+constexpr std::array<std::string_view, 10> limits = {"max_connections",          "head_timeout",
+                                                     "connect_timeout",          "idle_timeout",
+                                                     "max_head_bytes",           "max_headers",
+                                                     "drain_timeout",            "upstream_idle_per_origin",
+                                                     "upstream_idle_max",        "upstream_idle_timeout"};
 constexpr std::array<std::string_view, 5> dns = {"servers", "timeout", "max_ttl", "negative_ttl", "hosts_file"};
 constexpr std::array<std::string_view, 1> metrics = {"max_domains"};
 constexpr std::array<std::string_view, 5> log = {"format", "level", "audit", "audit_max_size", "audit_max_files"};
@@ -685,6 +687,12 @@ void read_limits(yaml_reader& r, const field& f, config& c) {
       assign_count(l.max_headers, r.integer(v, 1, 10000));
     else if (key == "drain_timeout")
       assign(l.drain_timeout, r.time(v, non_negative));
+    else if (key == "upstream_idle_per_origin")
+      assign_count(l.upstream_idle_per_origin, r.integer(v, 0, 1024));
+    else if (key == "upstream_idle_max")
+      assign_count(l.upstream_idle_max, r.integer(v, 0, 65536));
+    else if (key == "upstream_idle_timeout")
+      assign(l.upstream_idle_timeout, r.time(v, positive));
   });
 }
 

@@ -10,6 +10,7 @@
 #include "policy/memory.hpp"
 #include "proxy/log.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace egressd::proxy {
 
@@ -17,14 +18,16 @@ namespace {
 int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 }  // namespace
 
-worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes)
+worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes,
+               std::size_t max_idle_upstreams)
     : rt_(rt),
       index_(index),
       guard_(io_.get_executor()),
       dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
       pipes_(max_pipes),
       reserve_fd_(open_reserve()),
-      domains_(rt.stats) {}
+      domains_(rt.stats),
+      idle_upstreams_(std::make_unique<upstream_pool>(*this, max_idle_upstreams)) {}
 
 worker::~worker() {
   stop_and_join();

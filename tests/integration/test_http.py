@@ -110,7 +110,8 @@ class HttpForwardTest(EgressdTestCase):
             a, b = json.loads(r1.body), json.loads(r2.body)
             self.assertEqual((a["path"], b["path"]), ("/ka1", "/ka2"))
             self.assertEqual(a["client_port"], b["client_port"], "the upstream connection was not kept alive")
-            self.assertEqual(b["request_no"], 2)
+            # The first may have gone over a connection an earlier test left in the idle pool.
+            self.assertEqual(b["request_no"], a["request_no"] + 1)
 
     def test_pipelined_requests(self):
         with self.ep.connect() as s:
