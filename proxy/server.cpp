@@ -572,6 +572,7 @@ int server::run() {
                     .add("fds_per_connection", fds_per_connection)
                     .add("reserved_fds", plan.reserved)
                     .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
+                    .add("idle_upstreams_per_worker", static_cast<std::uint64_t>(plan.idle_upstreams_per_worker))
                     .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
     for (unsigned i = 0; i < n; ++i)
       s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker, n,
