@@ -15,7 +15,6 @@
 #   BENCH_WARMUP   seconds of unmeasured load before each (default 0.5; --quick: 0.3)
 #   BENCH_IDLE     idle-tunnel counts (default "1000 9000"; scaled to the fd limit)
 #   BENCH_REPEAT   runs per measurement, the median is kept (default 1)
-#   BENCH_ROWS     the scenario rows to run, space-separated (default: all of them, see ROWS)
 #   BUILD_DIR      build directory (default build-bench)
 #   EGRESSD_BASE   another egressd binary (say, the previous commit's) run beside this tree's
 #                  as peer `egressd-base`, so a change is compared with what it replaces in
@@ -23,6 +22,8 @@
 #   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,
 #                  egressd-remembered,hook-burst,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
+#   --rows LIST    comma-separated subset of the scenarios: bulk1,bulk4,setup1,setup1w,
+#                  setup1s,setup64,setup64s,rtt,http,oneshot1,oneshot64
 #   --all-at-once  start every proxy first and measure them in turn per scenario (the
 #                  default runs one proxy at a time: start, every scenario, stop)
 #   --realtime     run the origin, the relay, each proxy and the load generator under
@@ -42,6 +43,7 @@ INSTALL=1
 IDLE=1
 ONLY=""
 ALL_AT_ONCE=0
+ROWS_ONLY=""
 REALTIME=0
 OUT=$BENCH_DIR/RESULTS.md
 while [[ $# -gt 0 ]]; do
@@ -51,9 +53,10 @@ while [[ $# -gt 0 ]]; do
     --no-idle) IDLE=0 ;;
     --only) ONLY=$2; shift ;;
     --all-at-once) ALL_AT_ONCE=1 ;;
+    --rows) ROWS_ONLY=$2; shift ;;
     --realtime) REALTIME=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,33p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -490,8 +493,10 @@ for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squ
   fi
   PEERS+=("$peer")
 done
-ROWS=(bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http oneshot1 oneshot64)
-[[ -z ${BENCH_ROWS:-} ]] || read -r -a ROWS <<<"$BENCH_ROWS"
+ROWS=()
+for row in bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http oneshot1 oneshot64; do
+  [[ -z $ROWS_ONLY || ",$ROWS_ONLY," == *",$row,"* ]] && ROWS+=("$row")
+done
 
 # peer_up PEER: starts PEER (not direct or relay) and sets ENTRIES_OF to its entries;
 # returns 1 (with a note, once) when it does not come up.

@@ -309,11 +309,12 @@ bool upstream_still_allowed(const session& s, const destination& d, const policy
 }
 
 // A reload that came while this exchange ran found no idle upstream to revoke
-// (worker::revoke): decide it here, once the exchange is done. One atomic load when
-// nothing was reloaded.
+// (worker::revoke): decide it here, once the exchange is done. One load of a line only
+// reloads write when nothing was reloaded.
 bool pooled_upstream_revoked(session& s, const destination& d) {
+  if (s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number()) return false;
   const auto g = s.w.shared().current.load();
-  if (g == s.gen || !g->config->reload.revoke || !d.host.ok()) return false;
+  if (g.get() == s.gen || !g->config->reload.revoke || !d.host.ok()) return false;
   if (!revoked_by(*g, s.w.shared().hooks, d.host.host->text, d.port, d.decision.reason)) return false;
   boost::system::error_code ignored;
   s.upstream.close(ignored);
@@ -325,8 +326,9 @@ bool pooled_upstream_revoked(session& s, const destination& d) {
 // The upstream connection of a client connection, between its requests.
 struct upstream_state {
   std::optional<destination> current;  ///< the destination s.upstream is connected to, if any
-  /// The generation whose policy last let `current` through (its dial or its reuse).
-  std::shared_ptr<const generation> judged_by;
+  /// The generation whose policy last let `current` through (its dial or its reuse):
+  /// the session's own, set or cleared at every request, so it is never stale.
+  const generation* judged_by = nullptr;
   /// The last exchange on it ended cleanly: a complete response, the request sent
   /// whole, the origin keeping the connection (RFC 9112 §9.3); reusable by anyone.
   bool idle = false;
@@ -350,17 +352,21 @@ bool take_pooled(session& s, destination& d) {
 // in force, goes to the worker's pool (which may close it: full, off, draining);
 // anything else is closed.
 void release_upstream(session& s, upstream_state& u) {
+  // The session's generation is still the newest (one load of a line only reloads
+  // write); the pool's pin on it is counted in this worker alone.
   if (u.idle && u.current && u.current->host.ok() && s.upstream.is_open() && !s.aborted && u.judged_by == s.gen &&
-      s.w.shared().current.load() == s.gen) {
-    s.w.idle_upstreams().put(pooled_connection{std::move(s.upstream), u.current->host.host->text, u.current->port,
-                                               u.current->remote, u.current->decision.reason, s.gen,
-                                               std::string(s.user)},
-                             s.cfg->limits);
+      s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number()) {
+    if (generation_pin pin = s.w.pin_generation(); &pin.get() == s.gen) {
+      s.w.idle_upstreams().put(pooled_connection{std::move(s.upstream), u.current->host.host->text, u.current->port,
+                                                 u.current->remote, u.current->decision.reason, std::move(pin),
+                                                 std::string(s.user)},
+                               s.cfg->limits);
+    }
   }
   boost::system::error_code ignored;
   s.upstream.close(ignored);
   u.current.reset();
-  u.judged_by.reset();
+  u.judged_by = nullptr;
   u.idle = false;
 }
 

@@ -61,7 +61,7 @@ std::optional<pooled_connection> upstream_pool::take(std::string_view host, std:
   const std::size_t hash = key_hash(host, port, &gen, user);
   const auto now = std::chrono::steady_clock::now();
   const auto same = [&](const pooled_connection& c) {
-    return c.port == port && c.gen.get() == &gen && c.host == host && c.user == user;
+    return c.port == port && &c.gen.get() == &gen && c.host == host && c.user == user;
   };
   std::optional<pooled_connection> c;
   // Each round removes an entry: bounded by the pool's size.
@@ -76,9 +76,9 @@ std::optional<pooled_connection> upstream_pool::take(std::string_view host, std:
 
 void upstream_pool::put(pooled_connection&& c, const config::limits_config& limits) {
   if (w_.shared().draining.load(std::memory_order_relaxed)) return;  // closed as `c` goes
-  const std::size_t hash = key_hash(c.host, c.port, c.gen.get(), c.user);
+  const std::size_t hash = key_hash(c.host, c.port, &c.gen.get(), c.user);
   const auto same = [&c](const pooled_connection& e) {
-    return e.port == c.port && e.gen == c.gen && e.host == c.host && e.user == c.user;
+    return e.port == c.port && &e.gen.get() == &c.gen.get() && e.host == c.host && e.user == c.user;
   };
   const idle_pool<pooled_connection>::bounds b{limits.upstream_idle_per_origin,
                                                std::min(max_total_, limits.upstream_idle_max)};
@@ -98,8 +98,8 @@ void upstream_pool::check_deadline(std::chrono::steady_clock::time_point now) no
   } else {
     pool_.remove_expired(now);
     // A reload replaced the generation: no request can take these any more.
-    const auto current = w_.shared().current.load();
-    pool_.remove_if([&](const pooled_connection& c) { return c.gen != current; }, [](pooled_connection&&) {});
+    const auto current = w_.shared().generation_number.load(std::memory_order_acquire);
+    pool_.remove_if([&](const pooled_connection& c) { return c.gen.number() != current; }, [](pooled_connection&&) {});
   }
   sync_attached();
 }

@@ -45,8 +45,10 @@ struct pooled_connection {
   boost::asio::ip::tcp::endpoint remote;
   /// The reason of the decision it was last used under (revocation's `was`).
   policy::decision_reason allowed_for{};
-  std::shared_ptr<const generation> gen;  ///< the generation that allowed it (held: no address reuse)
-  std::string user;                       ///< the authenticated user; empty without proxy auth
+  /// The generation that allowed it, held (so its address names no other generation)
+  /// by a pin counted in this worker alone.
+  generation_pin gen;
+  std::string user;  ///< the authenticated user; empty without proxy auth
 };
 
 class upstream_pool final : public worker_task {
