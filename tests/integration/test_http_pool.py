@@ -60,6 +60,7 @@ def _counting_origin(sock: socket.socket, server) -> None:
             if head is None:
                 break
             if i == 2 and getattr(server, "drop_second", False):
+                server.dropped = n
                 break
             body = f"conn={n} req={i}".encode()
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -215,6 +216,7 @@ class HttpPoolTest(EgressdTestCase):
         r = self.one_shot(ep, "/second")
         self.assertEqual(self.conn_of(r), 2)
         self.expect_closed(1)
+        self.assertEqual(getattr(self.origin.server, "dropped", None), 1, "the pooled connection was not tried first")
         rec = d.wait_audit(start=mark, event="request", path="/second")
         self.assertEqual(rec["status"], 200, rec)
         self.assertNotIn("upstream_reused", rec, "the response came over the fresh connection")
