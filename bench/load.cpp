@@ -15,7 +15,12 @@
 //   bulk  --streams N     N tunnels each reading a continuous byte stream (the origin's
 //                         source port); reports MiB/s in total
 //   setup --concurrency C C workers, each looping: connect (+ handshake) + 64-byte echo +
-//                         close; reports tunnels/s and p50/p99 latency
+//                         close; reports tunnels/s and p50/p99 latency (connect to echo)
+//         --close client  the client closes right after the echo (default)
+//         --close wait    the client half-closes after the echo and closes at the EOF the
+//                         proxy relays back (the proxy's teardown is in the cycle)
+//         --close server  the server closes first (point --target at bench_origin's
+//                         echo1 port); the client closes at that EOF
 //   rtt                   one tunnel, 64-byte ping-pong; round trips/s and p50/p99 µs
 //   http  --concurrency C keep-alive GETs of a small body; requests/s and p50/p99
 //   idle  --tunnels K     opens K tunnels (each proves itself with a 1-byte echo), prints
@@ -39,7 +44,8 @@ namespace {
 
 enum class Mode { direct, relay, connect, socks5, http };
 enum class Scenario { bulk, setup, rtt, http, idle };
-enum class Phase : uint8_t { hs_write, hs_read, run_write, run_read, bulk, hold, closed };
+enum class Phase : uint8_t { hs_write, hs_read, run_write, run_read, eof_wait, bulk, hold, closed };
+enum class Closer : uint8_t { client, wait, server };
 
 constexpr size_t kInBuf = 4096;
 
@@ -67,6 +73,8 @@ struct Options {
   double seconds = 3, warmup = 0.5, hold_seconds = 600, establish_seconds = 60;
   uint64_t max_ops = 100000000;
   int cpu_pgid = 0;  // report the CPU time this process group (the proxy) used
+  Closer closer = Closer::client;
+  std::string closer_name = "client";
 };
 
 struct Stats {
@@ -335,8 +343,11 @@ void op_done(Conn* c, uint64_t now) {
   }
   switch (opt.scenario) {
     case Scenario::setup:
-      replace(c);
-      return;
+      if (opt.closer == Closer::client) return replace(c);
+      // The latency is taken at the echo; the next cycle starts at the EOF.
+      if (opt.closer == Closer::wait) shutdown(c->fd, SHUT_WR);
+      c->phase = Phase::eof_wait;
+      return drive(c);
     case Scenario::idle:
       c->phase = Phase::hold;
       ++held;
@@ -491,6 +502,14 @@ void drive(Conn* c, uint32_t ev) {
         if (complete) return op_done(c, bench::now_ns());
         if (!hup && size_t(n) < kInBuf - (c->ilen - uint32_t(n))) return;  // drained
         continue;
+      }
+      case Phase::eof_wait: {
+        ssize_t n = recv(c->fd, c->ib, kInBuf, 0);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EAGAIN) return;
+        if (n == 0) return replace(c);
+        if (n > 0) continue;  // bytes after the echo: not expected, read on to the EOF
+        return fail(c, "recv (waiting for the EOF)");
       }
       case Phase::bulk: {
         if (++reads > kBulkReadsPerTurn) {  // let the loop look at the clock and the others
@@ -655,12 +674,14 @@ int main(int argc, char** argv) {
     else if (a == "--establish-seconds") opt.establish_seconds = std::stod(next());
     else if (a == "--max-ops") opt.max_ops = std::stoull(next());
     else if (a == "--cpu-pgid") opt.cpu_pgid = std::stoi(next());
+    else if (a == "--close") opt.closer_name = next();
     else if (a == "--help" || a == "-h") {
       std::printf(
           "bench_load --mode direct|relay|connect|socks5|http --target HOST:PORT [--proxy HOST:PORT]\n"
           "           --scenario bulk|setup|rtt|http|idle [--streams N] [--concurrency C] [--tunnels K]\n"
           "           [--seconds S] [--warmup S] [--hold-seconds S] [--establish-seconds S] [--ramp N]\n"
-          "           [--max-ops N] [--source-ips N] [--label TEXT] [--cpu-pgid PGID]\n");
+          "           [--max-ops N] [--source-ips N] [--label TEXT] [--cpu-pgid PGID]\n"
+          "           [--close client|wait|server]\n");
       return 0;
     } else bench::usage_error("unknown option " + a);
   }
@@ -676,6 +697,10 @@ int main(int argc, char** argv) {
   else if (opt.scenario_name == "http") opt.scenario = Scenario::http;
   else if (opt.scenario_name == "idle") opt.scenario = Scenario::idle;
   else bench::usage_error("unknown --scenario " + opt.scenario_name);
+  if (opt.closer_name == "client") opt.closer = Closer::client;
+  else if (opt.closer_name == "wait") opt.closer = Closer::wait;
+  else if (opt.closer_name == "server") opt.closer = Closer::server;
+  else bench::usage_error("unknown --close " + opt.closer_name);
   if (target_s.empty() || !bench::parse_endpoint(target_s, opt.target, opt.target_len))
     bench::usage_error("--target HOST:PORT is required");
   if (opt.mode != Mode::direct) {

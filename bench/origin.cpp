@@ -1,6 +1,7 @@
 // bench_origin: the small origin server the load generator talks to, directly or
 // through a proxy. Four services, each on its own loopback port:
 //   echo   - writes back whatever it reads, until the peer closes;
+//   echo1  - writes back its first read, then closes (the server closes first);
 //   source - writes a fixed 64 KiB buffer in a loop until the peer closes;
 //   sink   - reads and discards;
 //   http   - a minimal HTTP/1.1 keep-alive server answering any request head with a
@@ -8,7 +9,7 @@
 //            HTTP/1.0 without keep-alive).
 // Edge-triggered epoll, one event loop per thread (--threads N, SO_REUSEPORT).
 // Ports by flag (--echo-port ...), 0 = any free port; the chosen ports are printed as
-// one JSON line on stdout: {"echo":P,"source":P,"sink":P,"http":P}.
+// one JSON line on stdout: {"echo":P,"source":P,"sink":P,"http":P,"echo1":P}.
 // It runs until SIGINT/SIGTERM or --max-seconds (default 3600) elapse.
 
 #include <algorithm>
@@ -20,7 +21,7 @@
 
 namespace {
 
-enum class Kind : uint8_t { listener, echo, source, sink, http };
+enum class Kind : uint8_t { listener, echo, source, sink, http, echo1 };
 
 struct Conn {
   int fd = -1;
@@ -119,6 +120,17 @@ struct Worker {
     requeue(c, EPOLLIN | (ev & kHupEvents));
   }
 
+  // echo1: one read written back, then the server's close (its FIN goes first). The
+  // bench's 64-byte message fits one read and one send on loopback.
+  void on_echo1(Conn* c) {
+    ssize_t n;
+    do n = recv(c->fd, buf.data(), buf.size(), 0);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == EAGAIN) return;
+    if (n > 0) (void)send(c->fd, buf.data(), size_t(n), MSG_NOSIGNAL);
+    close_conn(c);
+  }
+
   // Reads and discards (source: only the peer's EOF is expected; sink: everything).
   enum class Drain { again, closed, budget };
   Drain drain(Conn* c) {
@@ -206,6 +218,7 @@ struct Worker {
     switch (c->kind) {
       case Kind::listener: on_accept(c); break;
       case Kind::echo: on_echo(c, ev); break;
+      case Kind::echo1: on_echo1(c); break;
       case Kind::source: on_source(c, ev); break;
       case Kind::sink: on_sink(c); break;
       case Kind::http: on_http(c, ev); break;
@@ -233,7 +246,7 @@ struct Worker {
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
-  int ports[4] = {0, 0, 0, 0};  // echo, source, sink, http
+  int ports[5] = {0, 0, 0, 0, 0};  // echo, source, sink, http, echo1
   int threads = 1;
   int body_bytes = 128;
   double max_seconds = 3600;
@@ -248,12 +261,13 @@ int main(int argc, char** argv) {
     else if (a == "--source-port") ports[1] = std::stoi(next());
     else if (a == "--sink-port") ports[2] = std::stoi(next());
     else if (a == "--http-port") ports[3] = std::stoi(next());
+    else if (a == "--echo1-port") ports[4] = std::stoi(next());
     else if (a == "--threads") threads = std::max(1, std::stoi(next()));
     else if (a == "--body-bytes") body_bytes = std::max(0, std::stoi(next()));
     else if (a == "--max-seconds") max_seconds = std::stod(next());
     else if (a == "--help" || a == "-h") {
       std::printf("bench_origin [--host 127.0.0.1] [--echo-port P] [--source-port P] [--sink-port P]\n"
-                  "             [--http-port P] [--threads N] [--body-bytes 128] [--max-seconds 3600]\n");
+                  "             [--http-port P] [--echo1-port P] [--threads N] [--body-bytes 128] [--max-seconds 3600]\n");
       return 0;
     } else bench::usage_error("unknown option " + a);
   }
@@ -263,13 +277,13 @@ int main(int argc, char** argv) {
   g_http_response = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
                     std::to_string(body_bytes) + "\r\n\r\n" + std::string(size_t(body_bytes), 'b');
 
-  const Kind services[4] = {Kind::echo, Kind::source, Kind::sink, Kind::http};
+  const Kind services[5] = {Kind::echo, Kind::source, Kind::sink, Kind::http, Kind::echo1};
   std::vector<Worker> workers(static_cast<size_t>(threads));
   for (int t = 0; t < threads; ++t) {
     Worker& w = workers[size_t(t)];
     w.ep = epoll_create1(EPOLL_CLOEXEC);
     if (w.ep < 0) bench::die("epoll_create1");
-    for (int s = 0; s < 4; ++s) {
+    for (int s = 0; s < 5; ++s) {
       sockaddr_storage addr{};
       socklen_t len = 0;
       std::string ep = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(ports[s]);
@@ -282,7 +296,8 @@ int main(int argc, char** argv) {
       bench::epoll_add(w.ep, l->fd, l, EPOLLIN);  // level-triggered: accept backs off on EMFILE
     }
   }
-  std::printf("{\"echo\":%d,\"source\":%d,\"sink\":%d,\"http\":%d}\n", ports[0], ports[1], ports[2], ports[3]);
+  std::printf("{\"echo\":%d,\"source\":%d,\"sink\":%d,\"http\":%d,\"echo1\":%d}\n", ports[0], ports[1], ports[2],
+              ports[3], ports[4]);
   std::fflush(stdout);
 
   bench::run_workers(workers, max_seconds);

@@ -2,6 +2,7 @@
 # bench/run.sh — egressd side by side with its peers, on loopback, in one run.
 #
 #   bench/run.sh [--quick] [--no-install] [--no-idle] [--only LIST] [--out FILE]
+#                [--all-at-once] [--realtime]
 #
 # Installs what is missing (Debian: squid tinyproxy microsocks dante-server, python3,
 # and sandbox-runtime from npm into bench/.npm), builds egressd and the bench tools
@@ -21,6 +22,11 @@
 #   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,
 #                  egressd-remembered,hook-burst,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
+#   --all-at-once  start every proxy first and measure them in turn per scenario (the
+#                  default runs one proxy at a time: start, every scenario, stop)
+#   --realtime     run the origin, the relay, each proxy and the load generator under
+#                  SCHED_FIFO (chrt -f 10), so that other work on a shared machine (a
+#                  build) cannot take their CPUs; root only
 #
 # Everything is bounded: each bench_load run has its own deadline (and a `timeout`
 # around it), every wait loop has a deadline, and every process this script starts is
@@ -34,6 +40,8 @@ QUICK=0
 INSTALL=1
 IDLE=1
 ONLY=""
+ALL_AT_ONCE=0
+REALTIME=0
 OUT=$BENCH_DIR/RESULTS.md
 while [[ $# -gt 0 ]]; do
   case $1 in
@@ -41,8 +49,10 @@ while [[ $# -gt 0 ]]; do
     --no-install) INSTALL=0 ;;
     --no-idle) IDLE=0 ;;
     --only) ONLY=$2; shift ;;
+    --all-at-once) ALL_AT_ONCE=1 ;;
+    --realtime) REALTIME=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,26p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -83,9 +93,14 @@ trap 'exit 130' INT TERM
 
 # start NAME CMD...: runs CMD in its own session/process group (pgid = its pid),
 # stdout to $TMP/NAME.out, stderr to $TMP/NAME.err; sets LAST_PID.
+RT=()
+if [[ $REALTIME == 1 ]]; then
+  command -v chrt >/dev/null && chrt -f 10 true 2>/dev/null || { echo "run.sh: --realtime needs chrt and root" >&2; exit 2; }
+  RT=(chrt -f 10)
+fi
 start() {
   local name=$1; shift
-  setsid "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
+  setsid "${RT[@]}" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err" </dev/null &
   LAST_PID=$!
   PGIDS+=("$LAST_PID")
 }
@@ -214,7 +229,7 @@ LIFETIME=$(awk -v r="$REPEAT" -v s="$SECONDS_PER" 'BEGIN { printf "%d", 3600 + r
 start origin "$ORIGIN" --max-seconds "$LIFETIME"
 ORIGIN_PGID=$LAST_PID
 wait_for "$TMP/origin.out" '^\{' 10 || { echo "run.sh: bench_origin did not start" >&2; cat "$TMP/origin.err" >&2; exit 1; }
-read -r ECHO_P SOURCE_P SINK_P HTTP_P < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["echo"], d["source"], d["sink"], d["http"])' "$TMP/origin.out")
+read -r ECHO_P SOURCE_P SINK_P HTTP_P ECHO1_P < <(python3 -c 'import json,sys; d=json.loads(open(sys.argv[1]).readline()); print(d["echo"], d["source"], d["sink"], d["http"], d["echo1"])' "$TMP/origin.out")
 log "origin: echo $ECHO_P source $SOURCE_P sink $SINK_P http $HTTP_P"
 # One relay thread per CPU, as egressd runs one worker per core (workers: 0).
 start relay "$RELAY" --map "127.0.0.1:0=127.0.0.1:$ECHO_P" --map "127.0.0.1:0=127.0.0.1:$SOURCE_P" \
@@ -234,7 +249,7 @@ measure() {
   [[ $mode == direct ]] || args+=(--proxy "$proxy")
   [[ $pgid == - ]] || args+=(--cpu-pgid "$pgid")
   local out line
-  out=$(timeout $(( ${SECONDS_PER%.*} + 40 )) "$LOAD" "${args[@]}" "$@" 2>&1) || true
+  out=$(timeout $(( ${SECONDS_PER%.*} + 40 )) "${RT[@]}" "$LOAD" "${args[@]}" "$@" 2>&1) || true
   line=$(grep -m1 '^{' <<<"$out" || true)
   if [[ -z $line ]]; then
     line="{\"tool\":\"bench_load\",\"mode\":\"$mode\",\"scenario\":\"$scenario\",\"value\":0,\"errors\":1,\"first_error\":\"bench_load produced no result: $(tail -1 <<<"$out" | tr -d '"\\' | cut -c1-100)\"}"
@@ -455,13 +470,16 @@ peer_stop() {
   fi
 }
 
-# Every proxy runs at once (idle while it is not measured), so that each scenario
-# measures all of them within a short span of time: this machine's background load
-# changes from minute to minute. Entries: "PEER MODE ADDR PGID".
-ENTRIES=()
-declare -A P_PG P_NAME P_LOGS
-want direct && ENTRIES+=("direct direct - -")
-want relay && ENTRIES+=("relay relay - $RELAY_PGID")
+# By default one proxy runs at a time: each is started, measured in every scenario and
+# stopped before the next starts, so no idle peer (timers, housekeeping threads) shares
+# the CPUs with the one measured; BENCH_REPEAT rounds go through the peers again, each
+# round in a different order. --all-at-once starts every proxy first and measures them
+# one after another per scenario (figures of one scenario taken within a short span, as
+# earlier versions of this script did). Entries: "PEER MODE ADDR PGID".
+declare -A P_PG P_NAME P_LOGS P_RAN
+PEERS=()
+want direct && PEERS+=(direct)
+want relay && PEERS+=(relay)
 for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squid tinyproxy microsocks dante srt; do
   want "$peer" || continue
   [[ $peer != egressd-base || -n $EGRESSD_BASE ]] || continue
@@ -469,18 +487,34 @@ for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squ
     record_note all "$peer" "not run: not installed"
     continue
   fi
+  PEERS+=("$peer")
+done
+ROWS=(bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http)
+
+# peer_up PEER: starts PEER (not direct or relay) and sets ENTRIES_OF to its entries;
+# returns 1 (with a note, once) when it does not come up.
+peer_up() {
+  local peer=$1
+  ENTRIES_OF=()
+  case $peer in
+    direct) ENTRIES_OF=("direct direct - -"); return 0 ;;
+    relay) ENTRIES_OF=("relay relay - $RELAY_PGID"); return 0 ;;
+  esac
   if ! peer_start "$peer"; then
-    record_note all "$peer" "not run: did not start: $(tail -3 $LOGS 2>/dev/null | tr '\n' ' ' | cut -c1-300)"
+    [[ -n ${P_FAILED[$peer]:-} ]] || record_note all "$peer" "not run: did not start: $(tail -3 $LOGS 2>/dev/null | tr '\n' ' ' | cut -c1-300)"
+    P_FAILED[$peer]=1
     stop_group "$PG"
-    continue
+    return 1
   fi
   log "$peer started (CONNECT/HTTP port ${CP:--}, SOCKS5 port ${SP:--})"
-  P_PG[$peer]=$PG; P_NAME[$peer]=$NAME; P_LOGS[$peer]=$LOGS
-  [[ -z $CP ]] || ENTRIES+=("$peer connect 127.0.0.1:$CP $PG")
-  [[ $peer == egressd-bp ]] && continue  # busy polling: latency rows, CONNECT only
-  [[ -z $SP ]] || ENTRIES+=("$peer socks5 127.0.0.1:$SP $PG")
-  [[ -z $CP ]] || ENTRIES+=("$peer http 127.0.0.1:$CP $PG")
-done
+  P_PG[$peer]=$PG; P_NAME[$peer]=$NAME; P_LOGS[$peer]=$LOGS; P_RAN[$peer]=1
+  [[ -z $CP ]] || ENTRIES_OF+=("$peer connect 127.0.0.1:$CP $PG")
+  [[ $peer == egressd-bp ]] && return 0  # busy polling: latency rows, CONNECT only
+  [[ -z $SP ]] || ENTRIES_OF+=("$peer socks5 127.0.0.1:$SP $PG")
+  [[ -z $CP ]] || ENTRIES_OF+=("$peer http 127.0.0.1:$CP $PG")
+  return 0
+}
+declare -A P_FAILED
 
 # run_entry ROW SCENARIO ENTRY...: one measurement of one proxy.
 run_entry() {
@@ -488,9 +522,11 @@ run_entry() {
   if [[ $peer != direct && $peer != relay ]] && ! kill -0 "$pg" 2>/dev/null; then return 0; fi
   [[ $peer != egressd-bp || $row == setup1 || $row == rtt ]] || return 0
   case $row in
-    bulk1|bulk4|setup1|setup64|rtt) [[ $mode != http ]] || return 0 ;;
+    bulk1|bulk4|setup*|rtt) [[ $mode != http ]] || return 0 ;;
     http) [[ $mode == http || $mode == direct || $mode == relay ]] || return 0 ;;
   esac
+  # the relay's target is fixed per port: it has no echo-and-close port
+  [[ $peer != relay || ( $row != setup1s && $row != setup64s ) ]] || return 0
   local echo_addr=$addr source_addr=$addr http_addr=$addr
   if [[ $peer == relay ]]; then  # the relay's ports are fixed to their targets
     echo_addr=127.0.0.1:$RELAY_ECHO; source_addr=127.0.0.1:$RELAY_SOURCE; http_addr=127.0.0.1:$RELAY_HTTP
@@ -499,31 +535,57 @@ run_entry() {
     bulk1) measure "$row" "$peer" "$mode" "$source_addr" "$SOURCE_P" "$pg" bulk --streams 1 ;;
     bulk4) measure "$row" "$peer" "$mode" "$source_addr" "$SOURCE_P" "$pg" bulk --streams 4 ;;
     setup1) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" setup --concurrency 1 ;;
+    setup1w) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" setup --concurrency 1 --close wait ;;
+    setup1s) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO1_P" "$pg" setup --concurrency 1 --close server ;;
     setup64) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" setup --concurrency 64 ;;
+    setup64s) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO1_P" "$pg" setup --concurrency 64 --close server ;;
     rtt) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" rtt ;;
     http) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" http --concurrency 64 ;;
   esac
 }
 
-n=${#ENTRIES[@]}
-for row in bulk1 bulk4 setup1 setup64 rtt http; do
-  log "scenario $row"
-  for (( round = 0; round < REPEAT; round++ )); do
-    for (( i = 0; i < n; i++ )); do
-      # later rounds start further down the list, so that no proxy always goes first
-      # shellcheck disable=SC2086
-      run_entry "$row" ${ENTRIES[$(( (i + round * (n / REPEAT + 1)) % n ))]}
+np=${#PEERS[@]}
+if [[ $ALL_AT_ONCE == 1 ]]; then
+  ENTRIES=()
+  for peer in "${PEERS[@]}"; do
+    peer_up "$peer" && ENTRIES+=("${ENTRIES_OF[@]}")
+  done
+  n=${#ENTRIES[@]}
+  for row in "${ROWS[@]}"; do
+    log "scenario $row"
+    for (( round = 0; round < REPEAT; round++ )); do
+      for (( i = 0; i < n; i++ )); do
+        # later rounds start further down the list, so that no proxy always goes first
+        # shellcheck disable=SC2086
+        run_entry "$row" ${ENTRIES[$(( (i + round * (n / REPEAT + 1)) % n ))]}
+      done
     done
   done
-done
-for peer in "${!P_PG[@]}"; do
-  peer_stop "$peer" "${P_PG[$peer]}" "${P_NAME[$peer]}" "${P_LOGS[$peer]}"
-done
+  for peer in "${!P_PG[@]}"; do
+    peer_stop "$peer" "${P_PG[$peer]}" "${P_NAME[$peer]}" "${P_LOGS[$peer]}"
+  done
+else
+  for (( round = 0; round < REPEAT; round++ )); do
+    for (( i = 0; i < np; i++ )); do
+      peer=${PEERS[$(( (i + round * (np / REPEAT + 1)) % np ))]}
+      [[ -z ${P_FAILED[$peer]:-} ]] || continue
+      peer_up "$peer" || continue
+      log "round $(( round + 1 ))/$REPEAT: $peer alone"
+      for row in "${ROWS[@]}"; do
+        for e in "${ENTRIES_OF[@]}"; do
+          # shellcheck disable=SC2086
+          run_entry "$row" $e
+        done
+      done
+      [[ $peer == direct || $peer == relay ]] || peer_stop "$peer" "${P_PG[$peer]}" "${P_NAME[$peer]}" "${P_LOGS[$peer]}"
+    done
+  done
+fi
 
 # Memory per idle tunnel: each proxy alone, on a fresh process.
 if [[ $IDLE == 1 ]]; then
   for peer in egressd squid tinyproxy microsocks dante srt; do
-    [[ -n ${P_PG[$peer]:-} ]] || continue
+    [[ -n ${P_RAN[$peer]:-} ]] || continue
     log "idle tunnels: $peer"
     if peer_start "$peer"; then
       if [[ -n $CP ]]; then idle_suite "$peer" connect "127.0.0.1:$CP" "$PG"
@@ -586,6 +648,10 @@ printf '%s\n' "${NOTES[@]}" >"$TMP/notes.txt"
   echo "load average at start: $START_LOAD"
   echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "fd limit: $HARD"
+  if [[ $ALL_AT_ONCE == 1 ]]; then echo "proxies: all running at once, measured in turn per scenario (--all-at-once)"
+  else echo "proxies: one at a time (each started, measured in every scenario, stopped), rounds in rotating order"; fi
+  if [[ $REALTIME == 1 ]]; then echo "scheduling: origin, relay, proxies and load generator under SCHED_FIFO (--realtime)"
+  else echo "scheduling: default (SCHED_OTHER)"; fi
 } >"$TMP/meta.txt"
 
 python3 - "$RESULTS" "$TMP/meta.txt" "$VERSIONS" "$TMP/notes.txt" "$TMP/egressd-stderr.txt" "$OUT" <<'PY'
@@ -615,7 +681,10 @@ SCEN = [
     ("bulk1", "bulk, 1 stream", "MiB/s"),
     ("bulk4", "bulk, 4 streams", "MiB/s"),
     ("setup1", "setup, 1 client", "tunnels/s"),
+    ("setup1w", "setup, 1 client, client waits for the EOF", "tunnels/s"),
+    ("setup1s", "setup, 1 client, server closes first", "tunnels/s"),
     ("setup64", "setup, 64 clients", "tunnels/s"),
+    ("setup64s", "setup, 64 clients, server closes first", "tunnels/s"),
     ("rtt", "round trip, 64 B", "rt/s"),
     ("http", "HTTP keep-alive, 64 clients", "req/s"),
 ]
@@ -710,6 +779,23 @@ for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
             ev = mine["proxy_cpu_s"] / mine["ops"]
             keys.append(f"  - proxy CPU per tunnel, {label}: egressd {ev * 1e6:.0f} µs vs the most frugal peer {cp} {cv * 1e6:.0f} µs: the peer needs **{ratio(cv, ev)}** as much")
 for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
+    eg = val("setup1", "egressd", mode)
+    peers = [r for r in rows if r.get("row") == "setup1" and r.get("mode") == mode and not r["peer"].startswith("egressd") and r["peer"] not in ("direct", "relay") and "value" in r]
+    if eg is not None and peers:
+        best = max(peers, key=lambda r: r["value"])
+        keys.append(f"- setup rate, 1 client, {label}: egressd {fmt(eg)}/s vs best peer {best['peer']} {fmt(best['value'])}/s = **{ratio(eg, best['value'])}** (target ≥ 1.2×)")
+    e, d = p50("setup1", "egressd", mode), p50("setup1", "direct")
+    r = find("setup1", "egressd", mode)
+    if e is not None and d and r:
+        keys.append(f"  - p50 {e:.0f} µs vs direct {d:.0f} µs = **{ratio(e, d)}** (target ≤ 1.5×); p99 {r['p99_us']:.0f} µs = **{ratio(r['p99_us'], e)}** the p50 (target ≤ 3×)")
+# who closes first: how each proxy's serial setup rate moves when the client waits for
+# the EOF, or the server closes first, against the client closing at once
+closers = []
+for r in sorted((r for r in rows if r.get("row") == "setup1" and "value" in r), key=lambda r: (order.index(r["peer"]) if r["peer"] in order else 99, r.get("mode", ""))):
+    w = find("setup1w", r["peer"], r.get("mode")); sv = find("setup1s", r["peer"], r.get("mode"))
+    name = r["peer"] + (f" ({PROTO.get(r.get('mode'), '')})" if PROTO.get(r.get("mode")) else "")
+    closers.append(f"| {name} | {fmt(r['value'])} | {ratio(w.get('value') if w else None, r['value'])} | {ratio(sv.get('value') if sv else None, r['value'])} |")
+for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
     eg = val("bulk1", "egressd", mode); rl = val("bulk1", "relay")
     if eg is not None and rl:
         keys.append(f"- bulk, 1 stream, {label}: egressd {fmt(eg)} MiB/s vs splice relay {fmt(rl)} MiB/s = **{ratio(eg, rl)}** (target ≥ 0.9×)")
@@ -764,7 +850,7 @@ md += [f"- {m}" for m in meta]
 md += ["", "Versions:", ""] + [f"- {v}" for v in versions]
 md += ["", "## Results", "",
        "Figures: bulk = MiB/s through the tunnel(s) from the origin's byte source; setup = tunnels/s, each",
-       "connect + proxy handshake + one 64-byte echo + close (latency of that whole cycle); round trip = one",
+       "connect + proxy handshake + one 64-byte echo + close (latency from the connect to the echo); round trip = one",
        "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; idle = growth",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
@@ -774,11 +860,16 @@ md += ["", "## Results", "",
        "one worker per core, fixed target, no protocol).",
        "proxy CPU = user + system CPU time of the proxy's processes during the measured window, per operation",
        "(per MiB for bulk) and in cores; it depends much less on the machine's background load than the rates do.",
-       "All proxies run at once and each scenario measures them one after another, so that figures in one",
-       "scenario were taken within a short span; the idle-memory test runs each proxy alone on a fresh process.",
+       "The `proxies:` line above says whether each proxy ran alone (the default) or all at once; the idle-memory",
+       "test always runs each proxy alone on a fresh process.",
        "The ratios of the last section compare figures of this one run: on a shared, noisy 2-core machine",
        "a single run varies by ±30 % or more (`BENCH_REPEAT=3` keeps the median of three runs).", ""]
 md += lines
+if closers:
+    md += ["", "### Who closes first (setup, 1 client)", "",
+           "Rate with the client closing right after the echo, and the rate when instead the client half-closes and waits",
+           "for the EOF relayed back (the proxy's teardown in the cycle), or the origin closes first, as a multiple of it.", "",
+           "| proxy | client closes, tunnels/s | client waits for the EOF | server closes first |", "|---|---:|---:|---:|"] + closers
 if scal:
     md += ["", "### Scaling with worker threads (egressd)", "", "| scenario | workers: 1 | workers: 2 | 2 / 1 |", "|---|---:|---:|---:|"] + scal
 if keys:

@@ -36,8 +36,9 @@ void latency_histogram::observe(std::chrono::microseconds d) noexcept {
   const auto us = d.count() < 0 ? 0 : static_cast<std::uint64_t>(d.count());
   const double seconds = static_cast<double>(us) / 1e6;
   const auto at = std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin();
-  counts_[static_cast<std::size_t>(at)].fetch_add(1, std::memory_order_relaxed);
-  sum_us_.fetch_add(us, std::memory_order_relaxed);
+  slot& mine = slots_[counter_slot()].value;
+  mine.counts[static_cast<std::size_t>(at)].fetch_add(1, std::memory_order_relaxed);
+  mine.sum_us.fetch_add(us, std::memory_order_relaxed);
 }
 
 void latency_histogram::collect(std::string_view name, std::string_view help,
@@ -47,15 +48,21 @@ void latency_histogram::collect(std::string_view name, std::string_view help,
   f.help = str(help);
   f.type = prometheus::MetricType::Histogram;
   prometheus::ClientMetric m;
+  std::array<std::uint64_t, bounds.size() + 1> counts{};
+  std::uint64_t sum_us = 0;
+  for (const auto& s : slots_) {
+    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] += s.value.counts[i].load(std::memory_order_relaxed);
+    sum_us += s.value.sum_us.load(std::memory_order_relaxed);
+  }
   std::uint64_t cumulative = 0;
-  for (std::size_t i = 0; i < counts_.size(); ++i) {
-    cumulative += counts_[i].load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    cumulative += counts[i];
     m.histogram.bucket.push_back(
         {cumulative, i < bounds.size() ? bounds[i] : std::numeric_limits<double>::infinity()});
   }
   // The count is the +Inf bucket, so the two always agree within one scrape.
   m.histogram.sample_count = cumulative;
-  m.histogram.sample_sum = static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1e6;
+  m.histogram.sample_sum = static_cast<double>(sum_us) / 1e6;
   f.metric.push_back(std::move(m));
   out.push_back(std::move(f));
 }
@@ -204,11 +211,11 @@ std::string metrics::render() const {
   gauge("egressd_connections_open", "Open client connections (tunnels included).",
         connections_open_ ? static_cast<double>(connections_open_->load(std::memory_order_relaxed)) : 0.0);
   gauge("egressd_tunnels_open", "Open tunnels (CONNECT and SOCKS5 after their success reply).",
-        static_cast<double>(std::max<std::int64_t>(0, tunnels_open_.load(std::memory_order_relaxed))));
+        static_cast<double>(std::max<std::int64_t>(0, tunnels_open_.sum())));
   gauge("egressd_hook_pending", "Questions waiting for the confirmation hook's answer.",
         static_cast<double>(std::max<std::int64_t>(0, hook_pending_.load(std::memory_order_relaxed))));
   gauge("egressd_requests_held", "Client requests held while the confirmation hook decides.",
-        static_cast<double>(std::max<std::int64_t>(0, held_.load(std::memory_order_relaxed))));
+        static_cast<double>(std::max<std::int64_t>(0, held_.sum())));
   gauge("egressd_remembered_answers", "Hook answers remembered (ttl and always).",
         static_cast<double>(remembered_.load(std::memory_order_relaxed)));
   {

@@ -25,6 +25,7 @@
 
 #include "policy/guard.hpp"
 #include "policy/snapshot.hpp"
+#include "proxy/per_worker.hpp"
 
 namespace prometheus {
 class Counter;
@@ -38,8 +39,9 @@ struct MetricFamily;
 namespace egressd::proxy {
 
 /// A latency histogram with the buckets every egressd histogram shares (100 µs to 30 s).
-/// observe() is lock-free (a few relaxed atomic adds); a scrape reads a snapshot that
-/// may miss observations made while it runs. Thread-safe.
+/// observe() is lock-free (two relaxed atomic adds in the calling worker's own cache
+/// line, see per_worker.hpp); a scrape sums the slots and may miss observations made
+/// while it runs. Thread-safe.
 class latency_histogram {
  public:
   /// Upper bounds in seconds, ascending; +Inf is implied.
@@ -51,8 +53,11 @@ class latency_histogram {
   void collect(std::string_view name, std::string_view help, std::vector<prometheus::MetricFamily>& out) const;
 
  private:
-  std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts_{};  // per bucket, +Inf last
-  std::atomic<std::uint64_t> sum_us_{0};
+  struct slot {
+    std::array<std::atomic<std::uint64_t>, bounds.size() + 1> counts{};  // per bucket, +Inf last
+    std::atomic<std::uint64_t> sum_us{0};
+  };
+  std::array<cache_line<slot>, counter_slots> slots_{};
 };
 
 /// The per-request labels besides the domain, as small indices (for the handle table)
@@ -138,8 +143,8 @@ class metrics {
   /// A DNS lookup's result.
   enum class dns_result : std::uint8_t { ok, no_such_name, error };
   void count_dns_lookup(dns_result r) noexcept;
-  void tunnel_opened() noexcept { tunnels_open_.fetch_add(1, std::memory_order_relaxed); }
-  void tunnel_closed() noexcept { tunnels_open_.fetch_sub(1, std::memory_order_relaxed); }
+  void tunnel_opened() noexcept { tunnels_open_.add(1); }
+  void tunnel_closed() noexcept { tunnels_open_.add(-1); }
   /// A reload attempt; on success `config_hash` replaces the egressd_config_info series.
   void count_reload(bool ok);
   /// egressd_config_info{hash} 1 for the configuration now in force.
@@ -149,7 +154,7 @@ class metrics {
   void count_hook_question(std::string_view outcome);
   void observe_hook(std::chrono::microseconds d) noexcept { hook_seconds_.observe(d); }
   void hook_pending_changed(std::int64_t delta) noexcept { hook_pending_.fetch_add(delta, std::memory_order_relaxed); }
-  void held_changed(std::int64_t delta) noexcept { held_.fetch_add(delta, std::memory_order_relaxed); }
+  void held_changed(std::int64_t delta) noexcept { held_.add(delta); }
   void set_remembered(std::size_t n) noexcept { remembered_.store(static_cast<std::int64_t>(n), std::memory_order_relaxed); }
   /// Where egressd_connections_open comes from (the runtime's counter), read at scrape.
   void set_connections_source(const std::atomic<std::size_t>* open) noexcept { connections_open_ = open; }
@@ -174,9 +179,9 @@ class metrics {
   latency_histogram hook_seconds_;
   prometheus::Family<prometheus::Counter>* hook_questions_;
   std::atomic<std::int64_t> hook_pending_{0};
-  std::atomic<std::int64_t> held_{0};
+  sharded_count held_;
   std::atomic<std::int64_t> remembered_{0};
-  std::atomic<std::int64_t> tunnels_open_{0};
+  sharded_count tunnels_open_;
   const std::atomic<std::size_t>* connections_open_ = nullptr;
 
   std::atomic<std::size_t> max_domains_;

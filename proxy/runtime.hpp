@@ -32,7 +32,6 @@ struct runtime {
   std::atomic<std::shared_ptr<const generation>> current;
   dns_cache dns;
 
-  std::atomic<std::uint64_t> next_connection_id{1};
   std::atomic<std::size_t> active_connections{0};
   /// limits.max_connections of the current config, for the accept path.
   std::atomic<std::size_t> max_connections{0};

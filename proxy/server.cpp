@@ -567,7 +567,7 @@ int server::run() {
                     .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
                     .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
     for (unsigned i = 0; i < n; ++i)
-      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker));
+      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker, n));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
       throw std::runtime_error(error);

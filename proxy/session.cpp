@@ -129,7 +129,7 @@ session::session(worker& wk, const listener_info& l, client_socket c, std::strin
       listener(l),
       client(std::move(c)),
       upstream(client.get_executor()),
-      id(wk.shared().next_connection_id.fetch_add(1, std::memory_order_relaxed)),
+      id(wk.next_connection_id()),
       peer(std::move(p)),
       gen(wk.shared().current.load()),
       cfg(gen->config),

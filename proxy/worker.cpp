@@ -9,6 +9,7 @@
 #include "policy/host.hpp"
 #include "policy/memory.hpp"
 #include "proxy/log.hpp"
+#include "proxy/per_worker.hpp"
 #include "proxy/runtime.hpp"
 
 namespace egressd::proxy {
@@ -17,9 +18,10 @@ namespace {
 int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 }  // namespace
 
-worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes)
+worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes, unsigned workers)
     : rt_(rt),
       index_(index),
+      id_stride_(workers == 0 ? 1 : workers),
       guard_(io_.get_executor()),
       dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
       pipes_(max_pipes),
@@ -147,6 +149,7 @@ void worker::sweep() {
 
 void worker::start() {
   thread_ = std::thread([this] {
+    set_counter_slot(index_);
     for (;;) {
       try {
         run_loop();

@@ -77,7 +77,8 @@ class worker {
  public:
   /// `max_pipes`: the most splice pipes this worker holds open at once (the start-up
   /// descriptor plan's share). Opens one spare descriptor, the reserve (see refuse_one).
-  worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes = 64);
+  /// `workers`: how many workers there are (connection ids interleave over them).
+  worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes = 64, unsigned workers = 1);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -108,6 +109,10 @@ class worker {
   /// (worker thread only).
   bool refuse_one(int listen_fd) noexcept;
 
+  /// A connection id unique in the process: worker i of n hands out i+1, i+1+n, ...
+  /// (worker thread only), so no counter is shared by the workers.
+  std::uint64_t next_connection_id() noexcept { return next_id_++ * id_stride_ + index_ + 1; }
+
   /// A 64 KiB buffer for the relay's copy fallback (worker thread only; its content
   /// does not survive a suspension).
   std::span<char> scratch() noexcept { return scratch_; }
@@ -120,6 +125,8 @@ class worker {
  private:
   runtime& rt_;
   unsigned index_;
+  unsigned id_stride_;
+  std::uint64_t next_id_ = 0;
   boost::asio::io_context io_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::unique_ptr<resolver> dns_;

@@ -45,19 +45,20 @@ class ConnectTest(EgressdTestCase):
         o, d = self.o, self.d
         mark = d.audit_mark()
         sock, head, rest = open_connect(self.ep, o.echo.hostport)
+        # The class's daemon is shared: an earlier test's request may be recorded after the
+        # mark, so this test's records are found by its client address.
+        client = "127.0.0.1:%d" % sock.getsockname()[1]
         with sock:
             self.assertEqual(head.status_line, "HTTP/1.1 200 Connection Established")
             self.assert_echo(sock, rest)
-        rec = d.wait_audit(start=mark, event="request", port=o.echo.port)
+        rec = d.wait_audit(start=mark, event="request", port=o.echo.port, client=client)
         self.assertEqual((rec["host"], rec["protocol"], rec["decision"], rec["reason"], rec["rule"]),
                          ("127.0.0.1", "connect", "allow", "allowed_by_rule", f"127.0.0.1:{o.echo.port}"))
         self.assertEqual(rec["upstream"], f"127.0.0.1:{o.echo.port}")
-        # The class's daemon is shared: an earlier test's tunnel may close after the mark,
-        # so the closing record is looked up by this tunnel's connection id.
         closed = d.wait_audit(start=mark, event="tunnel_closed", connection=rec["connection"])
         self.assertEqual((closed["protocol"], closed["port"]), ("connect", o.echo.port))
         # One request record per decision: none repeated when the tunnel closes.
-        requests = d.audit_records(mark, event="request", port=o.echo.port)
+        requests = d.audit_records(mark, event="request", port=o.echo.port, client=client)
         self.assertEqual(len(requests), 1, requests)
 
     def test_requests_style_http10_without_host_then_tls(self):
