@@ -22,6 +22,8 @@
 #   --only LIST    comma-separated subset of: direct,relay,egressd,egressd-bp,egressd-base,egressd-audit,
 #                  egressd-remembered,hook-burst,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
+#   --rows LIST    comma-separated subset of the scenarios: bulk1,bulk4,setup1,setup1w,
+#                  setup1s,setup64,setup64s,rtt,http
 #   --all-at-once  start every proxy first and measure them in turn per scenario (the
 #                  default runs one proxy at a time: start, every scenario, stop)
 #   --realtime     run the origin, the relay, each proxy and the load generator under
@@ -41,6 +43,7 @@ INSTALL=1
 IDLE=1
 ONLY=""
 ALL_AT_ONCE=0
+ROWS_ONLY=""
 REALTIME=0
 OUT=$BENCH_DIR/RESULTS.md
 while [[ $# -gt 0 ]]; do
@@ -50,9 +53,10 @@ while [[ $# -gt 0 ]]; do
     --no-idle) IDLE=0 ;;
     --only) ONLY=$2; shift ;;
     --all-at-once) ALL_AT_ONCE=1 ;;
+    --rows) ROWS_ONLY=$2; shift ;;
     --realtime) REALTIME=1 ;;
     --out) OUT=$2; shift ;;
-    -h|--help) sed -n '2,33p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -489,7 +493,10 @@ for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squ
   fi
   PEERS+=("$peer")
 done
-ROWS=(bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http)
+ROWS=()
+for row in bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http; do
+  [[ -z $ROWS_ONLY || ",$ROWS_ONLY," == *",$row,"* ]] && ROWS+=("$row")
+done
 
 # peer_up PEER: starts PEER (not direct or relay) and sets ENTRIES_OF to its entries;
 # returns 1 (with a note, once) when it does not come up.

@@ -303,11 +303,12 @@ bool upstream_still_allowed(const session& s, const destination& d, const policy
 }
 
 // A reload that came while this exchange ran found no idle upstream to revoke
-// (worker::revoke): decide it here, once the exchange is done. One atomic load when
-// nothing was reloaded.
+// (worker::revoke): decide it here, once the exchange is done. One load of a line only
+// reloads write when nothing was reloaded.
 bool pooled_upstream_revoked(session& s, const destination& d) {
+  if (s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number()) return false;
   const auto g = s.w.shared().current.load();
-  if (g == s.gen || !g->config->reload.revoke || !d.host.ok()) return false;
+  if (g.get() == s.gen || !g->config->reload.revoke || !d.host.ok()) return false;
   if (!revoked_by(*g, s.w.shared().hooks, d.host.host->text, d.port, d.decision.reason)) return false;
   boost::system::error_code ignored;
   s.upstream.close(ignored);

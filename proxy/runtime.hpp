@@ -32,6 +32,10 @@ struct runtime {
   std::atomic<std::shared_ptr<const generation>> current;
   dns_cache dns;
 
+  /// Bumped after each store to `current`. Workers compare it (a load of a line written
+  /// once per reload) to learn that the generation they pinned is no longer the newest,
+  /// so no session touches `current` itself or a reference count all workers share.
+  std::atomic<std::uint64_t> generation_number{0};
   std::atomic<std::size_t> active_connections{0};
   /// limits.max_connections of the current config, for the accept path.
   std::atomic<std::size_t> max_connections{0};

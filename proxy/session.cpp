@@ -131,18 +131,21 @@ session::session(worker& wk, const listener_info& l, client_socket c, std::strin
       upstream(client.get_executor()),
       id(wk.next_connection_id()),
       peer(std::move(p)),
-      gen(wk.shared().current.load()),
-      cfg(gen->config),
-      policy(gen->policy) {
+      pin(wk.pin_generation()),
+      gen(&pin.get()),
+      cfg(gen->config.get()),
+      policy(gen->policy.get()) {
   w.attach(this);
 }
 
 void session::load_generation() noexcept {
-  auto g = w.shared().current.load();
-  if (g == gen) return;  // the common case: no reload since the last request
-  gen = std::move(g);
-  cfg = gen->config;
-  policy = gen->policy;
+  // The common case: no reload since the last request (one load of a line written
+  // only by reloads).
+  if (w.shared().generation_number.load(std::memory_order_acquire) == pin.number()) return;
+  pin = w.pin_generation();
+  gen = &pin.get();
+  cfg = gen->config.get();
+  policy = gen->policy.get();
 }
 
 session::~session() { w.detach(this); }
@@ -567,12 +570,14 @@ asio::awaitable<void> tunnel(session& s, const request_context& ctx, std::size_t
   }
   // A reload since this tunnel was decided found no tunnel to revoke yet
   // (worker::revoke): its rule is applied here instead.
-  if (const auto g = s.w.shared().current.load(); g != s.gen && g->config->reload.revoke && ctx.dest &&
-                                                   ctx.dest->host.ok() &&
-                                                   revoked_by(*g, s.w.shared().hooks, ctx.dest->host.host->text,
-                                                              ctx.dest->port, ctx.dest->decision.reason)) {
-    account_tunnel(s, ctx, {.cause = close_cause::revoked});
-    co_return;
+  // One load of a line only reloads write when nothing was reloaded.
+  if (s.w.shared().generation_number.load(std::memory_order_acquire) != s.pin.number()) {
+    const auto g = s.w.shared().current.load();
+    if (g.get() != s.gen && g->config->reload.revoke && ctx.dest && ctx.dest->host.ok() &&
+        revoked_by(*g, s.w.shared().hooks, ctx.dest->host.host->text, ctx.dest->port, ctx.dest->decision.reason)) {
+      account_tunnel(s, ctx, {.cause = close_cause::revoked});
+      co_return;
+    }
   }
   // The tunnel takes the sockets and the closing record, pre-rendered from the
   // request's context; this session's coroutines end here, so an idle tunnel keeps no

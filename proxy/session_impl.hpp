@@ -141,11 +141,12 @@ struct session final : worker_task {
   tcp::socket upstream;
   std::uint64_t id;
   std::string peer;
-  std::shared_ptr<const generation> gen;  ///< where cfg and policy come from
-  std::shared_ptr<const config::config> cfg;
+  generation_pin pin;           ///< keeps *gen alive (counted in this worker only)
+  const generation* gen;        ///< where cfg and policy come from
+  const config::config* cfg;
   /// The authenticated user (a view into *cfg), empty when none.
   std::string_view user;
-  std::shared_ptr<const policy::snapshot> policy;
+  const policy::snapshot* policy;
   std::string in;  ///< bytes from the client not consumed yet
   /// The destination of the pooled keep-alive upstream while the session waits for the
   /// next request on the client connection (http_forward.cpp); null otherwise.

@@ -108,6 +108,28 @@ void worker::revoke(std::shared_ptr<const generation> g) {
   });
 }
 
+generation_pin worker::pin_generation() {
+  const auto n = rt_.generation_number.load(std::memory_order_acquire);
+  if (pinned_.empty() || pinned_.back()->number != n) {
+    // A reload since the last pin (or the first session): load the newest generation,
+    // and let go of older ones no session of this worker uses any more. `current` may
+    // be newer than n already; the next pin then loads it again, which is harmless.
+    auto p = std::make_unique<pinned>();
+    p->g = rt_.current.load();
+    p->number = n;
+    std::erase_if(pinned_, [](const std::unique_ptr<pinned>& q) { return q->users == 0; });
+    pinned_.push_back(std::move(p));
+  }
+  pinned* p = pinned_.back().get();
+  ++p->users;
+  return generation_pin(this, p);
+}
+
+void worker::unpin(pinned* p) noexcept {
+  if (--p->users > 0 || p == pinned_.back().get()) return;
+  std::erase_if(pinned_, [p](const std::unique_ptr<pinned>& q) { return q.get() == p; });
+}
+
 void worker::attach(worker_task* t) noexcept {
   t->prev_ = nullptr;
   t->next_ = tasks_;

@@ -11,6 +11,8 @@
 #include <memory>
 #include <span>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "policy/decision.hpp"
 #include "proxy/dns.hpp"
@@ -73,6 +75,8 @@ class worker_task {
 bool revoked_by(const generation& g, const hook::coordinator& hooks, std::string_view host, std::uint16_t port,
                 policy::decision_reason was);
 
+class generation_pin;
+
 class worker {
  public:
   /// `max_pipes`: the most splice pipes this worker holds open at once (the start-up
@@ -109,6 +113,11 @@ class worker {
   /// (worker thread only).
   bool refuse_one(int listen_fd) noexcept;
 
+  /// The newest generation, pinned for a session of this worker (worker thread only).
+  /// The pin counts the generation's users in this worker alone: a session never
+  /// touches runtime::current or a reference count another worker updates.
+  generation_pin pin_generation();
+
   /// A connection id unique in the process: worker i of n hands out i+1, i+1+n, ...
   /// (worker thread only), so no counter is shared by the workers.
   std::uint64_t next_connection_id() noexcept { return next_id_++ * id_stride_ + index_ + 1; }
@@ -127,6 +136,16 @@ class worker {
   unsigned index_;
   unsigned id_stride_;
   std::uint64_t next_id_ = 0;
+  // Generations sessions of this worker use, newest last. Declared before io_ so that
+  // it outlives whatever io_'s destructor still destroys.
+  friend class generation_pin;
+  struct pinned {
+    std::shared_ptr<const generation> g;
+    std::uint64_t number = 0;  // runtime::generation_number when it was loaded
+    std::size_t users = 0;
+  };
+  std::vector<std::unique_ptr<pinned>> pinned_;
+  void unpin(pinned* p) noexcept;
   boost::asio::io_context io_{1};
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard_;
   std::unique_ptr<resolver> dns_;
@@ -143,6 +162,34 @@ class worker {
   void run_loop();
   template <class F>
   void for_each_task(F f);
+};
+
+/// A session's hold on its generation (worker::pin_generation). Worker thread only.
+class generation_pin {
+ public:
+  generation_pin() = default;
+  generation_pin(generation_pin&& o) noexcept : w_(o.w_), p_(std::exchange(o.p_, nullptr)) {}
+  generation_pin& operator=(generation_pin&& o) noexcept {
+    if (this != &o) {
+      release();
+      w_ = o.w_;
+      p_ = std::exchange(o.p_, nullptr);
+    }
+    return *this;
+  }
+  ~generation_pin() { release(); }
+  const generation& get() const noexcept { return *p_->g; }
+  /// runtime::generation_number when this generation was pinned first.
+  std::uint64_t number() const noexcept { return p_->number; }
+
+ private:
+  friend class worker;
+  generation_pin(worker* w, worker::pinned* p) noexcept : w_(w), p_(p) {}
+  void release() noexcept {
+    if (p_ != nullptr) w_->unpin(std::exchange(p_, nullptr));
+  }
+  worker* w_ = nullptr;
+  worker::pinned* p_ = nullptr;
 };
 
 }  // namespace egressd::proxy

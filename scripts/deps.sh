@@ -2,9 +2,9 @@
 # Installs the Debian 12 packages egressd needs, only those that are missing.
 #   deps.sh build   - compiler, CMake and the libraries
 #   deps.sh test    - the above plus the tools the tests drive (curl, socat, nc, clang,
-#                     yamllint, chromium, node...) and the npm packages of the admin
-#                     page's browser test and of the deploy/ validation
-#                     (tests/integration/.npm, git-ignored)
+#                     yamllint, chromium, node, bubblewrap, sshd...) and the npm packages
+#                     of the admin page's browser test, of the deploy/ validation and of
+#                     the sandbox-runtime guide (tests/integration/.npm, git-ignored)
 set -euo pipefail
 
 build_packages=(
@@ -15,12 +15,15 @@ build_packages=(
 test_packages=(
   curl python3 socat netcat-openbsd openssl procps prometheus
   clang libclang-rt-14-dev yamllint chromium
+  bubblewrap ripgrep openssh-server openssh-client git python3-pip
 )
 # npm packages the tests use, installed into tests/integration/.npm: the Kubernetes
 # API schemas (validate() per object; 4.x runs on Debian 12's node 18), a YAML parser,
-# and playwright-core, which drives Debian's chromium for the admin page's test.
+# playwright-core, which drives Debian's chromium for the admin page's test, and
+# sandbox-runtime, whose `srt` runs the README's Claude Code guide in its bubblewrap
+# sandbox (test_sandbox_runtime; 0.0.78 is the version the conformance tables record).
 npm_dir=tests/integration/.npm
-npm_packages=(kubernetes-models@4.5.1 yaml@2.9.1 playwright-core@1.65.2)
+npm_packages=(kubernetes-models@4.5.1 yaml@2.9.1 playwright-core@1.65.2 @anthropic-ai/sandbox-runtime@0.0.78)
 
 wanted=("${build_packages[@]}")
 if [[ "${1:-build}" == "test" ]]; then

@@ -524,6 +524,27 @@ TEST_CASE("resolver: answers are cached for their TTL, capped and floored", "[in
   CHECK_FALSE(cache.find("ttl-0.test", t1 + 1s));
 }
 
+TEST_CASE("resolver: the worker's own copy of an answer expires with the shared entry", "[integration][dns]") {
+  fake_dns_server server;
+  asio::io_context ctx;
+  dns_cache cache;
+  resolver r(ctx.get_executor(), cache, options_for(server));
+  run(ctx, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < 3; ++i) {  // a query, a hit in the shared cache, a hit in the worker's copy
+      auto [ec, answer] = co_await r.resolve("ttl-0.test");
+      REQUIRE_FALSE(ec);
+      CHECK(answer.from_cache == (i > 0));
+    }
+    CHECK(server.queries("ttl-0.test") == 2);  // A and AAAA, once
+    asio::steady_timer t(co_await asio::this_coro::executor, 1100ms);  // past the 1 s floor
+    co_await t.async_wait(asio::use_awaitable);
+    auto [ec, answer] = co_await r.resolve("ttl-0.test");
+    REQUIRE_FALSE(ec);
+    CHECK_FALSE(answer.from_cache);
+    CHECK(server.queries("ttl-0.test") == 4);  // asked again
+  });
+}
+
 TEST_CASE("resolver: negative answers are cached for negative_ttl, failures are not",
           "[integration][dns]") {
   fake_dns_server server;

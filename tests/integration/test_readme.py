@@ -123,13 +123,22 @@ class ReadmeExamplesTest(EgressdTestCase):
         cls.blocks = blocks(cls.text)
         cls.tmp = tempfile.mkdtemp(prefix="egd-readme-")
         cls.addClassCleanup(lambda: subprocess.run(["rm", "-rf", cls.tmp], check=False))
-        yaml_blocks = [b for lang, b, _ in cls.blocks if lang == "yaml"]
+        # A YAML block whose first line is `# /path` is that file (`/etc/egressd/hook.yaml`).
+        named = {m.group(1): b for lang, b, _ in cls.blocks
+                 if lang == "yaml" and (m := re.match(r"#\s+(/\S+)\n", b))}
+        yaml_blocks = [b for lang, b, _ in cls.blocks if lang == "yaml" and b not in named.values()]
         settings = [b for lang, b, _ in cls.blocks if lang == "json" and '"sandbox"' in b]
-        if not yaml_blocks or not settings:
-            raise AssertionError("the README must show a YAML config and a settings file")
+        # sandbox-runtime's own settings file: `network` and `filesystem` at the top level.
+        srt_settings = [b for lang, b, _ in cls.blocks
+                        if lang == "json" and '"filesystem"' in b and '"sandbox"' not in b]
+        if not yaml_blocks or not settings or not srt_settings:
+            raise AssertionError("the README must show a YAML config, a Claude Code settings file "
+                                 "and a sandbox-runtime settings file")
         cls.files = {
             "/etc/egressd/egressd.yaml": cls.write(cls, "egressd.yaml", yaml_blocks[0]),
             "~/.claude/settings.json": cls.write(cls, "settings.json", settings[0]),
+            "~/.srt-settings.json": cls.write(cls, "srt-settings.json", srt_settings[0]),
+            **{path: cls.write(cls, os.path.basename(path), body) for path, body in named.items()},
         }
         cls.build_dir = os.path.dirname(os.path.dirname(os.path.abspath(egressd_binary())))
 
@@ -157,9 +166,14 @@ class ReadmeExamplesTest(EgressdTestCase):
                 continue
             n += 1
             with self.subTest(line=line):
+                extra = []
                 if not re.search(r"^version:", body, re.M):
                     body = "version: 1\nlisteners: [{address: 127.0.0.1:0}]\n" + body
-                r = self.egressd(["check-config", "--config", self.write(f"block{line}.yaml", body)])
+                elif not re.search(r"^listeners:", body, re.M):
+                    # A whole config without listeners goes with a settings file, whose
+                    # ports it serves (README "Using it with Claude Code and sandbox-runtime").
+                    extra = ["--settings", self.files["~/.srt-settings.json"]]
+                r = self.egressd(["check-config", "--config", self.write(f"block{line}.yaml", body), *extra])
                 self.assertEqual(r.returncode, 0, f"README.md:{line}: {r.stderr}")
         self.assertGreater(n, 0)
 
@@ -232,6 +246,8 @@ class ReadmeExamplesTest(EgressdTestCase):
             self.check_curl(command)
         elif first == "kill":
             self.check_kill(words)
+        elif first == "srt":
+            self.check_srt(words)
         elif first.startswith("deploy/hooks/"):
             self.check_hook_example(words)
         elif first.startswith("deploy/") and first.endswith(".sh"):
@@ -335,6 +351,21 @@ class ReadmeExamplesTest(EgressdTestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             for o in options:
                 self.assertIn(o, r.stdout, f"{words[0]} has no option {o}")
+
+    def check_srt(self, words: list[str]) -> None:
+        """sandbox-runtime's CLI (README "Using it with Claude Code and sandbox-runtime";
+        test_sandbox_runtime runs it for real): the settings file it names is one the
+        README shows, and, where the npm package is installed, srt knows every option."""
+        self.assertIn("--settings", words, "srt without --settings would read another file than egressd's")
+        self.assertIn(words[words.index("--settings") + 1], self.files, "srt --settings names a file the README shows")
+        srt = os.path.join(ROOT, "tests", "integration", ".npm", "node_modules", ".bin", "srt")
+        if not os.path.exists(srt):
+            return  # test_sandbox_runtime says so (it skips)
+        r = subprocess.run([srt, "--help"], capture_output=True, text=True, timeout=TOOL_TIMEOUT, env=tool_env())
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for w in words[1:]:
+            if w.startswith("-"):
+                self.assertRegex(r.stdout, rf"(^|[\s,]){re.escape(w)}\b", f"srt has no option {w}")
 
     def check_kill(self, words: list[str]) -> None:
         self.assertEqual(words[:2], ["kill", "-HUP"])
