@@ -3,14 +3,14 @@
 // machine it costs less CPU than the proxy it drives.
 //
 //   bench_load --mode direct|relay|connect|socks5|http --target HOST:PORT [--proxy HOST:PORT]
-//              --scenario bulk|setup|rtt|http|idle [options]
+//              --scenario bulk|setup|rtt|http|oneshot|idle [options]
 //
 // mode    how a connection reaches the target (an origin port, see bench_origin):
 //   direct  connect to --target
 //   relay   connect to --proxy (bench_splice_relay, whose target is fixed), no handshake
 //   connect HTTP CONNECT to --proxy, then the tunnel
 //   socks5  SOCKS5 no-auth CONNECT (IPv4 target) to --proxy, then the tunnel
-//   http    plain HTTP absolute-form requests to --proxy (scenario http only)
+//   http    plain HTTP absolute-form requests to --proxy (scenarios http and oneshot)
 // scenario (every one is bounded by --seconds and --max-ops and stops by itself):
 //   bulk  --streams N     N tunnels each reading a continuous byte stream (the origin's
 //                         source port); reports MiB/s in total
@@ -23,6 +23,10 @@
 //                         echo1 port); the client closes at that EOF
 //   rtt                   one tunnel, 64-byte ping-pong; round trips/s and p50/p99 µs
 //   http  --concurrency C keep-alive GETs of a small body; requests/s and p50/p99
+//   oneshot --concurrency C C workers, each looping: connect + one GET of a small body
+//                         with `Connection: close` + read the whole response + close
+//                         (curl, pip: a new connection per request); requests/s and
+//                         p50/p99 from connect to the response's last byte
 //   idle  --tunnels K     opens K tunnels (each proves itself with a 1-byte echo), prints
 //                         "READY established=N failed=M" and holds them until stdin
 //                         closes (or has a line) or --hold-seconds pass
@@ -43,7 +47,7 @@
 namespace {
 
 enum class Mode { direct, relay, connect, socks5, http };
-enum class Scenario { bulk, setup, rtt, http, idle };
+enum class Scenario { bulk, setup, rtt, http, oneshot, idle };
 enum class Phase : uint8_t { hs_write, hs_read, run_write, run_read, eof_wait, bulk, hold, closed };
 enum class Closer : uint8_t { client, wait, server };
 
@@ -98,6 +102,7 @@ constexpr int kBulkReadsPerTurn = 8;
 uint32_t src_ip_next = 0;
 
 std::string s_connect, s_socks_greet, s_socks_req, s_echo64, s_echo1, s_http_req;
+std::string s_http_req_close;  // oneshot: the request with `Connection: close`
 std::vector<char> bulk_buf(256 * 1024);
 
 constexpr size_t kMaxSamples = 4'000'000;
@@ -191,7 +196,8 @@ void drive(Conn* c, uint32_t ev = 0);
 // that a failing peer cannot recurse) and only while the run lasts (its deadline).
 void queue_successor() {
   if (!running) return;
-  if (opt.scenario == Scenario::setup || opt.scenario == Scenario::http || opt.scenario == Scenario::rtt)
+  if (opt.scenario == Scenario::setup || opt.scenario == Scenario::http || opt.scenario == Scenario::rtt ||
+      opt.scenario == Scenario::oneshot)
     ++pending_starts;
 }
 
@@ -348,6 +354,9 @@ void op_done(Conn* c, uint64_t now) {
       if (opt.closer == Closer::wait) shutdown(c->fd, SHUT_WR);
       c->phase = Phase::eof_wait;
       return drive(c);
+    case Scenario::oneshot:  // the client closes once the response is in
+      replace(c);
+      return;
     case Scenario::idle:
       c->phase = Phase::hold;
       ++held;
@@ -384,6 +393,10 @@ void begin_run(Conn* c, uint32_t extra) {
     case Scenario::rtt:
     case Scenario::http:
       start_request(c, bench::now_ns());
+      return;
+    case Scenario::oneshot:  // latency counts from the connect (t_start kept)
+      c->phase = Phase::run_write;
+      set_out(c, s_http_req_close);
       return;
   }
 }
@@ -492,7 +505,7 @@ void drive(Conn* c, uint32_t ev) {
         }
         c->ilen += uint32_t(n);
         int complete;
-        if (opt.scenario == Scenario::http) {
+        if (opt.scenario == Scenario::http || opt.scenario == Scenario::oneshot) {
           complete = http_response_complete(c);
           if (complete < 0) return fail_with_head(c, "bad http response");
         } else {
@@ -594,6 +607,7 @@ const char* unit_for(Scenario s) {
     case Scenario::setup: return "tunnels/s";
     case Scenario::rtt: return "rt/s";
     case Scenario::http: return "req/s";
+    case Scenario::oneshot: return "req/s";
     case Scenario::idle: return "tunnels";
   }
   return "";
@@ -678,7 +692,7 @@ int main(int argc, char** argv) {
     else if (a == "--help" || a == "-h") {
       std::printf(
           "bench_load --mode direct|relay|connect|socks5|http --target HOST:PORT [--proxy HOST:PORT]\n"
-          "           --scenario bulk|setup|rtt|http|idle [--streams N] [--concurrency C] [--tunnels K]\n"
+          "           --scenario bulk|setup|rtt|http|oneshot|idle [--streams N] [--concurrency C] [--tunnels K]\n"
           "           [--seconds S] [--warmup S] [--hold-seconds S] [--establish-seconds S] [--ramp N]\n"
           "           [--max-ops N] [--source-ips N] [--label TEXT] [--cpu-pgid PGID]\n"
           "           [--close client|wait|server]\n");
@@ -695,6 +709,7 @@ int main(int argc, char** argv) {
   else if (opt.scenario_name == "setup") opt.scenario = Scenario::setup;
   else if (opt.scenario_name == "rtt") opt.scenario = Scenario::rtt;
   else if (opt.scenario_name == "http") opt.scenario = Scenario::http;
+  else if (opt.scenario_name == "oneshot") opt.scenario = Scenario::oneshot;
   else if (opt.scenario_name == "idle") opt.scenario = Scenario::idle;
   else bench::usage_error("unknown --scenario " + opt.scenario_name);
   if (opt.closer_name == "client") opt.closer = Closer::client;
@@ -707,8 +722,10 @@ int main(int argc, char** argv) {
     if (proxy_s.empty() || !bench::parse_endpoint(proxy_s, opt.proxy, opt.proxy_len))
       bench::usage_error("--proxy HOST:PORT is required for --mode " + opt.mode_name);
   }
-  if (opt.mode == Mode::http && opt.scenario != Scenario::http)
-    bench::usage_error("--mode http only runs --scenario http");
+  if (opt.mode == Mode::http && opt.scenario != Scenario::http && opt.scenario != Scenario::oneshot)
+    bench::usage_error("--mode http only runs --scenario http or oneshot");
+  if (opt.scenario == Scenario::oneshot && (opt.mode == Mode::connect || opt.mode == Mode::socks5))
+    bench::usage_error("--scenario oneshot runs with --mode http, direct or relay");
   if (opt.mode == Mode::socks5 && opt.target.ss_family != AF_INET)
     bench::usage_error("--mode socks5 takes an IPv4 target");
   if (opt.seconds <= 0 || opt.seconds > 3600) bench::usage_error("--seconds in (0, 3600]");
@@ -753,6 +770,8 @@ int main(int argc, char** argv) {
   s_echo1.assign(1, 'e');
   std::string path = opt.mode == Mode::http ? "http://" + authority + "/" : "/";
   s_http_req = "GET " + path + " HTTP/1.1\r\nHost: " + authority + "\r\nUser-Agent: bench_load\r\nAccept: */*\r\n\r\n";
+  s_http_req_close = "GET " + path + " HTTP/1.1\r\nHost: " + authority +
+                     "\r\nUser-Agent: bench_load\r\nAccept: */*\r\nConnection: close\r\n\r\n";
 
   ep = epoll_create1(EPOLL_CLOEXEC);
   if (ep < 0) bench::die("epoll_create1");

@@ -23,7 +23,7 @@
 #                  egressd-remembered,hook-burst,scrape,squid,tinyproxy,
 #                  microsocks,dante,srt,scaling (the table still prints)
 #   --rows LIST    comma-separated subset of the scenarios: bulk1,bulk4,setup1,setup1w,
-#                  setup1s,setup64,setup64s,rtt,http
+#                  setup1s,setup64,setup64s,rtt,http,oneshot1,oneshot64
 #   --all-at-once  start every proxy first and measure them in turn per scenario (the
 #                  default runs one proxy at a time: start, every scenario, stop)
 #   --realtime     run the origin, the relay, each proxy and the load generator under
@@ -494,7 +494,7 @@ for peer in egressd egressd-bp egressd-base egressd-audit egressd-remembered squ
   PEERS+=("$peer")
 done
 ROWS=()
-for row in bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http; do
+for row in bulk1 bulk4 setup1 setup1w setup1s setup64 setup64s rtt http oneshot1 oneshot64; do
   [[ -z $ROWS_ONLY || ",$ROWS_ONLY," == *",$row,"* ]] && ROWS+=("$row")
 done
 
@@ -531,6 +531,10 @@ run_entry() {
   case $row in
     bulk1|bulk4|setup*|rtt) [[ $mode != http ]] || return 0 ;;
     http) [[ $mode == http || $mode == direct || $mode == relay ]] || return 0 ;;
+    # one-shot HTTP: plain HTTP through the HTTP proxies and straight to the origin
+    oneshot1|oneshot64)
+      [[ $mode == http || $mode == direct ]] || return 0
+      [[ $peer == egressd || $peer == egressd-base || $peer == squid || $peer == tinyproxy || $peer == direct ]] || return 0 ;;
   esac
   # the relay's target is fixed per port: it has no echo-and-close port
   [[ $peer != relay || ( $row != setup1s && $row != setup64s ) ]] || return 0
@@ -548,6 +552,8 @@ run_entry() {
     setup64s) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO1_P" "$pg" setup --concurrency 64 --close server ;;
     rtt) measure "$row" "$peer" "$mode" "$echo_addr" "$ECHO_P" "$pg" rtt ;;
     http) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" http --concurrency 64 ;;
+    oneshot1) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" oneshot --concurrency 1 ;;
+    oneshot64) measure "$row" "$peer" "$mode" "$http_addr" "$HTTP_P" "$pg" oneshot --concurrency 64 ;;
   esac
 }
 
@@ -709,6 +715,8 @@ SCEN = [
     ("setup64s", "setup, 64 clients, server closes first", "tunnels/s"),
     ("rtt", "round trip, 64 B", "rt/s"),
     ("http", "HTTP keep-alive, 64 clients", "req/s"),
+    ("oneshot1", "HTTP one-shot, 1 client", "req/s"),
+    ("oneshot64", "HTTP one-shot, 64 clients", "req/s"),
 ]
 IDLE = sorted({r["row"] for r in rows if r.get("row", "").startswith("idle")}, key=lambda s: int(s[4:]) if s[4:].isdigit() else 0)
 
@@ -868,6 +876,10 @@ if sc and "scrape_p50_ms" in sc:
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:
     keys.append(f"- HTTP keep-alive: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
+for row, label in (("oneshot1", "1 client"), ("oneshot64", "64 clients")):
+    eg = val(row, "egressd"); sq = val(row, "squid")
+    if eg is not None and sq:
+        keys.append(f"- HTTP one-shot, {label}: egressd {fmt(eg)} req/s vs squid {fmt(sq)} req/s = **{ratio(eg, sq)}** (target ≥ 2×)")
 for key in IDLE:
     r = find(key, "egressd")
     if r and "value" in r:
@@ -885,7 +897,9 @@ md += ["", "Versions:", ""] + [f"- {v}" for v in versions]
 md += ["", "## Results", "",
        "Figures: bulk = MiB/s through the tunnel(s) from the origin's byte source; setup = tunnels/s, each",
        "connect + proxy handshake + one 64-byte echo + close (latency from the connect to the echo); round trip = one",
-       "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; idle = growth",
+       "tunnel, 64-byte ping-pong; HTTP = keep-alive GETs of a 128-byte body through the proxy; HTTP one-shot =",
+       "the same GET with `Connection: close` on a new client connection each (connect to last byte, then the",
+       "client closes), as curl or pip send them; idle = growth",
        "of the proxy's memory (VmRSS; Pss summed over the processes of a forking server) per open idle tunnel.",
        "`egressd-bp` is egressd with `busy_poll_us: 50` (workers poll 50 µs after activity before sleeping), in the latency rows only.",
        "`egressd-audit` (when run) writes its access records to a file; every other egressd row has `log.audit: off`.",

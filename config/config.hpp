@@ -99,6 +99,14 @@ struct limits_config {
   std::size_t max_headers = 100;
   /// On SIGTERM, how long open tunnels may drain before they are closed; >= 0.
   duration drain_timeout = std::chrono::seconds{30};
+  /// Plain HTTP's pool of idle upstream connections, shared by the client connections
+  /// of one worker (README "Wire behaviour"): the most kept per origin (host, port,
+  /// policy generation and user) on each worker; 0 turns the pool off; in [0, 1024].
+  std::size_t upstream_idle_per_origin = 16;
+  /// The most idle upstream connections kept on each worker in all; in [0, 65536].
+  std::size_t upstream_idle_max = 128;
+  /// An idle pooled upstream connection is closed after this long; > 0.
+  duration upstream_idle_timeout = std::chrono::seconds{30};
 };
 
 /// `dns:`: the resolver (README "Life of a session").

@@ -33,7 +33,9 @@ std::vector<std::string> minus(const std::vector<std::string>& a, const std::vec
 bool same_limits(const limits_config& a, const limits_config& b) {
   return a.max_connections == b.max_connections && a.head_timeout == b.head_timeout &&
          a.connect_timeout == b.connect_timeout && a.idle_timeout == b.idle_timeout &&
-         a.max_head_bytes == b.max_head_bytes && a.max_headers == b.max_headers && a.drain_timeout == b.drain_timeout;
+         a.max_head_bytes == b.max_head_bytes && a.max_headers == b.max_headers && a.drain_timeout == b.drain_timeout &&
+         a.upstream_idle_per_origin == b.upstream_idle_per_origin && a.upstream_idle_max == b.upstream_idle_max &&
+         a.upstream_idle_timeout == b.upstream_idle_timeout;
 }
 
 bool same_dns(const dns_config& a, const dns_config& b) {

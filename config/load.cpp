@@ -14,6 +14,7 @@
 #include "config/byte_size.hpp"
 #include "config/decisions_file.hpp"
 #include "config/json.hpp"
+#include "config/keys.hpp"
 #include "policy/address.hpp"
 
 #include <yaml-cpp/eventhandler.h>
@@ -193,53 +194,15 @@ std::string element(const std::string& path, std::size_t index) { return path + 
 bool is_ip_literal(std::string_view text) { return policy::parse_ip(text).has_value(); }
 
 // ---------------------------------------------------------------------------
-// The schema: known keys per mapping. A key known in another section gets the
-// hint "belongs under ..." when it is no typo of a key of its own section.
+// The schema: known keys per mapping (config/keys.hpp). A key known in another
+// section gets the hint "belongs under ..." when it is no typo of a key of its own
+// section.
 
 // Features whose keys are in the schema but whose code is not built yet: their keys
 // are errors ("not yet supported") until the flag is turned on with the feature.
 namespace features {
 constexpr bool metrics = true;   // metrics: (README "Metrics")
 }  // namespace features
-
-namespace keys {
-constexpr std::array<std::string_view, 14> top = {"version", "listeners", "admin", "policy", "hook",
-                                                  "decisions_file", "limits", "dns", "metrics", "log",
-                                                  "auth", "workers", "busy_poll_us", "reload"};
-constexpr std::array<std::string_view, 4> listener = {"address", "protocols", "mode", "group"};
-constexpr std::array<std::string_view, 2> admin = {"address", "token_file"};
-constexpr std::array<std::string_view, 4> policy = {"allow", "deny", "unknown", "guard"};
-constexpr std::array<std::string_view, 2> guard = {"deny_ranges", "allow_private"};
-constexpr std::array<std::string_view, 12> hook = {"exec",        "persistent",  "url",     "ca_file",
-                                                   "token_file",  "console",     "timeout", "on_timeout",
-                                                   "max_pending", "concurrency", "ttl",     "deny_ttl"};
-constexpr std::array<std::string_view, 7> limits = {"max_connections", "head_timeout",   "connect_timeout",
-                                                    "idle_timeout",    "max_head_bytes", "max_headers",
-                                                    "drain_timeout"};
-constexpr std::array<std::string_view, 5> dns = {"servers", "timeout", "max_ttl", "negative_ttl", "hosts_file"};
-constexpr std::array<std::string_view, 1> metrics = {"max_domains"};
-constexpr std::array<std::string_view, 5> log = {"format", "level", "audit", "audit_max_size", "audit_max_files"};
-constexpr std::array<std::string_view, 1> auth = {"users"};
-constexpr std::array<std::string_view, 2> reload = {"watch", "revoke"};
-constexpr std::array<std::string_view, 2> user = {"username", "password"};
-
-struct section {
-  std::string_view name;
-  std::span<const std::string_view> keys;
-};
-constexpr std::array<section, 12> sections{{{"listeners[]", listener},
-                                            {"admin", admin},
-                                            {"policy", policy},
-                                            {"policy.guard", guard},
-                                            {"hook", hook},
-                                            {"limits", limits},
-                                            {"dns", dns},
-                                            {"metrics", metrics},
-                                            {"log", log},
-                                            {"auth", auth},
-                                            {"auth.users[]", user},
-                                            {"reload", reload}}};
-}  // namespace keys
 
 std::string unknown_key_hint(std::string_view key, std::span<const std::string_view> known) {
   if (auto guess = closest(key, known)) return "did you mean " + quote(*guess) + "?";
@@ -685,6 +648,12 @@ void read_limits(yaml_reader& r, const field& f, config& c) {
       assign_count(l.max_headers, r.integer(v, 1, 10000));
     else if (key == "drain_timeout")
       assign(l.drain_timeout, r.time(v, non_negative));
+    else if (key == "upstream_idle_per_origin")
+      assign_count(l.upstream_idle_per_origin, r.integer(v, 0, 1024));
+    else if (key == "upstream_idle_max")
+      assign_count(l.upstream_idle_max, r.integer(v, 0, 65536));
+    else if (key == "upstream_idle_timeout")
+      assign(l.upstream_idle_timeout, r.time(v, positive));
   });
 }
 
@@ -1295,18 +1264,7 @@ std::vector<policy::rule_entry> settings_list(const std::optional<jfield>& list,
   return out;
 }
 
-namespace settings_keys {
-// What egressd reads from a network section.
-constexpr std::array<std::string_view, 6> read = {"allowedDomains",          "deniedDomains",
-                                                  "deniedResolvedAddresses", "strictAllowlist",
-                                                  "httpProxyPort",           "socksProxyPort"};
-// The rest of sandbox-runtime's network schema: not egressd's business, no warning.
-constexpr std::array<std::string_view, 10> known = {"allowedDomains",     "deniedDomains",
-                                                    "deniedResolvedAddresses", "strictAllowlist",
-                                                    "httpProxyPort",      "socksProxyPort",
-                                                    "allowUnixSockets",   "allowAllUnixSockets",
-                                                    "allowLocalBinding",  "mitmProxy"};
-}  // namespace settings_keys
+namespace settings_keys = keys::settings;
 
 // What a settings file contributes (README "Command line").
 struct settings_data {

@@ -6,8 +6,10 @@
 //      its head arrived; proxy auth is checked on every request;
 //   2. the upstream connection is reused when the previous exchange went to the same
 //      host and port, both sides kept it alive, and the current policy still lets its
-//      address through the guard; otherwise it is closed and a fresh one opened
-//      through decide -> resolve -> guard -> dial;
+//      address through the guard; otherwise it goes to the worker's idle pool (or is
+//      closed), and the request takes one from the pool (same host, port, reload
+//      generation and user; upstream_pool.hpp) or opens a fresh one through
+//      decide -> resolve -> guard -> dial;
 //   3. the head is rewritten to origin-form without hop-by-hop and Proxy-* fields;
 //   4. the request body (client -> upstream) and the response (upstream -> client) are
 //      streamed concurrently, so `Expect: 100-continue` and early answers work. Message
@@ -20,7 +22,10 @@
 //      a fresh connection, for a bodyless idempotent request (RFC 9110 §9.2.2,
 //      RFC 9112 §9.3.1);
 //   6. a 101 response turns the connection into a tunnel (WebSocket); otherwise the next
-//      head is read if both sides keep the connection alive.
+//      head is read if both sides keep the connection alive;
+//   7. when the client connection ends, an upstream connection whose last exchange
+//      ended cleanly (a complete response, both ways kept alive) goes to the worker's
+//      idle pool for a later client connection of the same worker.
 //  Every wait has a deadline: reads and writes on each side, in every phase, under
 //  limits.idle_timeout (upstream reads and writes have separate deadlines, since both
 //  may wait at once), dials under connect_timeout, heads under head_timeout.
@@ -38,6 +43,7 @@
 #include "proxy/net.hpp"
 #include "proxy/runtime.hpp"
 #include "proxy/session_impl.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace egressd::proxy::detail {
 
@@ -317,6 +323,53 @@ bool pooled_upstream_revoked(session& s, const destination& d) {
   return true;
 }
 
+// The upstream connection of a client connection, between its requests.
+struct upstream_state {
+  std::optional<destination> current;  ///< the destination s.upstream is connected to, if any
+  /// The generation whose policy last let `current` through (its dial or its reuse):
+  /// the session's own, set or cleared at every request, so it is never stale.
+  const generation* judged_by = nullptr;
+  /// The last exchange on it ended cleanly: a complete response, the request sent
+  /// whole, the origin keeping the connection (RFC 9112 §9.3); reusable by anyone.
+  bool idle = false;
+};
+
+// A connection from the worker's idle pool for an allowed destination: same host,
+// port, generation and user, its address judged by this request's guard as well.
+bool take_pooled(session& s, destination& d) {
+  auto c = s.w.idle_upstreams().take(d.host.host->text, d.port, *s.gen, s.user);
+  if (!c) return false;
+  d.remote = c->remote;
+  if (!upstream_still_allowed(s, d, d.decision)) {
+    d.remote = {};
+    return false;  // closed as `c` goes
+  }
+  s.upstream = std::move(c->socket);
+  return true;
+}
+
+// Lets go of the client connection's upstream: an idle one, allowed by the generation
+// in force, goes to the worker's pool (which may close it: full, off, draining);
+// anything else is closed.
+void release_upstream(session& s, upstream_state& u) {
+  // The session's generation is still the newest (one load of a line only reloads
+  // write); the pool's pin on it is counted in this worker alone.
+  if (u.idle && u.current && u.current->host.ok() && s.upstream.is_open() && !s.aborted && u.judged_by == s.gen &&
+      s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number()) {
+    if (generation_pin pin = s.w.pin_generation(); &pin.get() == s.gen) {
+      s.w.idle_upstreams().put(pooled_connection{std::move(s.upstream), u.current->host.host->text, u.current->port,
+                                                 u.current->remote, u.current->decision.reason, std::move(pin),
+                                                 std::string(s.user)},
+                               s.cfg->limits);
+    }
+  }
+  boost::system::error_code ignored;
+  s.upstream.close(ignored);
+  u.current.reset();
+  u.judged_by = nullptr;
+  u.idle = false;
+}
+
 // Answers a request whose destination could not be used. True when the client
 // connection stays open for the next request.
 asio::awaitable<bool> refuse_request(session& s, request_context& ctx, const destination& d,
@@ -330,10 +383,8 @@ asio::awaitable<bool> refuse_request(session& s, request_context& ctx, const des
   co_return co_await write_client(s, render_refusal(r, !keep)) && keep;
 }
 
-}  // namespace
-
-asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
-  std::optional<destination> current;  // the destination s.upstream is connected to, if any
+asio::awaitable<void> serve_requests(session& s, proto::http_request req, std::size_t consumed, upstream_state& u) {
+  std::optional<destination>& current = u.current;
 
   for (bool first_request = true;; first_request = false) {
     s.in.erase(0, consumed);
@@ -351,13 +402,23 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       const auto decision = d.decision;
       d = *current;
       d.decision = decision;
+      d.connect_time.reset();  // no dial for this request: no connect_us, no connect latency
       reused = true;
+      u.judged_by = s.gen;
+      u.idle = false;  // busy until this exchange ends cleanly
     }
-    if (!reused) {  // a pooled upstream the current policy refuses is closed here; the dial refuses anew
-      boost::system::error_code ignored;
-      s.upstream.close(ignored);
-      current.reset();
-      if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
+    if (!reused) {
+      // The previous upstream goes to the worker's pool if it may (or is closed): one
+      // the current policy refuses is closed, and the dial refuses anew.
+      release_upstream(s, u);
+      if (d.decision.result == policy::outcome::allow) {
+        if (take_pooled(s, d)) {
+          reused = true;
+        } else {
+          co_await dial(s, d);
+        }
+      }
+      if (d.connected()) u.judged_by = s.gen;
     }
     ctx.dest = &d;
     if (!d.connected()) {
@@ -405,7 +466,9 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
         if (d.decision.result == policy::outcome::allow) co_await dial(s, d);
         if (!d.connected()) break;
         current = d;
+        u.judged_by = s.gen;
       }
+      ctx.upstream_reused = reused;
       ctx.has_bytes = sent;
       ctx.bytes_up = ex.bytes_up;
       ctx.bytes_down = ex.bytes_down;
@@ -456,6 +519,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
       } else {
         ctx.status = ex.status;
         account(s, ctx);
+        u.idle = ex.request_complete && ex.response_keep_alive;
         if (ex.close_client) {  // the body is delimited by the close (read until close, or de-chunked for HTTP/1.0)
           boost::system::error_code ignored;
           s.client.shutdown(asio::socket_base::shutdown_send, ignored);
@@ -466,6 +530,7 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
           boost::system::error_code ignored;
           s.upstream.close(ignored);
           current.reset();
+          u.idle = false;
         }
       }
     }
@@ -498,6 +563,15 @@ asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std:
     }
     if (!co_await check_proxy_auth(s, req, access_protocol::http)) co_return;
   }
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_plain_http(session& s, proto::http_request req, std::size_t consumed) {
+  upstream_state u;
+  co_await serve_requests(s, std::move(req), consumed, u);
+  // The client connection is done; its upstream may serve another one.
+  release_upstream(s, u);
 }
 
 }  // namespace egressd::proxy::detail

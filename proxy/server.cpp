@@ -135,6 +135,7 @@ struct descriptor_plan {
   std::uint64_t fd_limit = 0;
   std::uint64_t reserved = 0;        // for everything but connections and pipes
   std::size_t pipes_per_worker = 0;  // splice pipes a worker may hold open (two descriptors each)
+  std::size_t idle_upstreams_per_worker = 0;  // pooled idle upstream connections (one each)
   std::size_t max_connections = 0;   // connections the limit leaves room for (<= configured)
 };
 // A connection holds the client's socket and at most one upstream socket at a time.
@@ -146,7 +147,7 @@ constexpr std::uint64_t fds_per_connection = 2;
 // clients waiting in the backlog. The pipes of stalled tunnels are capped per worker
 // (pipe_pool), so they fit too. Throws when not even one connection fits.
 descriptor_plan plan_descriptors(std::uint64_t fd_limit, std::size_t configured, std::uint64_t workers,
-                                 std::uint64_t listeners) {
+                                 std::uint64_t listeners, std::size_t idle_upstreams) {
   descriptor_plan plan;
   plan.fd_limit = fd_limit;
   // Per worker: its loop (epoll, eventfd, timerfd), an acceptor per listener, DNS
@@ -155,7 +156,12 @@ descriptor_plan plan_descriptors(std::uint64_t fd_limit, std::size_t configured,
   // For the process: what is open now (stdio, log files), the control loop, signals,
   // the admin endpoint and its clients, reloads reading files; room to spare.
   plan.reserved = descriptors_in_use() + 32 + workers * per_worker;
-  const std::uint64_t left = fd_limit > plan.reserved ? fd_limit - plan.reserved : 0;
+  std::uint64_t left = fd_limit > plan.reserved ? fd_limit - plan.reserved : 0;
+  // Plain HTTP's idle upstream pool (upstream_pool.hpp): limits.upstream_idle_max per
+  // worker when that leaves the connections their share, else at most an eighth.
+  std::uint64_t idle = idle_upstreams;
+  if (left < fds_per_connection * configured + workers * idle) idle = std::min<std::uint64_t>(idle, left / 8 / workers);
+  left -= workers * idle;
   std::uint64_t pipes = 0;
   if (left >= fds_per_connection * configured + workers * 2 * 4) {
     // Room to spare: what the connections leave, up to 256 pipes per worker.
@@ -172,6 +178,7 @@ descriptor_plan plan_descriptors(std::uint64_t fd_limit, std::size_t configured,
                              std::to_string(plan.reserved + pipe_fds + fds_per_connection) +
                              " with " + std::to_string(workers) + " worker(s); raise it (ulimit -n, LimitNOFILE=)");
   plan.pipes_per_worker = static_cast<std::size_t>(pipes);
+  plan.idle_upstreams_per_worker = static_cast<std::size_t>(idle);
   plan.max_connections = static_cast<std::size_t>(std::min<std::uint64_t>(configured, connections));
   return plan;
 }
@@ -556,7 +563,7 @@ int server::run() {
   unsigned n = cfg->workers ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
   try {
     const auto configured = cfg->limits.max_connections;
-    const auto plan = plan_descriptors(fd_limit, configured, n, cfg->listeners.size());
+    const auto plan = plan_descriptors(fd_limit, configured, n, cfg->listeners.size(), cfg->limits.upstream_idle_max);
     s.connection_cap = plan.max_connections;
     if (plan.max_connections < configured)
       log_event(log_level::warn, "max_connections lowered to fit the descriptor limit",
@@ -567,9 +574,11 @@ int server::run() {
                     .add("fds_per_connection", fds_per_connection)
                     .add("reserved_fds", plan.reserved)
                     .add("pipes_per_worker", static_cast<std::uint64_t>(plan.pipes_per_worker))
+                    .add("idle_upstreams_per_worker", static_cast<std::uint64_t>(plan.idle_upstreams_per_worker))
                     .add("hint", "raise the limit (ulimit -n, LimitNOFILE=) or lower limits.max_connections"));
     for (unsigned i = 0; i < n; ++i)
-      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker, n));
+      s.workers.push_back(std::make_unique<worker>(s.rt, i, dns_options_for(cfg->dns), plan.pipes_per_worker, n,
+                                                   plan.idle_upstreams_per_worker));
     for (const auto& l : cfg->listeners) s.bind_listener(l);
     if (auto error = s.rt.hooks.configure(*cfg); !error.empty())
       throw std::runtime_error(error);

@@ -525,6 +525,7 @@ void account(const session& s, const request_context& ctx) {
     o.add("error", to_string(ctx.dest->error)).add("error_source", to_string(facts(ctx.dest->error).source));
   }
   if (ctx.has_bytes) o.add("bytes_up", ctx.bytes_up).add("bytes_down", ctx.bytes_down);
+  if (ctx.upstream_reused) o.add("upstream_reused", true);
   if (ctx.dest && ctx.dest->connect_time)
     o.add("connect_us", static_cast<std::int64_t>(ctx.dest->connect_time->count()));
   o.add("duration_ms", elapsed_ms(ctx.started));

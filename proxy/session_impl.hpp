@@ -233,6 +233,9 @@ struct request_context {
   bool has_bytes = false;                 ///< plain HTTP: bytes_up/bytes_down are meaningful
   std::uint64_t bytes_up = 0;             ///< request body bytes sent upstream
   std::uint64_t bytes_down = 0;           ///< response bytes (head and body) sent to the client
+  /// plain HTTP: the exchange went over an upstream connection that carried an earlier
+  /// one (this client connection's, or one from the worker's idle pool)
+  bool upstream_reused = false;
   /// The domain's metric handles, looked up once by account(); a tunnel that follows
   /// takes its byte counters from here.
   mutable domain_metrics* domain = nullptr;

@@ -11,6 +11,7 @@
 #include "proxy/log.hpp"
 #include "proxy/per_worker.hpp"
 #include "proxy/runtime.hpp"
+#include "proxy/upstream_pool.hpp"
 
 namespace egressd::proxy {
 
@@ -18,7 +19,8 @@ namespace {
 int open_reserve() noexcept { return ::open("/dev/null", O_RDONLY | O_CLOEXEC); }
 }  // namespace
 
-worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes, unsigned workers)
+worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes, unsigned workers,
+               std::size_t max_idle_upstreams)
     : rt_(rt),
       index_(index),
       id_stride_(workers == 0 ? 1 : workers),
@@ -26,7 +28,8 @@ worker::worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t 
       dns_(std::make_unique<resolver>(io_.get_executor(), rt.dns, dns)),
       pipes_(max_pipes),
       reserve_fd_(open_reserve()),
-      domains_(rt.stats) {}
+      domains_(rt.stats),
+      idle_upstreams_(std::make_unique<upstream_pool>(*this, max_idle_upstreams)) {}
 
 worker::~worker() {
   stop_and_join();

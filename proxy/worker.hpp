@@ -26,6 +26,7 @@ struct generation;
 namespace hook {
 class coordinator;
 }
+class upstream_pool;
 
 /// The question revocation asks of a task (README "Reload and shutdown"): whether the
 /// policy now in force refuses a destination that was allowed, for reason `was`,
@@ -79,10 +80,12 @@ class generation_pin;
 
 class worker {
  public:
-  /// `max_pipes`: the most splice pipes this worker holds open at once (the start-up
-  /// descriptor plan's share). Opens one spare descriptor, the reserve (see refuse_one).
+  /// `max_pipes`: the most splice pipes this worker holds open at once, and
+  /// `max_idle_upstreams` the most idle pooled upstream connections (the start-up
+  /// descriptor plan's shares). Opens one spare descriptor, the reserve (see refuse_one).
   /// `workers`: how many workers there are (connection ids interleave over them).
-  worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes = 64, unsigned workers = 1);
+  worker(runtime& rt, unsigned index, const dns_options& dns, std::size_t max_pipes = 64, unsigned workers = 1,
+         std::size_t max_idle_upstreams = 128);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -93,6 +96,9 @@ class worker {
   pipe_pool& pipes() noexcept { return pipes_; }
   /// This worker's host → metric handles cache (worker thread only).
   domain_cache& domains() noexcept { return domains_; }
+  /// Idle plain-HTTP upstream connections, shared by this worker's client connections
+  /// (worker thread only).
+  upstream_pool& idle_upstreams() noexcept { return *idle_upstreams_; }
 
   /// Sessions and tunnels attach while alive (worker thread only). Attaching starts
   /// the sweep if it is not running.
@@ -157,6 +163,8 @@ class worker {
   bool sweeping_ = false;
   std::array<char, 65536> scratch_{};
   std::thread thread_;
+  // Last: destroyed first, while the loop and the task list it detaches from are whole.
+  std::unique_ptr<upstream_pool> idle_upstreams_;
 
   void sweep();
   void run_loop();

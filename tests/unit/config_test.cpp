@@ -1429,3 +1429,24 @@ TEST_CASE("reload: watch and revoke", "[unit][config]") {
   CHECK(expect_error(yaml(head + "reload: {wach: true}\n"), "reload.wach", 4).hint == "did you mean `watch`?");
   CHECK_THAT(expect_error(yaml(head + "watch: true\n"), "watch", 4).hint, Catch::Contains("belongs under `reload`"));
 }
+
+TEST_CASE("limits: the idle upstream pool's keys", "[unit][config]") {
+  const cfg::limits_config defaults;
+  CHECK(defaults.upstream_idle_per_origin == 16);
+  CHECK(defaults.upstream_idle_max == 128);
+  CHECK(defaults.upstream_idle_timeout == 30s);
+  const auto r = yaml(std::string(minimal_head) +
+                      "limits: {upstream_idle_per_origin: 0, upstream_idle_max: 7, upstream_idle_timeout: 1500ms}\n");
+  INFO(dump(r));
+  REQUIRE(r.ok());
+  CHECK(r.value->limits.upstream_idle_per_origin == 0);
+  CHECK(r.value->limits.upstream_idle_max == 7);
+  CHECK(r.value->limits.upstream_idle_timeout == 1500ms);
+
+  expect_error(yaml(std::string(minimal_head) + "limits: {upstream_idle_per_origin: 1025}\n"),
+               "limits.upstream_idle_per_origin", 4);
+  expect_error(yaml(std::string(minimal_head) + "limits: {upstream_idle_max: -1}\n"), "limits.upstream_idle_max", 4);
+  expect_error(yaml(std::string(minimal_head) + "limits: {upstream_idle_timeout: 0s}\n"),
+               "limits.upstream_idle_timeout", 4);
+  expect_error(yaml(std::string(minimal_head) + "limits: {upstream_idle: 3}\n"), "limits.upstream_idle", 4);
+}
