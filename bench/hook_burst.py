@@ -20,14 +20,13 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+
+from bench_procs import Processes, free_port
 
 HERE = os.path.abspath(__file__)
 
@@ -115,17 +114,6 @@ def _wait_file(path: str, seconds: float) -> str:
     raise SystemExit(f"hook_burst: {path} did not appear")
 
 
-def _wait_line(path: str, needle: str, seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if needle in line:
-                    return line
-        time.sleep(0.05)
-    raise SystemExit(f"hook_burst: no {needle!r} in {path}")
-
-
 def _tunnel(proxy: tuple[str, int], port: int) -> socket.socket:
     s = socket.create_connection(proxy, timeout=5)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -158,33 +146,17 @@ def _rtts(tunnels: list[socket.socket], until) -> list[float]:
 
 
 def orchestrate(args) -> int:
-    tmp = tempfile.mkdtemp(prefix="egressd-hook-burst-")
-    procs: list[subprocess.Popen] = []
-
-    def start(cmd, name, **kw):
-        p = subprocess.Popen(cmd, stdout=open(os.path.join(tmp, name + ".out"), "w"),
-                             stderr=open(os.path.join(tmp, name + ".err"), "w"), stdin=subprocess.DEVNULL,
-                             start_new_session=True, **kw)
-        procs.append(p)
-        return p
-
-    try:
-        start([args.origin, "--echo-port", "0", "--source-port", "0", "--sink-port", "0", "--http-port", "0",
-               "--max-seconds", "600"], "origin")
-        echo = json.loads(_wait_line(os.path.join(tmp, "origin.out"), "{", 10))["echo"]
-        port_file = os.path.join(tmp, "hook.port")
-        start([sys.executable, HERE, "serve-hook", "--port-file", port_file, "--delay", str(args.delay)], "hook")
+    with Processes("egressd-hook-burst-") as ps:
+        echo = ps.origin(args.origin, 600)
+        port_file = ps.path("hook.port")
+        ps.start([sys.executable, HERE, "serve-hook", "--port-file", port_file, "--delay", str(args.delay)], "hook")
         hook_port = int(_wait_file(port_file, 10))
-        hosts = os.path.join(tmp, "hosts")
+        hosts = ps.path("hosts")
         with open(hosts, "w") as f:
             f.writelines(f"127.0.0.1 h{i}.burst.test\n" for i in range(args.hosts))
-        admin = socket.socket()
-        admin.bind(("127.0.0.1", 0))
-        admin_port = admin.getsockname()[1]
-        admin.close()
-        cfg = os.path.join(tmp, "egressd.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""version: 1
+        admin_port = free_port()
+        env = dict(os.environ, CARES_HOSTS=hosts)  # c-ares reads this file instead of /etc/hosts
+        _, proxy_port = ps.egressd(args.egressd, f"""version: 1
 listeners: [ {{ address: "127.0.0.1:0" }} ]
 admin: {{ address: "127.0.0.1:{admin_port}" }}
 policy: {{ allow: ["127.0.0.1"], unknown: ask }}
@@ -192,20 +164,14 @@ hook: {{ url: "http://127.0.0.1:{hook_port}/decide", timeout: 10s, max_pending: 
         concurrency: {args.concurrency} }}
 log: {{ format: json, level: info, audit: "off" }}
 limits: {{ max_connections: 20000 }}
-""")
-        env = dict(os.environ, CARES_HOSTS=hosts)  # c-ares reads this file instead of /etc/hosts
-        start([args.egressd, "run", "--config", cfg], "egressd", env=env)
-        err = os.path.join(tmp, "egressd.err")
-        _wait_line(err, '"msg":"ready"', 20)
-        line = _wait_line(err, '"msg":"listening"', 5)
-        proxy_port = int(json.loads(line)["address"].rsplit(":", 1)[1])
+""", env=env)
         proxy = ("127.0.0.1", proxy_port)
 
         tunnels = [_tunnel(proxy, echo) for _ in range(8)]
         t_end = time.monotonic() + 2.0
         before = _rtts(tunnels, lambda: time.monotonic() >= t_end)
-        burst_out = os.path.join(tmp, "burst.json")
-        burst = start([sys.executable, HERE, "burst", "--proxy", f"127.0.0.1:{proxy_port}", "--hosts",
+        burst_out = ps.path("burst.json")
+        burst = ps.start([sys.executable, HERE, "burst", "--proxy", f"127.0.0.1:{proxy_port}", "--hosts",
                        str(args.hosts), "--port", str(echo), "--out", burst_out], "burst")
         during = _rtts(tunnels, lambda: burst.poll() is not None)
         burst.wait(timeout=60)
@@ -230,15 +196,6 @@ limits: {{ max_connections: 20000 }}
               f"{result['rtt_p50_us_during']} us during ({result.get('rtt_ratio')}x); "
               f"{result['hook_questions']} hook questions", file=sys.stderr)
         return 0
-    finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=10)
-        if not os.environ.get("KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:

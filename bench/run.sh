@@ -793,10 +793,14 @@ def val(row, peer, mode=None):
 def p50(row, peer, mode=None):
     r = find(row, peer, mode)
     return r.get("p50_us") if r and r.get("ops") else None
+def peer_rows(row, mode):
+    """The rows of `row` and `mode` measured for a peer (not egressd, direct or the relay)."""
+    return [r for r in rows if r.get("row") == row and r.get("mode") == mode and not r["peer"].startswith("egressd")
+            and r["peer"] not in ("direct", "relay") and "value" in r]
 keys = []
 for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
     eg = val("setup64", "egressd", mode)
-    peers = [r for r in rows if r.get("row") == "setup64" and r.get("mode") == mode and not r["peer"].startswith("egressd") and r["peer"] not in ("direct", "relay") and "value" in r]
+    peers = peer_rows("setup64", mode)
     if eg is not None and peers:
         best = max(peers, key=lambda r: r["value"])
         keys.append(f"- setup rate, 64 clients, {label}: egressd {fmt(eg)}/s vs best peer {best['peer']} {fmt(best['value'])}/s = **{ratio(eg, best['value'])}** (target ≥ 1.5×)")
@@ -810,7 +814,7 @@ for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
             keys.append(f"  - proxy CPU per tunnel, {label}: egressd {ev * 1e6:.0f} µs vs the most frugal peer {cp} {cv * 1e6:.0f} µs: the peer needs **{ratio(cv, ev)}** as much")
 for mode, label in (("connect", "CONNECT"), ("socks5", "SOCKS5")):
     eg = val("setup1", "egressd", mode)
-    peers = [r for r in rows if r.get("row") == "setup1" and r.get("mode") == mode and not r["peer"].startswith("egressd") and r["peer"] not in ("direct", "relay") and "value" in r]
+    peers = peer_rows("setup1", mode)
     if eg is not None and peers:
         best = max(peers, key=lambda r: r["value"])
         keys.append(f"- setup rate, 1 client, {label}: egressd {fmt(eg)}/s vs best peer {best['peer']} {fmt(best['value'])}/s = **{ratio(eg, best['value'])}** (target ≥ 1.2×)")

@@ -28,26 +28,14 @@ import argparse
 import http.client
 import json
 import os
-import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-
-def _wait_line(path: str, needle: str, seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if needle in line:
-                    return line
-        time.sleep(0.05)
-    raise SystemExit(f"scrape: no {needle!r} in {path}")
+from bench_procs import Processes, free_port
 
 
 def _deny(proxy: tuple[str, int], host: str) -> None:
@@ -94,27 +82,10 @@ def _ms(x: float) -> float:
 
 
 def orchestrate(args) -> int:
-    tmp = tempfile.mkdtemp(prefix="egressd-scrape-")
-    procs: list[subprocess.Popen] = []
-
-    def start(cmd, name):
-        p = subprocess.Popen(cmd, stdout=open(os.path.join(tmp, name + ".out"), "w"),
-                             stderr=open(os.path.join(tmp, name + ".err"), "w"), stdin=subprocess.DEVNULL,
-                             start_new_session=True)
-        procs.append(p)
-        return p
-
-    try:
-        start([args.origin, "--echo-port", "0", "--source-port", "0", "--sink-port", "0", "--http-port", "0",
-               "--max-seconds", "900"], "origin")
-        echo = json.loads(_wait_line(os.path.join(tmp, "origin.out"), "{", 10))["echo"]
-        admin = socket.socket()
-        admin.bind(("127.0.0.1", 0))
-        admin_port = admin.getsockname()[1]
-        admin.close()
-        cfg = os.path.join(tmp, "egressd.yaml")
-        with open(cfg, "w") as f:
-            f.write(f"""version: 1
+    with Processes("egressd-scrape-") as ps:
+        echo = ps.origin(args.origin, 900)
+        admin_port = free_port()
+        eg, proxy_port = ps.egressd(args.egressd, f"""version: 1
 listeners: [ {{ address: "127.0.0.1:0" }} ]
 admin: {{ address: "127.0.0.1:{admin_port}" }}
 policy: {{ allow: ["127.0.0.1"], unknown: deny }}
@@ -122,11 +93,6 @@ metrics: {{ max_domains: {max(1000, args.domains)} }}
 log: {{ format: json, level: info, audit: "off" }}
 limits: {{ max_connections: 20000, idle_timeout: 10m }}
 """)
-        eg = start([args.egressd, "run", "--config", cfg], "egressd")
-        err = os.path.join(tmp, "egressd.err")
-        _wait_line(err, '"msg":"ready"', 20)
-        line = _wait_line(err, '"msg":"listening"', 5)
-        proxy_port = int(json.loads(line)["address"].rsplit(":", 1)[1])
         proxy = ("127.0.0.1", proxy_port)
 
         # 1. the domains' series
@@ -236,15 +202,6 @@ limits: {{ max_connections: 20000, idle_timeout: 10m }}
                   f"every 100 ms ({v['p99_ratio']}x; runs {v['off']['p99s_us']} / {v['on']['p99s_us']}); "
                   f"rate {v['rate_ratio']}x", file=sys.stderr)
         return 0
-    finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait(timeout=10)
-        if not os.environ.get("KEEP_TMP"):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:

@@ -817,6 +817,21 @@ def parse_head(raw: bytes) -> Head:
     return Head(parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "", headers, raw)
 
 
+def read_request_head(sock: socket.socket, data: bytearray) -> bytes | None:
+    """For scripted origins: one request head from `data` + the socket (None on EOF); what follows stays in `data`."""
+    for _ in range(1000):
+        i = data.find(b"\r\n\r\n")
+        if i >= 0:
+            head = bytes(data[:i + 4])
+            del data[:i + 4]
+            return head
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        data += chunk
+    return None
+
+
 def read_head(sock: socket.socket, timeout: float = IO_TIMEOUT, buf: bytes = b"") -> tuple[Head, bytes]:
     """One response head; returns it and the bytes received after it."""
     deadline = Deadline(timeout)

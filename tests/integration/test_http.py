@@ -337,21 +337,6 @@ class HttpUpstreamClosesEarlyTest(EgressdTestCase):
 # ---------------------------------------------------------------------------------
 # Raw origins for the keep-alive, deadline, framing and retry cases (issue #8)
 
-def _read_head(sock: socket.socket, data: bytearray) -> bytes | None:
-    """One request head from `data` + the socket (None on EOF); what follows stays in `data`."""
-    for _ in range(1000):
-        i = data.find(b"\r\n\r\n")
-        if i >= 0:
-            head = bytes(data[:i + 4])
-            del data[:i + 4]
-            return head
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    return None
-
-
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
@@ -360,7 +345,7 @@ def _keep_alive_origin(sock: socket.socket, server) -> None:
     server.connections += 1
     data = bytearray()
     for _ in range(1000):
-        head = _read_head(sock, data)
+        head = harness.read_request_head(sock, data)
         if head is None:
             break
         server.received.put(head)
@@ -372,7 +357,7 @@ def _close_after_response_origin(sock: socket.socket, server) -> None:
     """Answers one request, then closes without a byte more; reports the close."""
     server.connections += 1
     data = bytearray()
-    head = _read_head(sock, data)
+    head = harness.read_request_head(sock, data)
     if head is not None:
         server.received.put(head)
         sock.sendall(OK_RESPONSE)
@@ -385,7 +370,7 @@ def _early_answer_origin(sock: socket.socket, server) -> None:
     the response is a chunked one that trickles on, else a complete 200."""
     server.connections += 1
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    if _read_head(sock, bytearray()) is None:
+    if harness.read_request_head(sock, bytearray()) is None:
         return
     if not server.slow_chunks:
         # Answer once the proxy's writes to us are stuck: our receive queue is full when
@@ -413,7 +398,7 @@ def _early_answer_origin(sock: socket.socket, server) -> None:
 def _scripted_origin(sock: socket.socket, server) -> None:
     """Reads a request head, sends `server.script` and keeps the connection open until stopped."""
     server.connections += 1
-    if _read_head(sock, bytearray()) is None:
+    if harness.read_request_head(sock, bytearray()) is None:
         return
     sock.sendall(server.script)
     if not getattr(server, "close_after", False):

@@ -29,21 +29,6 @@ def tearDownModule():
     harness.close_origins()
 
 
-def _read_head(sock: socket.socket, data: bytearray) -> bytes | None:
-    """One request head from `data` + the socket (None on EOF); what follows stays in `data`."""
-    for _ in range(1000):
-        i = data.find(b"\r\n\r\n")
-        if i >= 0:
-            head = bytes(data[:i + 4])
-            del data[:i + 4]
-            return head
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        data += chunk
-    return None
-
-
 def _counting_origin(sock: socket.socket, server) -> None:
     """Keep-alive HTTP/1.1: answers each request head with a 200 whose body names this
     connection (its number) and the request's number on it. `/silent-close` answers,
@@ -56,7 +41,7 @@ def _counting_origin(sock: socket.socket, server) -> None:
     data = bytearray()
     try:
         for i in range(1, 1000):
-            head = _read_head(sock, data)
+            head = harness.read_request_head(sock, data)
             if head is None:
                 break
             if i == 2 and getattr(server, "drop_second", False):
