@@ -573,9 +573,13 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         del settings["network"]["socksProxyPort"]
         half = write_file(self.tmp, "srt-settings-http-only.json", json.dumps(settings))
         mark = self.egressd.audit_mark()
-        r = self.sandbox('echo "socks=$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; '
+        # srt's own proxy and its bridge may still be starting when the command runs: a
+        # refused connection (curl exit 7) is tried again, 50 times at most, 0.1 s apart.
+        r = self.sandbox('echo "socks=$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; n=0; while :; do '
                          f"curl -q -sS --max-time {CLIENT_TIMEOUT} --proxy socks5h://localhost:1080 "
-                         f"--noproxy '' http://127.0.0.1:{self.web.port}/bypass", settings=half)
+                         f"--noproxy '' http://127.0.0.1:{self.web.port}/bypass; rc=$?; "
+                         '[ $rc -ne 7 ] && exit $rc; n=$((n+1)); [ $n -ge 50 ] && exit 7; sleep 0.1; done',
+                         settings=half)
         self.assert_ok(r)
         port = int(re.search(r"socks=(\d+)", r.out).group(1))
         self.assertNotIn(port, (self.http_port, self.socks_port))
