@@ -640,7 +640,7 @@ fi
 # 1,000 distinct unknown destinations at once against an HTTP hook (bench/hook_burst.py).
 if want hook-burst; then
   log "hook burst"
-  if out=$(timeout 180 python3 "$BENCH_DIR/hook_burst.py" --egressd "$EGRESSD" --origin "$ORIGIN" 2>"$TMP/hook_burst.err"); then
+  if out=$(timeout 180 "${RT[@]}" python3 "$BENCH_DIR/hook_burst.py" --egressd "$EGRESSD" --origin "$ORIGIN" 2>"$TMP/hook_burst.err"); then
     line=$(grep -m1 '^{' <<<"$out" || true)
     [[ -n $line ]] && echo "{\"row\":\"hook_burst\",\"peer\":\"egressd\",${line#\{}" >>"$RESULTS"
     log "$(tail -1 "$TMP/hook_burst.err")"
@@ -654,7 +654,7 @@ fi
 # without a scraper polling every 100 ms (bench/scrape.py).
 if want scrape; then
   log "scrape: /metrics with 1,000 domains; setup with and without a scraper"
-  if out=$(timeout 900 python3 "$BENCH_DIR/scrape.py" --egressd "$EGRESSD" --origin "$ORIGIN" --load "$LOAD" \
+  if out=$(timeout 900 "${RT[@]}" python3 "$BENCH_DIR/scrape.py" --egressd "$EGRESSD" --origin "$ORIGIN" --load "$LOAD" \
              --seconds "$SECONDS_PER" --repeat "$REPEAT" 2>"$TMP/scrape.err"); then
     line=$(grep -m1 '^{' <<<"$out" || true)
     [[ -n $line ]] && echo "{\"row\":\"scrape\",\"peer\":\"egressd\",${line#\{}" >>"$RESULTS"
