@@ -619,12 +619,8 @@ struct resolver::impl : std::enable_shared_from_this<resolver::impl> {
   // This worker's copy of the shared cache's entries it has used, in front of it: a hit
   // takes no lock and touches no reference count another worker updates (README
   // "Performance", many cores). Same expiry as the shared entry; cleared when full.
-  struct name_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view n) const noexcept { return std::hash<std::string_view>{}(n); }
-  };
   static constexpr std::size_t max_local_entries = 4096;
-  std::unordered_map<std::string, dns_cache_entry, name_hash, std::equal_to<>> local;
+  std::unordered_map<std::string, dns_cache_entry, string_hash, std::equal_to<>> local;
   dns_options options;
   ares_channel channel = nullptr;
   asio::steady_timer timer;  // follows ares_timeout()

@@ -24,6 +24,8 @@
 #include <utility>
 #include <vector>
 
+#include "proxy/string_hash.hpp"
+
 namespace egressd::proxy {
 
 /// Why a lookup produced no address. Zero is not used (it means success in an error
@@ -147,15 +149,8 @@ class dns_cache {
   std::size_t size() const;
 
  private:
-  struct name_hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view name) const noexcept {
-      return std::hash<std::string_view>{}(name);
-    }
-  };
-
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, dns_cache_entry, name_hash, std::equal_to<>> entries_;
+  std::unordered_map<std::string, dns_cache_entry, string_hash, std::equal_to<>> entries_;
   std::size_t max_entries_;
 };
 

@@ -353,16 +353,13 @@ bool take_pooled(session& s, destination& d) {
 // anything else is closed.
 void release_upstream(session& s, upstream_state& u) {
   // The session's generation is still the newest (one load of a line only reloads
-  // write); the pool's pin on it is counted in this worker alone.
+  // write); the pool holds it by a copy of the session's pin, counted in this worker.
   if (u.idle && u.current && u.current->host.ok() && s.upstream.is_open() && !s.aborted && u.judged_by == s.gen &&
-      s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number()) {
-    if (generation_pin pin = s.w.pin_generation(); &pin.get() == s.gen) {
-      s.w.idle_upstreams().put(pooled_connection{std::move(s.upstream), u.current->host.host->text, u.current->port,
-                                                 u.current->remote, u.current->decision.reason, std::move(pin),
-                                                 std::string(s.user)},
-                               s.cfg->limits);
-    }
-  }
+      s.w.shared().generation_number.load(std::memory_order_acquire) == s.pin.number())
+    s.w.idle_upstreams().put(pooled_connection{std::move(s.upstream), u.current->host.host->text, u.current->port,
+                                               u.current->remote, u.current->decision.reason, s.pin,
+                                               std::string(s.user)},
+                             s.cfg->limits);
   boost::system::error_code ignored;
   s.upstream.close(ignored);
   u.current.reset();

@@ -533,18 +533,18 @@ void log_audit(const json_object& record) {
   bool full;
   {
     std::lock_guard lock(b.mutex);
-    const auto made = std::chrono::steady_clock::now().time_since_epoch().count();
     append_record_prefix(b);
     b.pending += record.fields();
     b.pending += "}\n";
-    b.marks.emplace_back(made, b.pending.size());
     if (!out->buffered()) {
       // A stream: this record now, in one write, under the stream's lock.
       write_out(out, b.pending);
       b.pending.clear();
-      b.marks.clear();
+      b.marks.clear();  // lines of a file destination this one replaced went with it
       return;
     }
+    // When it was made, for the flush's merge in time order.
+    b.marks.emplace_back(std::chrono::steady_clock::now().time_since_epoch().count(), b.pending.size());
     full = b.pending.size() >= audit_block_bytes;
   }
   // A full buffer: every thread's records go out now, in time order (the other

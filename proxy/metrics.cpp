@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <type_traits>
 
 #include "config/public_suffix.hpp"
 
@@ -114,6 +115,19 @@ std::string bound_text(double b) {
   return s;
 }
 
+// One sample line: head, value (a double as the format prints it, or a count), tail.
+template <class Value>
+void append_sample(std::string& out, const prometheus::MetricFamily& f, const prometheus::ClientMetric& m, Value v,
+                   std::string_view suffix = {}, std::string_view extra_name = {},
+                   std::string_view extra_value = {}) {
+  append_head(out, f, m, suffix, extra_name, extra_value);
+  if constexpr (std::is_same_v<Value, double>)
+    append_value(out, v);
+  else
+    append_count(out, v);
+  append_tail(out, m);
+}
+
 void append_family(std::string& out, const prometheus::MetricFamily& f) {
   using prometheus::MetricType;
   if (!f.help.empty()) {
@@ -135,54 +149,25 @@ void append_family(std::string& out, const prometheus::MetricFamily& f) {
   }
   for (const auto& m : f.metric) {
     switch (f.type) {
-      case MetricType::Counter:
-        append_head(out, f, m);
-        append_value(out, m.counter.value);
-        append_tail(out, m);
-        break;
-      case MetricType::Gauge:
-        append_head(out, f, m);
-        append_value(out, m.gauge.value);
-        append_tail(out, m);
-        break;
-      case MetricType::Untyped:
-        append_head(out, f, m);
-        append_value(out, m.untyped.value);
-        append_tail(out, m);
-        break;
+      case MetricType::Counter: append_sample(out, f, m, m.counter.value); break;
+      case MetricType::Gauge: append_sample(out, f, m, m.gauge.value); break;
+      case MetricType::Untyped: append_sample(out, f, m, m.untyped.value); break;
       case MetricType::Summary:
-        append_head(out, f, m, "_count");
-        append_count(out, m.summary.sample_count);
-        append_tail(out, m);
-        append_head(out, f, m, "_sum");
-        append_value(out, m.summary.sample_sum);
-        append_tail(out, m);
-        for (const auto& q : m.summary.quantile) {
-          append_head(out, f, m, "", "quantile", bound_text(q.quantile));
-          append_value(out, q.value);
-          append_tail(out, m);
-        }
+        append_sample(out, f, m, m.summary.sample_count, "_count");
+        append_sample(out, f, m, m.summary.sample_sum, "_sum");
+        for (const auto& q : m.summary.quantile) append_sample(out, f, m, q.value, "", "quantile", bound_text(q.quantile));
         break;
       case MetricType::Histogram: {
         const auto& h = m.histogram;
-        append_head(out, f, m, "_count");
-        append_count(out, h.sample_count);
-        append_tail(out, m);
-        append_head(out, f, m, "_sum");
-        append_value(out, h.sample_sum);
-        append_tail(out, m);
+        append_sample(out, f, m, h.sample_count, "_count");
+        append_sample(out, f, m, h.sample_sum, "_sum");
         double last = -std::numeric_limits<double>::infinity();
         for (const auto& b : h.bucket) {
-          append_head(out, f, m, "_bucket", "le", bound_text(b.upper_bound));
+          append_sample(out, f, m, b.cumulative_count, "_bucket", "le", bound_text(b.upper_bound));
           last = b.upper_bound;
-          append_count(out, b.cumulative_count);
-          append_tail(out, m);
         }
-        if (last != std::numeric_limits<double>::infinity()) {
-          append_head(out, f, m, "_bucket", "le", "+Inf");
-          append_count(out, h.sample_count);
-          append_tail(out, m);
-        }
+        if (last != std::numeric_limits<double>::infinity())
+          append_sample(out, f, m, h.sample_count, "_bucket", "le", "+Inf");
         break;
       }
       default: break;

@@ -26,6 +26,7 @@
 #include "policy/guard.hpp"
 #include "policy/snapshot.hpp"
 #include "proxy/per_worker.hpp"
+#include "proxy/string_hash.hpp"
 
 namespace prometheus {
 class Counter;
@@ -92,12 +93,6 @@ struct domain_metrics {
 
 class metrics;
 
-/// A transparent hash, so maps keyed by std::string are searched with a string_view
-/// (no allocation on a lookup).
-struct string_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
 
 /// One worker's cache of host → domain handles in front of metrics::domain(): a hit is
 /// one hash lookup without allocation or shared lock. Bounded (cleared when full, so a

@@ -15,6 +15,7 @@ namespace egressd::proxy {
 
 namespace {
 
+// An entry's key: host, port, generation and user, hashed, and compared in full.
 std::size_t key_hash(std::string_view host, std::uint16_t port, const generation* gen, std::string_view user) noexcept {
   std::size_t h = std::hash<std::string_view>{}(host);
   // boost::hash_combine's mixing step.
@@ -23,6 +24,11 @@ std::size_t key_hash(std::string_view host, std::uint16_t port, const generation
   mix(std::hash<const generation*>{}(gen));
   if (!user.empty()) mix(std::hash<std::string_view>{}(user));
   return h;
+}
+
+bool same_key(const pooled_connection& c, std::string_view host, std::uint16_t port, const generation* gen,
+              std::string_view user) noexcept {
+  return c.port == port && &c.gen.get() == gen && c.host == host && c.user == user;
 }
 
 // An idle HTTP/1.1 connection has nothing to say: readable means the origin closed it
@@ -60,9 +66,7 @@ std::optional<pooled_connection> upstream_pool::take(std::string_view host, std:
   if (pool_.empty()) return std::nullopt;
   const std::size_t hash = key_hash(host, port, &gen, user);
   const auto now = std::chrono::steady_clock::now();
-  const auto same = [&](const pooled_connection& c) {
-    return c.port == port && &c.gen.get() == &gen && c.host == host && c.user == user;
-  };
+  const auto same = [&](const pooled_connection& c) { return same_key(c, host, port, &gen, user); };
   std::optional<pooled_connection> c;
   // Each round removes an entry: bounded by the pool's size.
   for (std::size_t n = pool_.size(); n > 0; --n) {
@@ -77,9 +81,7 @@ std::optional<pooled_connection> upstream_pool::take(std::string_view host, std:
 void upstream_pool::put(pooled_connection&& c, const config::limits_config& limits) {
   if (w_.shared().draining.load(std::memory_order_relaxed)) return;  // closed as `c` goes
   const std::size_t hash = key_hash(c.host, c.port, &c.gen.get(), c.user);
-  const auto same = [&c](const pooled_connection& e) {
-    return e.port == c.port && &e.gen.get() == &c.gen.get() && e.host == c.host && e.user == c.user;
-  };
+  const auto same = [&c](const pooled_connection& e) { return same_key(e, c.host, c.port, &c.gen.get(), c.user); };
   const idle_pool<pooled_connection>::bounds b{limits.upstream_idle_per_origin,
                                                std::min(max_total_, limits.upstream_idle_max)};
   // What does not stay (evicted, or `c` when the pool is off) is closed as it goes.

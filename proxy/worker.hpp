@@ -176,6 +176,14 @@ class worker {
 class generation_pin {
  public:
   generation_pin() = default;
+  /// Another hold on the same generation (worker thread only).
+  generation_pin(const generation_pin& o) noexcept : w_(o.w_), p_(o.p_) {
+    if (p_ != nullptr) ++p_->users;
+  }
+  generation_pin& operator=(const generation_pin& o) noexcept {
+    if (this != &o) *this = generation_pin(o);
+    return *this;
+  }
   generation_pin(generation_pin&& o) noexcept : w_(o.w_), p_(std::exchange(o.p_, nullptr)) {}
   generation_pin& operator=(generation_pin&& o) noexcept {
     if (this != &o) {
