@@ -1436,6 +1436,14 @@ class TcpOrigin(Origin):
         super().__init__(_TCPServer(host, handler))
 
 
+def scripted_origin(handler, **attrs) -> "TcpOrigin":
+    """A TcpOrigin whose handler finds `attrs` (queues, events, scripts) on its server."""
+    o = TcpOrigin(handler)
+    for k, v in attrs.items():
+        setattr(o.server, k, v)
+    return o
+
+
 class _HostPort:
     host: str
     port: int

@@ -406,12 +406,7 @@ def _scripted_origin(sock: socket.socket, server) -> None:
 
 
 def raw_origin(handler, **attrs) -> TcpOrigin:
-    o = TcpOrigin(handler)
-    o.server.closed = queue.Queue()  # type: ignore[attr-defined]
-    o.server.stop = threading.Event()  # type: ignore[attr-defined]
-    for k, v in attrs.items():
-        setattr(o.server, k, v)
-    return o
+    return harness.scripted_origin(handler, closed=queue.Queue(), stop=threading.Event(), **attrs)
 
 
 def get_bytes(target: str, path: str = "/", version: str = "HTTP/1.1", headers=()) -> bytes:

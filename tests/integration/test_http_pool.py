@@ -58,12 +58,7 @@ def _counting_origin(sock: socket.socket, server) -> None:
 
 
 def counting_origin(**attrs) -> TcpOrigin:
-    o = TcpOrigin(_counting_origin)
-    o.server.closed = queue.Queue()  # type: ignore[attr-defined]
-    o.server.lock = threading.Lock()  # type: ignore[attr-defined]
-    for k, v in attrs.items():
-        setattr(o.server, k, v)
-    return o
+    return harness.scripted_origin(_counting_origin, closed=queue.Queue(), lock=threading.Lock(), **attrs)
 
 
 def pool_config(port: int, **kw) -> dict:
