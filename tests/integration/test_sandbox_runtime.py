@@ -504,6 +504,12 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
     def sandbox(self, command: str, settings: str | None = None) -> SandboxResult:
         """`srt --settings FILE -c COMMAND`, as the guide runs it, in a fresh working
         directory (the settings let the sandbox write only there)."""
+        # srt starts its in-sandbox bridges (socat on 3128 and 1080) beside the command:
+        # wait until both listen (read from /proc, no connection made), 10 s at most.
+        command = ("n=0; while [ $n -lt 200 ]; do "
+                   "l=$(awk '$4==\"0A\" {print $2}' /proc/net/tcp /proc/net/tcp6 2>/dev/null); "
+                   'case "$l" in *:0C38*) case "$l" in *:0438*) break;; esac;; esac; '
+                   "n=$((n+1)); sleep 0.05; done; " + command)
         work = short_tempdir("egd-srt-work-")
         self.addCleanup(shutil.rmtree, work, True)
         proc = subprocess.Popen([SRT, "--settings", settings or self.settings, "-c", command], cwd=work,
@@ -573,13 +579,9 @@ class SandboxRuntimeGuideTest(EgressdTestCase):
         del settings["network"]["socksProxyPort"]
         half = write_file(self.tmp, "srt-settings-http-only.json", json.dumps(settings))
         mark = self.egressd.audit_mark()
-        # srt's own proxy and its bridge may still be starting when the command runs: a
-        # refused connection (curl exit 7) is tried again, 50 times at most, 0.1 s apart.
-        r = self.sandbox('echo "socks=$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; n=0; while :; do '
+        r = self.sandbox('echo "socks=$CLAUDE_CODE_HOST_SOCKS_PROXY_PORT"; '
                          f"curl -q -sS --max-time {CLIENT_TIMEOUT} --proxy socks5h://localhost:1080 "
-                         f"--noproxy '' http://127.0.0.1:{self.web.port}/bypass; rc=$?; "
-                         '[ $rc -ne 7 ] && exit $rc; n=$((n+1)); [ $n -ge 50 ] && exit 7; sleep 0.1; done',
-                         settings=half)
+                         f"--noproxy '' http://127.0.0.1:{self.web.port}/bypass", settings=half)
         self.assert_ok(r)
         port = int(re.search(r"socks=(\d+)", r.out).group(1))
         self.assertNotIn(port, (self.http_port, self.socks_port))
