@@ -339,7 +339,7 @@ class audit_file final : public audit_destination {
 struct record_buffer {
   std::mutex mutex;  // taken by its thread per record, and by flushes (10 times a second)
   std::string pending;
-  // Per line of `pending`: when it was made (steady clock, ns, read under `mutex`) and
+  // Per line of `pending`: when it was made (the time it shows, in ns) and
   // where it ends, so that a flush writes every thread's lines in time order.
   std::vector<std::pair<std::int64_t, std::size_t>> marks;
   // `{"time":"YYYY-MM-DDTHH:MM:SS.` for `second`, so a record formats three digits.
@@ -448,9 +448,9 @@ class thread_records {
   record_buffer* buffer_;
 };
 
-// `{"time":"2026-12-03T22:05:40.123Z","level":"info",` as spdlog's pattern wrote it.
-void append_record_prefix(record_buffer& b) {
-  const auto now = std::chrono::system_clock::now().time_since_epoch();
+// `{"time":"2026-12-03T22:05:40.123Z","level":"info",` as spdlog's pattern wrote it, for
+// `now` (since the epoch).
+void append_record_prefix(record_buffer& b, std::chrono::system_clock::duration now) {
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now).count();
   const std::int64_t second = ms / 1000;
   if (second != b.second) {
@@ -533,7 +533,12 @@ void log_audit(const json_object& record) {
   bool full;
   {
     std::lock_guard lock(b.mutex);
-    append_record_prefix(b);
+    // One reading of the clock, under the buffer's mutex, is both the time the record
+    // shows and its place in the flush's merge, so the file is in the order of the times
+    // it shows (two readings let a thread preempted between them show 30.000 after
+    // another thread's 30.002).
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    append_record_prefix(b, now);
     b.pending += record.fields();
     b.pending += "}\n";
     if (!out->buffered()) {
@@ -543,8 +548,7 @@ void log_audit(const json_object& record) {
       b.marks.clear();  // lines of a file destination this one replaced went with it
       return;
     }
-    // When it was made, for the flush's merge in time order.
-    b.marks.emplace_back(std::chrono::steady_clock::now().time_since_epoch().count(), b.pending.size());
+    b.marks.emplace_back(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count(), b.pending.size());
     full = b.pending.size() >= audit_block_bytes;
   }
   // A full buffer: every thread's records go out now, in time order (the other
