@@ -877,7 +877,9 @@ if sc and "scrape_p50_ms" in sc:
         v = sc.get(c)
         if v:
             keys.append(f"  - {c[5:]} client{'s' if c != 'setup1' else ''}, CONNECT setup p99 with a scraper every 100 ms / without: "
-                        f"{v['on']['p99_us']:,.0f} / {v['off']['p99_us']:,.0f} µs = **{v['p99_ratio']}×** (target 1.00×); "
+                        f"{v['on']['p99_us']:,.0f} / {v['off']['p99_us']:,.0f} µs = **{v['p99_ratio']}×** "
+                        f"({'within' if v.get('p99_within_noise') else 'outside'} the spread of the runs without, "
+                        f"{min(v['off']['p99s_us']):,}–{max(v['off']['p99s_us']):,} µs; target: unmoved); "
                         f"rate {v['rate_ratio']}×")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:

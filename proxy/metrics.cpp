@@ -7,6 +7,7 @@
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -24,6 +25,9 @@ namespace egressd::proxy {
 namespace {
 
 constexpr std::string_view other_domain = "_other";
+constexpr std::string_view requests_family = "egressd_requests_total";
+constexpr std::string_view bytes_up_family = "egressd_bytes_up_total";
+constexpr std::string_view bytes_down_family = "egressd_bytes_down_total";
 
 // Closed label values are created at zero, so a family is present (and rate() works)
 // before its first event.
@@ -230,10 +234,6 @@ domain_metrics& domain_cache::lookup(std::string_view host) {
 
 metrics::metrics(std::size_t max_domains)
     : registry_(std::make_shared<prometheus::Registry>()), max_domains_(max_domains) {
-  requests_ = &prometheus::BuildCounter()
-                   .Name("egressd_requests_total")
-                   .Help("Requests by registrable domain, protocol, decision and reason (denials: decision=deny).")
-                   .Register(*registry_);
   auto& guard = prometheus::BuildCounter()
                     .Name("egressd_guard_refusals_total")
                     .Help("Requests refused by the address guard, by the class of the refused address.")
@@ -287,6 +287,7 @@ domain_metrics& metrics::domain(std::string_view registrable) {
   }
   auto d = std::make_unique<domain_metrics>();
   d->name = std::string(name);
+  append_label_value(d->label_text, d->name);
   auto& ref = *d;
   domains_.emplace(d->name, std::move(d));
   return ref;
@@ -299,23 +300,60 @@ std::size_t metrics::domain_count() const {
 
 void metrics::count_request(domain_metrics& d, const request_labels& l) {
   const std::size_t slot =
-      (static_cast<std::size_t>(l.protocol) * request_labels::decisions + l.decision) * request_labels::reasons +
-      l.reason;
-  auto& handle = d.requests[slot % d.requests.size()];
-  prometheus::Counter* c = handle.load(std::memory_order_acquire);
-  if (!c) {
-    // First request of this combination for this domain: create its series once.
-    std::lock_guard lock(domains_mutex_);
-    c = handle.load(std::memory_order_acquire);
-    if (!c) {
-      c = &requests_->Add({{"domain", d.name},
-                           {"protocol", str(l.protocol_name)},
-                           {"decision", str(l.decision_name)},
-                           {"reason", str(l.reason_name)}});
-      handle.store(c, std::memory_order_release);
+      ((static_cast<std::size_t>(l.protocol) * request_labels::decisions + l.decision) * request_labels::reasons +
+       l.reason) %
+      domain_metrics::request_slots;
+  d.requests[slot].fetch_add(1, std::memory_order_relaxed);
+  auto& seen = d.requests_seen[slot / 64];
+  const std::uint64_t bit = std::uint64_t{1} << (slot % 64);
+  if (seen.load(std::memory_order_relaxed) & bit) return;
+  // This domain's first request of this combination: its series appears (once, under
+  // the mutex render() takes, so a scrape sees the bit with the labels written).
+  std::lock_guard lock(domains_mutex_);
+  auto& [before, after] = request_labels_[slot];
+  if (before.empty()) {
+    before = "decision=\"";
+    append_label_value(before, l.decision_name);
+    before += "\",";
+    after = ",protocol=\"";
+    append_label_value(after, l.protocol_name);
+    after += "\",reason=\"";
+    append_label_value(after, l.reason_name);
+    after += '"';
+  }
+  seen.fetch_or(bit, std::memory_order_relaxed);
+}
+
+void metrics::append_requests(std::string& out) const {
+  std::lock_guard lock(domains_mutex_);
+  for (const auto& [name, d] : domains_) {
+    for (std::size_t w = 0; w < d->requests_seen.size(); ++w) {
+      for (std::uint64_t bits = d->requests_seen[w].load(std::memory_order_relaxed); bits != 0; bits &= bits - 1) {
+        const std::size_t slot = w * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+        out += "egressd_requests_total{";
+        out += request_labels_[slot].first;
+        out += "domain=\"";
+        out += d->label_text;
+        out += '"';
+        out += request_labels_[slot].second;
+        out += "} ";
+        append_count(out, d->requests[slot].load(std::memory_order_relaxed));
+        out += '\n';
+      }
     }
   }
-  c->Increment();
+}
+
+void metrics::append_bytes(std::string& out, bool up) const {
+  const std::string_view name = up ? "egressd_bytes_up_total{domain=\"" : "egressd_bytes_down_total{domain=\"";
+  std::lock_guard lock(domains_mutex_);
+  for (const auto& [n, d] : domains_) {
+    out += name;
+    out += d->label_text;
+    out += "\"} ";
+    append_count(out, (up ? d->bytes_up : d->bytes_down).load(std::memory_order_relaxed));
+    out += '\n';
+  }
 }
 
 void metrics::count_guard_refusal(policy::address_class c) noexcept {
@@ -365,29 +403,20 @@ std::string metrics::render() const {
         static_cast<double>(std::max<std::int64_t>(0, held_.sum())));
   gauge("egressd_remembered_answers", "Hook answers remembered (ttl and always).",
         static_cast<double>(remembered_.load(std::memory_order_relaxed)));
-  {
-    // The byte counters of every domain, read under the mutex that guards the map
-    // (workers only take it to create a domain, never to count).
-    prometheus::MetricFamily up, down;
-    up.name = "egressd_bytes_up_total";
-    up.help = "Bytes from clients to upstreams by registrable domain (tunnels per relay batch, plain HTTP request bodies).";
-    down.name = "egressd_bytes_down_total";
-    down.help = "Bytes from upstreams to clients by registrable domain (tunnels per relay batch, plain HTTP responses).";
-    up.type = down.type = prometheus::MetricType::Counter;
-    std::lock_guard lock(domains_mutex_);
-    up.metric.reserve(domains_.size());
-    down.metric.reserve(domains_.size());
-    for (const auto& [name, d] : domains_) {
-      prometheus::ClientMetric m;
-      m.label.push_back({"domain", name});
-      m.counter.value = static_cast<double>(d->bytes_up.load(std::memory_order_relaxed));
-      up.metric.push_back(m);
-      m.counter.value = static_cast<double>(d->bytes_down.load(std::memory_order_relaxed));
-      down.metric.push_back(std::move(m));
-    }
-    families.push_back(std::move(up));
-    families.push_back(std::move(down));
-  }
+  // The families by domain: their HELP and TYPE here, their series written below
+  // straight from the domain handles.
+  auto by_domain = [&](std::string_view name, std::string_view help) {
+    prometheus::MetricFamily f;
+    f.name = str(name);
+    f.help = str(help);
+    f.type = prometheus::MetricType::Counter;
+    families.push_back(std::move(f));
+  };
+  by_domain(requests_family, "Requests by registrable domain, protocol, decision and reason (denials: decision=deny).");
+  by_domain(bytes_up_family,
+            "Bytes from clients to upstreams by registrable domain (tunnels per relay batch, plain HTTP request bodies).");
+  by_domain(bytes_down_family,
+            "Bytes from upstreams to clients by registrable domain (tunnels per relay batch, plain HTTP responses).");
   connect_seconds_.collect("egressd_upstream_connect_seconds", "Time to connect to the upstream (TCP handshake).",
                            families);
   request_seconds_.collect("egressd_request_duration_seconds",
@@ -397,7 +426,14 @@ std::string metrics::render() const {
   hook_seconds_.collect("egressd_hook_seconds", "Time from a question to the hook's answer (or its timeout).", families);
   std::sort(families.begin(), families.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   // One allocation of about the last scrape's size.
-  std::string out = exposition_text(families, last_render_size_.load(std::memory_order_relaxed) + 4096);
+  std::string out;
+  out.reserve(last_render_size_.load(std::memory_order_relaxed) + 4096);
+  for (const auto& f : families) {
+    append_family(out, f);
+    if (f.name == requests_family) append_requests(out);
+    else if (f.name == bytes_up_family) append_bytes(out, true);
+    else if (f.name == bytes_down_family) append_bytes(out, false);
+  }
   last_render_size_.store(out.size(), std::memory_order_relaxed);
   return out;
 }

@@ -1,9 +1,11 @@
 #pragma once
 // Prometheus metrics (README "Metrics"): one registry per process, served
 // as text by the admin endpoint's /metrics. prometheus-cpp's core library holds the
-// counters and gauges (atomic, no lock to update); the latency histograms are our
-// own lock-free ones, because prometheus-cpp's Histogram takes a mutex per
-// observation, which every worker would share.
+// counters and gauges of closed label sets (atomic, no lock to update); the latency
+// histograms are our own lock-free ones, because prometheus-cpp's Histogram takes a
+// mutex per observation, which every worker would share; the series by domain are
+// plain atomics in each domain's handles, written into the text directly, because a
+// registry Collect() copies every series' labels into new strings at each scrape.
 //
 // The `domain` label is the product's point and the one label not from a closed enum,
 // so it is bounded: the registrable domain of the host (config::domain_label),
@@ -77,18 +79,23 @@ struct request_labels {
 
 /// The handles of one `domain` label value, created once and never freed while the
 /// registry lives (so pointers to it stay valid): one lookup per request, then atomics.
+/// Its series are plain atomics rather than prometheus::Counter (whose double takes a
+/// compare-exchange loop per increment), and render() writes them straight into the
+/// text: a scrape of 1,000 domains allocates nothing per series.
 struct domain_metrics {
+  static constexpr std::size_t request_slots =
+      request_labels::protocols * request_labels::decisions * request_labels::reasons;
   std::string name;
-  /// egressd_bytes_up_total / egressd_bytes_down_total (up: client → upstream). Plain
-  /// atomics rather than prometheus::Counter, whose double takes a compare-exchange
-  /// loop: a tunnel adds to them once per relay batch with one relaxed fetch_add, and
-  /// render() reads them.
+  /// The label value as the text format writes it (escaped).
+  std::string label_text;
+  /// egressd_bytes_up_total / egressd_bytes_down_total (up: client → upstream): a
+  /// tunnel adds to them once per relay batch with one relaxed fetch_add.
   std::atomic<std::uint64_t> bytes_up{0};
   std::atomic<std::uint64_t> bytes_down{0};
-  /// egressd_requests_total per (protocol, decision, reason), created on first use.
-  std::array<std::atomic<prometheus::Counter*>,
-             request_labels::protocols * request_labels::decisions * request_labels::reasons>
-      requests{};
+  /// egressd_requests_total per (protocol, decision, reason); a series exists from
+  /// its first request on, when its bit in `requests_seen` is set.
+  std::array<std::atomic<std::uint64_t>, request_slots> requests{};
+  std::array<std::atomic<std::uint64_t>, (request_slots + 63) / 64> requests_seen{};
 };
 
 class metrics;
@@ -160,8 +167,11 @@ class metrics {
   static constexpr std::string_view content_type = "text/plain; version=0.0.4; charset=utf-8";
 
  private:
+  // The text of the domain families' series, under domains_mutex_.
+  void append_requests(std::string& out) const;
+  void append_bytes(std::string& out, bool up) const;
+
   std::shared_ptr<prometheus::Registry> registry_;
-  prometheus::Family<prometheus::Counter>* requests_;
   std::array<prometheus::Counter*, 32> guard_refusals_{};  // by address_class
   std::array<prometheus::Counter*, 3> dns_lookups_{};      // by dns_result
   prometheus::Family<prometheus::Counter>* reloads_;
@@ -180,8 +190,12 @@ class metrics {
   const std::atomic<std::size_t>* connections_open_ = nullptr;
 
   std::atomic<std::size_t> max_domains_;
-  mutable std::mutex domains_mutex_;  // domains_ and the creation of request series
+  mutable std::mutex domains_mutex_;  // domains_, request_labels_ and each domain's requests_seen bits
   std::unordered_map<std::string, std::unique_ptr<domain_metrics>, string_hash, std::equal_to<>> domains_;
+  // Per request slot, the labels around `domain`, in the text format's (sorted) order:
+  // `decision="allow",` before it and `,protocol="http",reason="rule"` after it;
+  // written the first time any domain uses the slot.
+  std::array<std::pair<std::string, std::string>, domain_metrics::request_slots> request_labels_;
   mutable std::mutex config_mutex_;  // config_series_, config_hash_
   mutable std::atomic<std::size_t> last_render_size_{0};  // render()'s reservation
 };

@@ -6,7 +6,9 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 
+#include <algorithm>
 #include <chrono>
+#include <string_view>
 #include <limits>
 #include <string>
 #include <vector>
@@ -173,9 +175,51 @@ TEST_CASE("render() is the TextSerializer text of 1,000 domains' series", "[unit
     d.bytes_down.fetch_add(static_cast<std::uint64_t>(i) * 1000003, std::memory_order_relaxed);
   }
   m.observe_connect(std::chrono::microseconds(1234));
+  m.count_request(cache.lookup("www.site7.com"), deny_labels());
   const auto text = m.render();
   CHECK(count_of(text, "egressd_requests_total{") == 1000);
   CHECK(count_of(text, "egressd_bytes_down_total{") == 1000);
+  // The series by domain are written straight from the handles: each family's lines
+  // are the ones TextSerializer writes for the same samples (in another order).
+  prometheus::MetricFamily requests{"egressd_requests_total",
+                                    "Requests by registrable domain, protocol, decision and reason (denials: "
+                                    "decision=deny).",
+                                    prometheus::MetricType::Counter,
+                                    {}};
+  prometheus::MetricFamily down{"egressd_bytes_down_total",
+                                "Bytes from upstreams to clients by registrable domain (tunnels per relay batch, "
+                                "plain HTTP responses).",
+                                prometheus::MetricType::Counter,
+                                {}};
+  for (int i = 0; i < 1000; ++i) {
+    const std::string domain = "site" + std::to_string(i) + ".com";
+    prometheus::ClientMetric r;
+    r.label = {{"decision", "deny"}, {"domain", domain}, {"protocol", "http"}, {"reason", "unknown_denied"}};
+    r.counter.value = i == 7 ? 2 : 1;
+    requests.metric.push_back(r);
+    prometheus::ClientMetric b;
+    b.label = {{"domain", domain}};
+    b.counter.value = static_cast<double>(static_cast<std::uint64_t>(i) * 1000003);
+    down.metric.push_back(b);
+  }
+  for (const auto* f : {&requests, &down}) {
+    const auto expected = prometheus::TextSerializer().Serialize({*f});
+    // render()'s section of this family: its HELP line to the next family's.
+    const auto from = text.find("# HELP " + f->name + " ");
+    REQUIRE(from != std::string::npos);
+    const auto to = text.find("# HELP ", from + 1);
+    auto lines = [](std::string_view t) {
+      std::vector<std::string> v;
+      for (std::size_t at = 0; at < t.size();) {
+        const auto nl = t.find('\n', at);
+        v.emplace_back(t.substr(at, nl - at));
+        at = nl == std::string_view::npos ? t.size() : nl + 1;
+      }
+      std::sort(v.begin(), v.end());
+      return v;
+    };
+    CHECK(lines(std::string_view(text).substr(from, to - from)) == lines(expected));
+  }
   CHECK(text.find("egressd_bytes_down_total{domain=\"site999.com\"} 999002997\n") != std::string::npos);
   CHECK(text.find("egressd_upstream_connect_seconds_sum 0.001234\n") != std::string::npos);
 }
