@@ -22,7 +22,10 @@
 #include <boost/asio/connect.hpp>
 #include <boost/asio/write.hpp>
 
+#include <sys/socket.h>
+
 #include <array>
+#include <cerrno>
 
 #include "proxy/auth.hpp"
 #include "proxy/log.hpp"
@@ -193,12 +196,46 @@ void session::check_deadline(steady::time_point now) noexcept {
 
 // ---- I/O helpers --------------------------------------------------------------------
 
-asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit) {
+namespace {
+
+// What the socket's send buffer takes now, sent at once without the event loop: asio
+// posts even a write that completes at once, and its scheduler polls epoll before it
+// runs the completion, so a reply of a few bytes cost a handler round trip and an
+// epoll_wait of its own. How much was sent (0: the buffer is full), or -1 on an error.
+std::ptrdiff_t send_now(int fd, std::string_view data) {
+  for (;;) {
+    const auto n = ::send(fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+  }
+}
+
+}  // namespace
+
+asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit, bool likely_there) {
   if (s.in.size() >= limit) co_return read_status::full;
+  if (s.aborted) co_return read_status::error;
   const std::size_t old = s.in.size();
   // Heads are small: a 4 KiB step keeps resize()'s zero-filling cheap.
   const std::size_t want = std::min<std::size_t>(limit - old, 4096);
   s.in.resize(old + want);
+  if (likely_there) {
+    // Bytes the kernel already holds (a client's first bytes usually arrive with its
+    // connection) are taken directly, as send_now() writes; otherwise the event loop
+    // waits for them below.
+    ssize_t n;
+    do n = ::recv(s.client.native_handle(), s.in.data() + old, want, MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+      s.in.resize(old + static_cast<std::size_t>(n));
+      co_return read_status::ok;
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+      s.in.resize(old);
+      co_return n == 0 ? read_status::eof : read_status::error;
+    }
+  }
   s.arm_client(deadline);
   auto [ec, n] = co_await s.client.async_read_some(asio::buffer(s.in.data() + old, want), nothrow);
   s.disarm_client();
@@ -210,6 +247,10 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
 }
 
 asio::awaitable<bool> write_client(session& s, std::string_view data) {
+  const auto sent = send_now(s.client.native_handle(), data);
+  if (sent < 0) co_return false;
+  data.remove_prefix(static_cast<std::size_t>(sent));
+  if (data.empty()) co_return true;
   s.arm_client_write(steady::now() + s.cfg->limits.idle_timeout);
   auto [ec, n] = co_await asio::async_write(s.client, asio::buffer(data), nothrow);
   s.disarm_client_write();
@@ -217,6 +258,10 @@ asio::awaitable<bool> write_client(session& s, std::string_view data) {
 }
 
 asio::awaitable<bool> write_upstream(session& s, std::string_view data) {
+  const auto sent = send_now(s.upstream.native_handle(), data);
+  if (sent < 0) co_return false;
+  data.remove_prefix(static_cast<std::size_t>(sent));
+  if (data.empty()) co_return true;
   s.arm_upstream_write(steady::now() + s.cfg->limits.idle_timeout);
   auto [ec, n] = co_await asio::async_write(s.upstream, asio::buffer(data), nothrow);
   s.disarm_upstream_write();
@@ -956,8 +1001,14 @@ boost::asio::awaitable<void> run_session(worker& w, const listener_info& listene
                                          boost::asio::generic::stream_protocol::socket client, std::string peer) {
   using namespace detail;
   session s(w, listener, std::move(client), std::move(peer));
+  // Non-blocking from the start (asio would set it at the first wait): the reads and
+  // writes that complete at once go directly to the socket (send_now), and a tunnel's
+  // relay needs it.
+  boost::system::error_code nb;
+  s.client.native_non_blocking(true, nb);
+  if (nb) co_return;
   const auto deadline = steady::now() + s.cfg->limits.head_timeout;
-  const auto first = co_await read_more(s, deadline, s.cfg->limits.max_head_bytes + 1);
+  const auto first = co_await read_more(s, deadline, s.cfg->limits.max_head_bytes + 1, /*likely_there=*/true);
   if (first != read_status::ok || s.in.empty()) co_return;  // closed (or silent) before a byte: no record
   const auto version = static_cast<unsigned char>(s.in[0]);
   if (version == 0x05 && listener.socks5) {

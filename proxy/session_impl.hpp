@@ -197,12 +197,15 @@ asio::awaitable<destination> open_upstream(session& s, std::string_view raw_host
                                            access_protocol protocol);
 
 /// Reads more client bytes into s.in, at most up to `limit` bytes held. False on EOF,
-/// error, or when `deadline` passes.
+/// error, or when `deadline` passes. `likely_there`: the bytes have probably arrived
+/// (a connection's first read), so a direct read is tried before the event loop.
 enum class read_status : std::uint8_t { ok, eof, timeout, error, full };
-asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit);
+asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, std::size_t limit,
+                                       bool likely_there = false);
 
-/// Writes all of `data` to the client. False on error, or when the client takes none
-/// of it for limits.idle_timeout.
+/// Writes all of `data` to the client: what the socket takes at once directly, the
+/// rest through the event loop. False on error, or when the client takes none of it
+/// for limits.idle_timeout.
 asio::awaitable<bool> write_client(session& s, std::string_view data);
 /// Writes all of `data` to the upstream, under its own deadline (limits.idle_timeout):
 /// an origin that stops reading cannot hold the session. False on error or timeout
