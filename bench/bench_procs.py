@@ -61,11 +61,12 @@ class Processes:
         self.procs.append(p)
         return p
 
-    def origin(self, binary: str, max_seconds: int) -> int:
-        """Starts bench_origin; returns its echo port."""
+    def origin(self, binary: str, max_seconds: int, name: str = "origin", body_bytes: int = 128) -> dict:
+        """Starts bench_origin (its HTTP port answers bodies of `body_bytes`); returns its
+        ports by name (echo, source, sink, http, echo1)."""
         self.start([binary, "--echo-port", "0", "--source-port", "0", "--sink-port", "0", "--http-port", "0",
-                    "--max-seconds", str(max_seconds)], "origin")
-        return json.loads(wait_line(self.path("origin.out"), "{", 10))["echo"]
+                    "--body-bytes", str(body_bytes), "--max-seconds", str(max_seconds)], name)
+        return json.loads(wait_line(self.path(f"{name}.out"), "{", 10))
 
     def egressd(self, binary: str, config_text: str, **kw) -> tuple[subprocess.Popen, int]:
         """Starts egressd on `config_text` (its first listener on 127.0.0.1:0); returns the

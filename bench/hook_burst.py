@@ -147,7 +147,7 @@ def _rtts(tunnels: list[socket.socket], until) -> list[float]:
 
 def orchestrate(args) -> int:
     with Processes("egressd-hook-burst-") as ps:
-        echo = ps.origin(args.origin, 600)
+        echo = ps.origin(args.origin, 600)["echo"]
         port_file = ps.path("hook.port")
         ps.start([sys.executable, HERE, "serve-hook", "--port-file", port_file, "--delay", str(args.delay)], "hook")
         hook_port = int(_wait_file(port_file, 10))

@@ -651,7 +651,8 @@ fi
 
 # ---------------------------------------------------------------- the scrape
 # GET /metrics with 1,000 domains' series, and the setup benchmark's p99 with and
-# without a scraper polling every 100 ms (bench/scrape.py): at least 5 runs of each,
+# without a scraper polling every 100 ms (bench/scrape.py): at least 5 rounds of
+# without / with / the control (the same bytes from a static server) / without,
 # because "the p99 does not move" is judged against the spread of the runs without.
 if want scrape; then
   log "scrape: /metrics with 1,000 domains; setup with and without a scraper"
@@ -881,6 +882,8 @@ if sc and "scrape_p50_ms" in sc:
                         f"{v['on']['p99_us']:,.0f} / {v['off']['p99_us']:,.0f} µs = **{v['p99_ratio']}×** "
                         f"({'within' if v.get('p99_within_noise') else 'outside'} the spread of the runs without, "
                         f"{min(v['off']['p99s_us']):,}–{max(v['off']['p99s_us']):,} µs; target: unmoved); "
+                        f"A/A, the second run without against the first: {v.get('p99_ratio_aa')}×; "
+                        f"the control, the same bytes from a static server: {v.get('p99_ratio_control')}×; "
                         f"rate {v['rate_ratio']}×")
 eg = val("http", "egressd"); sq = val("http", "squid")
 if eg is not None and sq:

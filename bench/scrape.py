@@ -15,9 +15,17 @@ as always), then:
    the request's first byte to the body's last): p50, p99, max, the size and the
    number of series;
 3. runs bench_load's setup scenario (CONNECT, 1 client and 64 clients) for --seconds,
-   alternately without and with a scraper polling /metrics every 100 ms (its own
-   connection, in a thread), --repeat times each, and reports the median p99 of
-   each with the ratio (with / without), plus the scrapes' times under that load.
+   --repeat rounds of: without a scraper, with a scraper polling /metrics every
+   100 ms (its own connection, in a thread), the control (below), and without again. It reports the
+   median p99 with and without (the two runs without of every round together) and
+   their ratio, and the same ratio between the first and the second run without (an
+   A/A comparison: how far the p99 moves when nothing changes). The p99 with a
+   scraper "does not move" when it lies within the spread of the runs without: on
+   2 shared CPUs a one-client p99 moves by up to ±20 % between runs of 2 s with no
+   scraper at all, so a ratio alone says little. A fourth run per round is the
+   control: the scraper polls a bench_origin that answers the same number of bytes
+   without rendering anything, which shows what the transfer and the scraper alone
+   cost on these CPUs. The scrapes' times under that load are reported too.
 
 Prints one JSON line and a summary for people on stderr. Everything is bounded: each
 wait has a deadline, each bench_load run has a timeout, and every process started here
@@ -83,7 +91,7 @@ def _ms(x: float) -> float:
 
 def orchestrate(args) -> int:
     with Processes("egressd-scrape-") as ps:
-        echo = ps.origin(args.origin, 900)
+        echo = ps.origin(args.origin, 900)["echo"]
         admin_port = free_port()
         eg, proxy_port = ps.egressd(args.egressd, f"""version: 1
 listeners: [ {{ address: "127.0.0.1:0" }} ]
@@ -141,17 +149,23 @@ limits: {{ max_connections: 20000, idle_timeout: 10m }}
 
         under_load: list[float] = []
 
-        def with_scraper(concurrency: int) -> tuple[dict, int]:
+        # The control: the same bytes, every 100 ms, from a server that only sends them
+        # (bench_origin's HTTP port with a body of the exposition's size). What it moves
+        # is the cost of the transfer and the scraper on these CPUs, not of egressd.
+        static_port = ps.origin(args.origin, 900, name="static", body_bytes=len(body))["http"]
+
+        def with_scraper(concurrency: int, port: int = admin_port) -> tuple[dict, int]:
             stop = threading.Event()
             count = [0]
 
             def poll() -> None:
-                s = Scraper(admin_port)
+                s = Scraper(port)
                 try:
                     while not stop.is_set():
                         t = time.monotonic()
                         took, _ = s.get()
-                        under_load.append(took)
+                        if port == admin_port:
+                            under_load.append(took)
                         count[0] += 1
                         stop.wait(max(0.0, 0.1 - (time.monotonic() - t)))
                 finally:
@@ -167,20 +181,31 @@ limits: {{ max_connections: 20000, idle_timeout: 10m }}
 
         setup = {}
         for c in (1, 64):
-            runs = {"off": [], "on": []}
+            runs = {"off": [], "on": [], "control": [], "again": []}
             for _ in range(args.repeat):
                 runs["off"].append(setup_run(c))
                 r, n = with_scraper(c)
                 r["scrapes"] = n
                 runs["on"].append(r)
-            med = {k: {"p99_us": statistics.median(r["p99_us"] for r in v),
-                       "p50_us": statistics.median(r["p50_us"] for r in v),
-                       "rate": statistics.median(r["value"] for r in v),
-                       "errors": sum(r.get("errors", 0) for r in v),
-                       "p99s_us": [round(r["p99_us"]) for r in v]} for k, v in runs.items()}
+                runs["control"].append(with_scraper(c, static_port)[0])
+                runs["again"].append(setup_run(c))
+            without = runs["off"] + runs["again"]
+
+            def summary(v: list[dict]) -> dict:
+                return {"p99_us": statistics.median(r["p99_us"] for r in v),
+                        "p50_us": statistics.median(r["p50_us"] for r in v),
+                        "rate": statistics.median(r["value"] for r in v),
+                        "errors": sum(r.get("errors", 0) for r in v),
+                        "p99s_us": [round(r["p99_us"]) for r in v]}
+
+            med = {"off": summary(without), "on": summary(runs["on"]), "control": summary(runs["control"])}
             med["p99_ratio"] = round(med["on"]["p99_us"] / med["off"]["p99_us"], 2)
+            med["p99_ratio_control"] = round(med["control"]["p99_us"] / med["off"]["p99_us"], 2)
+            # The A/A ratio: the second run without against the first, same rounds.
+            med["p99_ratio_aa"] = round(statistics.median(r["p99_us"] for r in runs["again"]) /
+                                        statistics.median(r["p99_us"] for r in runs["off"]), 2)
             # "Does not move": the median p99 with a scraper lies within the spread of
-            # the runs without one (run-to-run noise is the yardstick, not 1.00 exactly).
+            # the runs without (run-to-run noise is the yardstick, not 1.00 exactly).
             med["p99_within_noise"] = min(med["off"]["p99s_us"]) <= med["on"]["p99_us"] <= max(med["off"]["p99s_us"])
             med["rate_ratio"] = round(med["on"]["rate"] / med["off"]["rate"], 2)
             med["scrapes_during"] = sum(r["scrapes"] for r in runs["on"])
@@ -203,6 +228,7 @@ limits: {{ max_connections: 20000, idle_timeout: 10m }}
         for k, v in setup.items():
             print(f"# {k}: p99 {v['off']['p99_us']:.0f} us without a scraper, {v['on']['p99_us']:.0f} us with one "
                   f"every 100 ms ({v['p99_ratio']}x, {'within' if v['p99_within_noise'] else 'outside'} the runs without; "
+                  f"A/A {v['p99_ratio_aa']}x; the same bytes from a static server {v['p99_ratio_control']}x; "
                   f"runs {v['off']['p99s_us']} / {v['on']['p99s_us']}); "
                   f"rate {v['rate_ratio']}x", file=sys.stderr)
         return 0
