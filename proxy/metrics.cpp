@@ -401,6 +401,20 @@ std::string metrics::render() const {
         static_cast<double>(std::max<std::int64_t>(0, hook_pending_.load(std::memory_order_relaxed))));
   gauge("egressd_requests_held", "Client requests held while the confirmation hook decides.",
         static_cast<double>(std::max<std::int64_t>(0, held_.sum())));
+  gauge("egressd_upstream_idle_connections",
+        "Idle upstream connections in the workers' pools, kept for later plain-HTTP requests.",
+        static_cast<double>(std::max<std::int64_t>(0, upstream_idle_.sum())));
+  {
+    prometheus::MetricFamily f;
+    f.name = "egressd_upstream_reused_total";
+    f.help = "Plain-HTTP requests sent over an upstream connection an earlier request opened (kept alive, or from "
+             "the idle pool).";
+    f.type = prometheus::MetricType::Counter;
+    prometheus::ClientMetric m;
+    m.counter.value = static_cast<double>(std::max<std::int64_t>(0, upstream_reused_.sum()));
+    f.metric.push_back(std::move(m));
+    families.push_back(std::move(f));
+  }
   gauge("egressd_remembered_answers", "Hook answers remembered (ttl and always).",
         static_cast<double>(remembered_.load(std::memory_order_relaxed)));
   // The families by domain: their HELP and TYPE here, their series written below

@@ -145,6 +145,10 @@ class metrics {
   /// A DNS lookup's result.
   enum class dns_result : std::uint8_t { ok, no_such_name, error };
   void count_dns_lookup(dns_result r) noexcept;
+  /// A plain-HTTP request sent over an upstream connection an earlier request opened.
+  void count_upstream_reuse() noexcept { upstream_reused_.add(1); }
+  /// The workers' idle upstream pools grew or shrank by `delta` connections.
+  void upstream_idle_changed(std::int64_t delta) noexcept { upstream_idle_.add(delta); }
   void tunnel_opened() noexcept { tunnels_open_.add(1); }
   void tunnel_closed() noexcept { tunnels_open_.add(-1); }
   /// A reload attempt; on success `config_hash` replaces the egressd_config_info series.
@@ -187,6 +191,8 @@ class metrics {
   sharded_count held_;
   std::atomic<std::int64_t> remembered_{0};
   sharded_count tunnels_open_;
+  sharded_count upstream_reused_;
+  sharded_count upstream_idle_;
   const std::atomic<std::size_t>* connections_open_ = nullptr;
 
   std::atomic<std::size_t> max_domains_;

@@ -545,6 +545,7 @@ void count_request(const session& s, const request_context& ctx) {
   domain_metrics& dm = s.w.domains().lookup(host);
   ctx.domain = &dm;
   stats.count_request(dm, l);
+  if (ctx.upstream_reused) stats.count_upstream_reuse();
   if (ctx.has_bytes) {  // a plain HTTP exchange: its body up, its response down
     dm.bytes_up.fetch_add(ctx.bytes_up, std::memory_order_relaxed);
     dm.bytes_down.fetch_add(ctx.bytes_down, std::memory_order_relaxed);

@@ -47,11 +47,18 @@ upstream_pool::upstream_pool(worker& w, std::size_t max_total) : w_(w), max_tota
 
 upstream_pool::~upstream_pool() {
   if (attached_) w_.detach(this);
+  w_.shared().stats.upstream_idle_changed(-static_cast<std::int64_t>(counted_));
 }
 
 // Attached to the worker (its sweep, abort and revocation) only while it holds a
-// connection, so an empty pool costs the worker's sweep nothing.
-void upstream_pool::sync_attached() noexcept {
+// connection, so an empty pool costs the worker's sweep nothing. Every change of the
+// pool ends here, which also brings egressd_upstream_idle_connections up to date.
+void upstream_pool::sync() noexcept {
+  if (pool_.size() != counted_) {
+    w_.shared().stats.upstream_idle_changed(static_cast<std::int64_t>(pool_.size()) -
+                                            static_cast<std::int64_t>(counted_));
+    counted_ = pool_.size();
+  }
   if (!pool_.empty() && !attached_) {
     w_.attach(this);
     attached_ = true;
@@ -74,7 +81,7 @@ std::optional<pooled_connection> upstream_pool::take(std::string_view host, std:
     if (!c || still_idle(c->socket)) break;
     c.reset();  // closed by the origin meanwhile: close ours, look further
   }
-  sync_attached();
+  sync();
   return c;
 }
 
@@ -86,12 +93,12 @@ void upstream_pool::put(pooled_connection&& c, const config::limits_config& limi
                                                std::min(max_total_, limits.upstream_idle_max)};
   // What does not stay (evicted, or `c` when the pool is off) is closed as it goes.
   pool_.put(hash, std::move(c), std::chrono::steady_clock::now() + limits.upstream_idle_timeout, b, same);
-  sync_attached();
+  sync();
 }
 
 void upstream_pool::abort() noexcept {
   pool_.clear();
-  sync_attached();
+  sync();
 }
 
 void upstream_pool::check_deadline(std::chrono::steady_clock::time_point now) noexcept {
@@ -103,7 +110,7 @@ void upstream_pool::check_deadline(std::chrono::steady_clock::time_point now) no
     const auto current = w_.shared().generation_number.load(std::memory_order_acquire);
     pool_.remove_if([&](const pooled_connection& c) { return c.gen.number() != current; }, [](pooled_connection&&) {});
   }
-  sync_attached();
+  sync();
 }
 
 bool upstream_pool::revoke(const revocation& r) {
@@ -118,7 +125,7 @@ bool upstream_pool::revoke(const revocation& r) {
                                   .add("upstream", endpoint_text(c.remote.address(), c.remote.port()))
                                   .add("idle_pool", true));
                   });
-  sync_attached();
+  sync();
   return closed > 0;
 }
 

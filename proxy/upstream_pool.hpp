@@ -73,12 +73,13 @@ class upstream_pool final : public worker_task {
   bool revoke(const revocation& r) override;
 
  private:
-  void sync_attached() noexcept;
+  void sync() noexcept;
 
   worker& w_;
   std::size_t max_total_;
   idle_pool<pooled_connection> pool_;
   bool attached_ = false;
+  std::size_t counted_ = 0;  // the size egressd_upstream_idle_connections has of this pool
 };
 
 }  // namespace egressd::proxy

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -165,6 +166,35 @@ class HttpPoolTest(EgressdTestCase):
         self.assertEqual(self.conn_of(self.one_shot(ep)), 2)
         self.expect_closed(1)
         self.assertEqual(self.conn_of(self.one_shot(ep)), 2)
+
+    def test_metrics_count_reuse_and_idle_connections(self):
+        """egressd_upstream_reused_total counts requests that paid no connect, and
+        egressd_upstream_idle_connections follows the pool: 1 while the connection
+        waits, 0 once the idle timeout closed it."""
+        from test_metrics import admin_request, parse_metrics, value  # noqa: PLC0415
+
+        d = self.start_daemon(pool_config(self.origin.port, admin={"address": "127.0.0.1:0"},
+                                          limits={"upstream_idle_timeout": "2s"}))
+        admin = d.wait_log("admin listening")["address"]
+
+        def sample(name: str) -> float | None:
+            status, _, body = admin_request(admin, "GET", "/metrics")
+            self.assertEqual(status, 200)
+            return value(parse_metrics(body)[1], name)
+
+        self.assertEqual((sample("egressd_upstream_reused_total"), sample("egressd_upstream_idle_connections")),
+                         (0, 0))
+        ep = d.endpoint(0)
+        self.assertEqual([self.conn_of(self.one_shot(ep, f"/m{i}")) for i in range(3)], [1, 1, 1])
+        self.assertEqual(sample("egressd_upstream_reused_total"), 2)
+        self.assertEqual(sample("egressd_upstream_connect_seconds_count"), 1)
+        self.assertEqual(sample("egressd_upstream_idle_connections"), 1)
+        self.expect_closed(1)  # 2 s idle (+ the 250 ms sweep)
+        # The gauge follows right after the close the origin saw: a short bounded wait.
+        deadline = time.monotonic() + EVENT_TIMEOUT_S
+        while sample("egressd_upstream_idle_connections") != 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(sample("egressd_upstream_idle_connections"), 0)
 
     # --- closing ----------------------------------------------------------------------
     def test_idle_timeout_closes(self):
