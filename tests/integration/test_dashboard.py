@@ -242,6 +242,19 @@ class DashboardPrometheusTest(EgressdTestCase):
         # A name of its own each round: a cached answer would not count as a lookup.
         self.assertEqual(test_metrics.refuse_connect(ep, f"{dns_name}:443"), 403)
 
+    def pool_traffic(self, d: harness.Egressd) -> None:
+        """Plain HTTP, a new client connection per request: the first one connects, the
+        second takes the upstream the first left in the worker's idle pool, where it then
+        stays (the "Upstream connections" row). After the reloads, which empty the pool."""
+        ep = d.endpoint(0)
+        target = f"127.0.0.1:{self.o.http.port}"
+        for i in range(2):
+            with ep.connect() as s:
+                s.sendall(harness.request_bytes("GET", f"http://{target}/pool{i}",
+                                                [("Host", target), ("Connection", "close")]))
+                r, _ = harness.read_response(s)
+                self.assertEqual(r.status, 200, r.describe())
+
     def hook_traffic(self, d: harness.Egressd, admin: str) -> None:
         """Hook questions ending allow (remembered), bad_answer, timeout (three at once,
         filling hook.max_pending) and overloaded (a fourth new destination meanwhile)."""
@@ -278,6 +291,7 @@ class DashboardPrometheusTest(EgressdTestCase):
             return make_config(allow=[f"localhost:{self.o.echo.port}", "*.dns.test", "metadata.test", "127.0.0.1",
                                       *more],
                                unknown="ask", admin={"address": "127.0.0.1:0"},
+                               limits={"upstream_idle_timeout": "10m"},
                                hook={"exec": [program], "timeout": "2s", "max_pending": len(SLOW_HOSTS)})
         d = self.start_daemon(config(), hosts_text=hosts)
         admin = d.wait_log("admin listening")["address"]
@@ -309,6 +323,7 @@ class DashboardPrometheusTest(EgressdTestCase):
         mark = d.log_mark()
         d.send_signal(signal.SIGHUP)
         d.wait_log("reload failed; the previous configuration stays in force", start=mark)
+        self.pool_traffic(d)
 
         # Every expression is accepted; each panel's main query returns a positive value.
         panels = query_panels(load_dashboard())
