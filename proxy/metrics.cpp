@@ -383,15 +383,23 @@ void metrics::set_config_hash(std::string_view hash) {
 
 std::string metrics::render() const {
   auto families = registry_->Collect();
-  auto gauge = [&](std::string_view name, std::string_view help, double value) {
-    prometheus::MetricFamily f;
+  // A family of egressd's own (not in the registry), appended to `families`.
+  auto family = [&](prometheus::MetricType type, std::string_view name,
+                    std::string_view help) -> prometheus::MetricFamily& {
+    auto& f = families.emplace_back();
     f.name = str(name);
     f.help = str(help);
-    f.type = prometheus::MetricType::Gauge;
+    f.type = type;
+    return f;
+  };
+  // One of one unlabelled sample.
+  auto single = [&](prometheus::MetricType type, std::string_view name, std::string_view help, double value) {
     prometheus::ClientMetric m;
-    m.gauge.value = value;
-    f.metric.push_back(std::move(m));
-    families.push_back(std::move(f));
+    (type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value) = value;
+    family(type, name, help).metric.push_back(std::move(m));
+  };
+  auto gauge = [&](std::string_view name, std::string_view help, double value) {
+    single(prometheus::MetricType::Gauge, name, help, value);
   };
   gauge("egressd_connections_open", "Open client connections (tunnels included).",
         connections_open_ ? static_cast<double>(connections_open_->load(std::memory_order_relaxed)) : 0.0);
@@ -404,27 +412,16 @@ std::string metrics::render() const {
   gauge("egressd_upstream_idle_connections",
         "Idle upstream connections in the workers' pools, kept for later plain-HTTP requests.",
         static_cast<double>(std::max<std::int64_t>(0, upstream_idle_.sum())));
-  {
-    prometheus::MetricFamily f;
-    f.name = "egressd_upstream_reused_total";
-    f.help = "Plain-HTTP requests sent over an upstream connection an earlier request opened (kept alive, or from "
-             "the idle pool).";
-    f.type = prometheus::MetricType::Counter;
-    prometheus::ClientMetric m;
-    m.counter.value = static_cast<double>(std::max<std::int64_t>(0, upstream_reused_.sum()));
-    f.metric.push_back(std::move(m));
-    families.push_back(std::move(f));
-  }
+  single(prometheus::MetricType::Counter, "egressd_upstream_reused_total",
+         "Plain-HTTP requests sent over an upstream connection an earlier request opened (kept alive, or from the "
+         "idle pool).",
+         static_cast<double>(std::max<std::int64_t>(0, upstream_reused_.sum())));
   gauge("egressd_remembered_answers", "Hook answers remembered (ttl and always).",
         static_cast<double>(remembered_.load(std::memory_order_relaxed)));
   // The families by domain: their HELP and TYPE here, their series written below
   // straight from the domain handles.
   auto by_domain = [&](std::string_view name, std::string_view help) {
-    prometheus::MetricFamily f;
-    f.name = str(name);
-    f.help = str(help);
-    f.type = prometheus::MetricType::Counter;
-    families.push_back(std::move(f));
+    family(prometheus::MetricType::Counter, name, help);
   };
   by_domain(requests_family, "Requests by registrable domain, protocol, decision and reason (denials: decision=deny).");
   by_domain(bytes_up_family,

@@ -246,26 +246,33 @@ asio::awaitable<read_status> read_more(session& s, steady::time_point deadline, 
   co_return read_status::ok;
 }
 
-asio::awaitable<bool> write_client(session& s, std::string_view data) {
-  const auto sent = send_now(s.client.native_handle(), data);
+namespace {
+
+// Writes all of `data` to `sock`: what its send buffer takes now directly (send_now),
+// the rest through the event loop under the write deadline `arm` sets (the sweep
+// cancels a write that makes no progress for limits.idle_timeout).
+template <class Socket>
+asio::awaitable<bool> write_all(session& s, Socket& sock, std::string_view data,
+                                void (session::*arm)(steady::time_point) noexcept,
+                                void (session::*disarm)() noexcept) {
+  const auto sent = send_now(sock.native_handle(), data);
   if (sent < 0) co_return false;
   data.remove_prefix(static_cast<std::size_t>(sent));
   if (data.empty()) co_return true;
-  s.arm_client_write(steady::now() + s.cfg->limits.idle_timeout);
-  auto [ec, n] = co_await asio::async_write(s.client, asio::buffer(data), nothrow);
-  s.disarm_client_write();
+  (s.*arm)(steady::now() + s.cfg->limits.idle_timeout);
+  auto [ec, n] = co_await asio::async_write(sock, asio::buffer(data), nothrow);
+  (s.*disarm)();
   co_return !ec;
 }
 
+}  // namespace
+
+asio::awaitable<bool> write_client(session& s, std::string_view data) {
+  return write_all(s, s.client, data, &session::arm_client_write, &session::disarm_client_write);
+}
+
 asio::awaitable<bool> write_upstream(session& s, std::string_view data) {
-  const auto sent = send_now(s.upstream.native_handle(), data);
-  if (sent < 0) co_return false;
-  data.remove_prefix(static_cast<std::size_t>(sent));
-  if (data.empty()) co_return true;
-  s.arm_upstream_write(steady::now() + s.cfg->limits.idle_timeout);
-  auto [ec, n] = co_await asio::async_write(s.upstream, asio::buffer(data), nothrow);
-  s.disarm_upstream_write();
-  co_return !ec;
+  return write_all(s, s.upstream, data, &session::arm_upstream_write, &session::disarm_upstream_write);
 }
 
 // ---- replies and records ------------------------------------------------------------
