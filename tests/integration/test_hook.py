@@ -395,6 +395,21 @@ class UrlHookTest(HookBase):
         self.assert_blocked(self.connect_status(d, "url.hook.test"), "url.hook.test",
                             proxy_status_has=["hook_refused"])
 
+    def test_endpoint_name_that_does_not_resolve(self):
+        # `.invalid` never resolves (RFC 6761 §6.4). The hook client asks the system
+        # resolver; RES_OPTIONS bounds a resolver that does not answer to about 2 s, so
+        # either way the answer (NXDOMAIN or no server) comes well inside the hook timeout
+        # and is told apart from a timeout.
+        tmp = harness.short_tempdir("egd-hook-")
+        d = self.start_daemon(hook_config(tmp, {"url": "http://hook-endpoint.invalid:8080/decide",
+                                                 "timeout": "8s"}), hosts_text=HOSTS_TEXT,
+                              env={"RES_OPTIONS": "timeout:1 attempts:1"})
+        self.assert_blocked(self.connect_status(d, "url.hook.test"), "url.hook.test",
+                            proxy_status_has=["hook_refused"])
+        _, line = d.stderr.wait(lambda r: r.get("msg") == "the hook gave no answer", 5, "the hook's failure line")
+        self.assertEqual(line["failure"], "refused")
+        self.assertIn("hook-endpoint.invalid does not resolve", line["detail"])
+
     def test_tls_endpoint_and_a_bad_certificate(self):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(self.o.cert, self.o.key)
