@@ -67,7 +67,9 @@ struct loops {
   std::vector<std::thread> threads;
 };
 
-// Results of waits, filled on the loops' threads.
+// Results of waits, filled on the loops' threads. Declare it before the `loops`, so that
+// it is destroyed after their threads are joined: a wait that stop() or an answer
+// releases at the end of a test still writes here.
 struct results {
   std::atomic<int> done{0};
   std::atomic<int> allowed{0};
@@ -110,8 +112,8 @@ TEST_CASE("coordinator: 50 requests from two threads wait on one question and al
   coordinator c(m);
   REQUIRE(c.configure(console_config()).empty());
   c.start();
+  results r;  // before the loops: it must outlive their threads
   loops l(2);
-  results r;
   for (int i = 0; i < 50; ++i) {
     auto& io = *l.ios[static_cast<std::size_t>(i % 2)];
     auto w = c.ask(ask_about("new.example.org"), io.get_executor());
@@ -154,8 +156,8 @@ TEST_CASE("coordinator: the timeout answers with hook_timeout, per on_timeout") 
   SECTION("allow") { cfg.hook->on_timeout = egressd::config::hook_fallback::allow; }
   REQUIRE(c.configure(cfg).empty());
   c.start();
+  results r;  // before the loops: it must outlive their threads
   loops l(1);
-  results r;
   const auto started = std::chrono::steady_clock::now();
   wait_on(*l.ios[0], c.ask(ask_about("slow.example.net"), l.ios[0]->get_executor()), r);
   REQUIRE(eventually([&] { return r.done.load() == 1; }));
@@ -195,8 +197,8 @@ TEST_CASE("coordinator: a domain answer remembered for a while releases a siblin
   coordinator c(m);
   REQUIRE(c.configure(console_config()).empty());
   c.start();
+  results r;  // before the loops: it must outlive their threads
   loops l(1);
-  results r;
   auto ex = l.ios[0]->get_executor();
   wait_on(*l.ios[0], c.ask(ask_about("registry.npmjs.org"), ex), r);
   wait_on(*l.ios[0], c.ask(ask_about("www.npmjs.org", 80), ex), r);
@@ -274,8 +276,8 @@ TEST_CASE("coordinator: a cancelled wait ends alone; stop() refuses what is stil
   coordinator c(m);
   REQUIRE(c.configure(console_config()).empty());
   c.start();
+  results r;  // before the loops: it must outlive their threads
   loops l(1);
-  results r;
   auto ex = l.ios[0]->get_executor();
   auto first = c.ask(ask_about("held.example"), ex);
   auto second = c.ask(ask_about("held.example"), ex);
