@@ -73,12 +73,17 @@ ncpu=$(nproc)
 results=$tmp/results.jsonl
 : >"$results"
 
+# pinned CPUS: the taskset prefix that keeps a command on CPUS (nothing for "").
+pinned() { [[ -z $1 ]] || echo "taskset -c $1"; }
 # start NAME CPUS COMMAND...: runs COMMAND in its own process group on CPUS ("" = any);
 # sets PG.
 start() {
   local name=$1 cpus=$2; shift 2
-  if [[ -n $cpus ]]; then setsid taskset -c "$cpus" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
-  else setsid "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" & fi
+  # Removed here, not by the background redirection, which may truncate them only after
+  # wait_line has read the previous round's ports.
+  rm -f "$tmp/$name.out" "$tmp/$name.err"
+  # shellcheck disable=SC2046 # the prefix is words on purpose
+  setsid $(pinned "$cpus") "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
   PG=$!
   pgids+=("$PG")
 }
@@ -96,8 +101,8 @@ for w in $WORKERS; do
   if (( w + 2 <= ncpu )); then
     placement=pinned
     proxy_cpus="0-$(( w - 1 ))"
-    rest_first=$w rest=$(( ncpu - w ))
-    other_cpus="$rest_first-$(( ncpu - 1 ))"
+    rest=$(( ncpu - w ))
+    other_cpus="$w-$(( ncpu - 1 ))"
   else
     placement=shared
     proxy_cpus="" other_cpus="" rest=$ncpu
@@ -130,15 +135,10 @@ EOF
     local scenario=$1 tport=$2; shift 2
     local i pids=()
     for (( i = 0; i < loaders; i++ )); do
-      if [[ -n $other_cpus ]]; then
-        timeout $(( ${SECONDS_PER%.*} + 30 )) taskset -c "$other_cpus" "$LOAD" --mode connect --proxy "127.0.0.1:$port" \
-          --target "127.0.0.1:$tport" --scenario "$scenario" --seconds "$SECONDS_PER" --warmup 0.5 \
-          --cpu-pgid "$epg" "$@" >"$tmp/load.$i" 2>&1 &
-      else
-        timeout $(( ${SECONDS_PER%.*} + 30 )) "$LOAD" --mode connect --proxy "127.0.0.1:$port" \
-          --target "127.0.0.1:$tport" --scenario "$scenario" --seconds "$SECONDS_PER" --warmup 0.5 \
-          --cpu-pgid "$epg" "$@" >"$tmp/load.$i" 2>&1 &
-      fi
+      # shellcheck disable=SC2046 # the prefix is words on purpose
+      timeout $(( ${SECONDS_PER%.*} + 30 )) $(pinned "$other_cpus") "$LOAD" --mode connect --proxy "127.0.0.1:$port" \
+        --target "127.0.0.1:$tport" --scenario "$scenario" --seconds "$SECONDS_PER" --warmup 0.5 \
+        --cpu-pgid "$epg" "$@" >"$tmp/load.$i" 2>&1 &
       pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i" || true; done
@@ -162,6 +162,7 @@ print(json.dumps({"workers": int(w), "placement": placement, "scenario": scenari
                   "errors": sum(r["errors"] for r in runs), "proxy_cores": cpu / seconds if seconds else -1,
                   "proxy_cpu_us_per_op": cpu * 1e6 / ops if ops and cpu >= 0 else -1}))
 PY
+    [[ -n ${SCALING_DEBUG:-} ]] && cat "$tmp"/load.* >&2
     rm -f "$tmp"/load.*
     tail -1 "$results" >&2
   }
