@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 import unittest
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -426,9 +425,9 @@ free_port = harness.free_port
 
 def start_prometheus(test: unittest.TestCase, target: str, rule_files: tuple[str, ...] = ()) -> tuple[str, subprocess.Popen, str]:
     """A real Prometheus server (Debian package `prometheus`; the test is skipped without
-    it) scraping `target` as job `egressd` every second and loading `rule_files`; stopped
-    at the test's cleanup. Returns its address (a free port now: a tiny race), process and
-    log file."""
+    it) scraping `target` as job `egressd` every second and loading `rule_files`, returned
+    once its /-/ready answers 200; stopped at the test's cleanup. Returns its address (a
+    free port now: a tiny race), process and log file."""
     binary = shutil.which("prometheus")
     if binary is None:
         test.skipTest("the prometheus server is not installed (Debian package `prometheus`)")
@@ -458,6 +457,20 @@ def start_prometheus(test: unittest.TestCase, target: str, rule_files: tuple[str
             proc.kill()
             proc.wait(5)
     test.addCleanup(stop)
+    # The query API answers 503 until the TSDB is open; /-/ready says when it is.
+    deadline = Deadline(60.0)
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as res:
+                if res.status == 200:
+                    break
+        except OSError:
+            pass  # not listening yet, or 503 while it starts
+        if proc.poll() is not None or deadline.expired():
+            with open(log_path, encoding="utf-8", errors="replace") as f:
+                tail = f.read()[-3000:]
+            test.fail(f"prometheus not ready within 60s (exit {proc.poll()})\n{tail}")
+        time.sleep(0.1)  # polling a starting server; no event to wait on
     return address, proc, log_path
 
 
@@ -472,13 +485,8 @@ class PrometheusScrapeTest(EgressdTestCase):
 
     def query(self, address: str, promql: str) -> list:
         url = f"http://{address}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        try:
-            with urllib.request.urlopen(url, timeout=5) as res:
-                doc = json.load(res)
-        except urllib.error.HTTPError:
-            raise
-        except OSError:
-            return []  # not up yet
+        with urllib.request.urlopen(url, timeout=5) as res:  # ready: start_prometheus waited
+            doc = json.load(res)
         self.assertEqual(doc.get("status"), "success", doc)
         return doc["data"]["result"]
 
