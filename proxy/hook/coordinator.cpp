@@ -214,11 +214,13 @@ struct coordinator::impl {
   std::size_t release_locked(std::unordered_map<std::string, pending_entry>::iterator it, const verdict& v,
                              std::string_view outcome_name) {
     pending_entry& p = it->second;
-    for (auto& w : p.waiters) deliver(w, v);
-    const std::size_t n = p.waiters.size();
+    // Counted before any waiter is released: a client that has its answer finds the
+    // question in /metrics.
     stats.count_hook_question(outcome_name);
     stats.observe_hook(std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - p.asked));
     stats.hook_pending_changed(-1);
+    for (auto& w : p.waiters) deliver(w, v);
+    const std::size_t n = p.waiters.size();
     if (p.timer) {
       // Cancelled on its own executor (io): the timer is not thread-safe.
       asio::post(io, [t = std::shared_ptr<asio::steady_timer>(std::move(p.timer))] { t->cancel(); });
