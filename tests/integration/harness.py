@@ -289,14 +289,22 @@ class LineLog:
         return [o for o in objs if o is not None and _safe(pred, o)]
 
     def wait(self, pred: Callable[[dict], bool], timeout: float, what: str, start: int = 0) -> tuple[int, dict]:
+        return self.wait_count(pred, 1, timeout, what, start)[0]
+
+    def wait_count(self, pred: Callable[[dict], bool], count: int, timeout: float, what: str,
+                   start: int = 0) -> list[tuple[int, dict]]:
+        """The first `count` lines from `start` on that match, with their indices."""
         deadline = Deadline(timeout)
         i = start
+        found: list[tuple[int, dict]] = []
         with self._cond:
             while True:
                 while i < len(self.objects):
                     obj = self.objects[i]
                     if obj is not None and _safe(pred, obj):
-                        return i, obj
+                        found.append((i, obj))
+                        if len(found) == count:
+                            return found
                     i += 1
                 if self.closed:
                     raise HarnessError(f"egressd's {self.name} closed before {what}\n--- {self.name} tail ---\n"
@@ -672,9 +680,15 @@ class Egressd:
 
     def wait_audit(self, timeout: float = AUDIT_TIMEOUT, start: int = 0, **fields: Any) -> dict:
         """The first access record from `start` on whose fields match."""
+        return self.wait_audits(1, timeout, start, **fields)[0]
+
+    def wait_audits(self, count: int, timeout: float = AUDIT_TIMEOUT, start: int = 0, **fields: Any) -> list[dict]:
+        """The first `count` access records from `start` on whose fields match: records
+        are written before the reply, but reach the test through a reader thread."""
         assert self.stdout is not None
-        return self.stdout.wait(lambda o: "event" in o and fields_match(o, fields), timeout,
-                                f"access record with {fields}", start)[1]
+        found = self.stdout.wait_count(lambda o: "event" in o and fields_match(o, fields), count, timeout,
+                                       f"{count} access record(s) with {fields}", start)
+        return [obj for _, obj in found]
 
     def exit_status(self) -> str:
         rc = self.proc.poll() if self.proc is not None else None

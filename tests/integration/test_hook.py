@@ -182,7 +182,7 @@ class ExecHookTest(HookBase):
         self.assertEqual(self.connect_status(self.d, "ttl.hook.test").status, 200)
         self.assertEqual(self.connect_status(self.d, "ttl.hook.test").status, 200)
         self.assertEqual(len(calls(self.tmp, "ttl.hook.test")) - before, 1)
-        recs = self.d.audit_records(start=mark, event="request", host="ttl.hook.test")
+        recs = self.d.wait_audits(2, start=mark, event="request", host="ttl.hook.test")
         self.assertEqual([r["answered_by"] for r in recs], ["hook", "remembered"])
         self.assertEqual(recs[1]["reason"], "remembered_allow")
         time.sleep(1.2)

@@ -357,8 +357,7 @@ class AuthRecordsTest(EgressdTestCase):
                 head, _ = read_head(s)
                 self.assertIn(head.status, (400, 431))
         # Everything above has been accounted for (2 curl + 2 SOCKS5 + 2 malformed).
-        harness.wait_until(lambda: len(self.d.audit_records(mark, event="request")) >= 6, harness.AUDIT_TIMEOUT,
-                           "a record for every request above")
+        self.d.wait_audits(6, start=mark, event="request")
         for log in (self.d.stdout, self.d.stderr):
             for line in list(log.lines):
                 for secret in secrets:

@@ -305,8 +305,7 @@ class RevokeTest(EgressdTestCase):
         self.assertTrue(started.wait(30), "the bulk transfer did not start")
         mark = d.audit_mark()
         self.reload(d, make_config(allow=[allow_http], reload={"watch": False}))
-        for _ in range(2):
-            d.wait_audit(start=mark, event="tunnel_closed", close_cause="revoked")
+        revoked = d.wait_audits(2, start=mark, event="tunnel_closed", close_cause="revoked")
         go_on.set()
         reader.join(60)
         self.assertFalse(reader.is_alive(), "the bulk transfer did not finish")
@@ -314,7 +313,7 @@ class RevokeTest(EgressdTestCase):
         self.assertEqual((result["status"], result["got"]), (200, n))
         self.assertEqual(result["sha"], harness.big_sha256(n))
 
-        revoked = d.audit_records(mark, event="tunnel_closed", close_cause="revoked")
+        self.assertEqual(d.audit_records(mark, event="tunnel_closed", close_cause="revoked"), revoked)
         self.assertEqual(sorted(r["protocol"] for r in revoked), ["connect", "socks5"], revoked)
         for r in revoked:
             self.assertEqual((r["port"], r["closed_by"]), (o.echo.port, "proxy"), r)

@@ -213,8 +213,7 @@ class RobustnessTest(EgressdTestCase):
             self.assertEqual(head.status, 200)
             sock.sendall(b"x" * 100000)
             rst_close(sock)
-        harness.wait_until(lambda: len(d.audit_records(mark, event="tunnel_closed", port=o.echo.port)) >= 10,
-                           harness.AUDIT_TIMEOUT, "a tunnel_closed record for every reset tunnel")
+        d.wait_audits(10, start=mark, event="tunnel_closed", port=o.echo.port)
         self.assert_still_serving()
 
     def test_upstream_reset(self):
