@@ -783,9 +783,10 @@ class ApprovalServiceReplicasTest(EgressdTestCase):
             sock, head, _ = open_connect(d.endpoint(0), f"blocked.elsewhere.test:{echo}")
             sock.close()
             self.assert_blocked(head, "blocked.elsewhere.test", proxy_status_has=["hook_deny", "not for this project"])
-        decided = svc.log.find_all(lambda o: o.get("msg") == "decided" and o.get("host") == "blocked.elsewhere.test",
-                                   mark)
-        self.assertEqual([o["decision"] for o in decided], ["deny", "deny"])
+        # Logged before the service answers; read here through the log's reader thread.
+        decided = svc.log.wait_count(lambda o: o.get("msg") == "decided" and o.get("host") == "blocked.elsewhere.test",
+                                     2, harness.AUDIT_TIMEOUT, "two 'decided' lines", mark)
+        self.assertEqual([o["decision"] for _, o in decided], ["deny", "deny"])
         self.assertEqual(svc.log.find_all(lambda o: o.get("msg") == "pending", mark), [])
 
 
