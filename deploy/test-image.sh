@@ -93,8 +93,14 @@ trap 'exit 130' INT TERM
 base_tar=$cache/debian12-minbase.tar
 if [[ ! -s $base_tar ]]; then
   step "debootstrap a Debian 12 minbase from $mirror"
-  timeout 1200 debootstrap --variant=minbase bookworm "$work/base" "$mirror" >"$work/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$work/debootstrap.log"; fail "debootstrap failed"; }
+  # A second try after a failure: a mirror's transient error is not the project's.
+  for try in 1 2; do
+    timeout 1200 debootstrap --variant=minbase bookworm "$work/base" "$mirror" >"$work/debootstrap.log" 2>&1 && break
+    tail -n 20 "$work/debootstrap.log"
+    ((try == 1)) || fail "debootstrap failed twice"
+    echo "test-image: debootstrap failed; trying once more"
+    rm -rf "$work/base"
+  done
   # What the official image has too: updates, security, and no cached package lists.
   cat >"$work/base/etc/apt/sources.list" <<SOURCES
 deb $mirror bookworm main
@@ -115,11 +121,23 @@ fi
 # ---- 2. the image -------------------------------------------------------------------
 step "podman build --isolation chroot --pull=never (log: $cache/build.log)"
 start=$SECONDS
-if ! timeout 2400 "${podman[@]}" build --isolation chroot --pull=never --layers --force-rm --format docker \
-     -v "$ccache_dir:/ccache" --build-arg CCACHE_DIR=/ccache -t "$image" . >"$cache/build.log" 2>&1; then
-  tail -n 30 "$cache/build.log"
-  fail "podman build failed"
-fi
+# podman_build WHAT LOG SECONDS ARGS...: a build, tried once more where apt's downloads
+# failed in a stage (the mirror's error, not the project's; the layers already built are
+# kept). Any other failure is the build's own.
+podman_build() {
+  local what=$1 log=$2 limit=$3 try
+  shift 3
+  for try in 1 2; do
+    timeout "$limit" "${podman[@]}" build --isolation chroot --pull=never --layers --force-rm "$@" >"$log" 2>&1 && return
+    tail -n 30 "$log"
+    ((try == 1)) || fail "$what failed twice"
+    grep -Eq "Failed to fetch|Temporary failure resolving|Could not connect|Connection failed|Hash Sum mismatch" "$log" \
+      || fail "$what failed"
+    echo "test-image: a package download failed in $what; trying once more"
+  done
+}
+podman_build "podman build" "$cache/build.log" 2400 --format docker -v "$ccache_dir:/ccache" \
+  --build-arg CCACHE_DIR=/ccache -t "$image" .
 "${podman[@]}" image exists "$image" || fail "podman build made no $image"
 echo "built in $((SECONDS - start)) s"
 
@@ -234,8 +252,7 @@ step "Squid's Debian image built the same way"
 mkdir -p "$work/squid"
 printf 'FROM docker.io/library/debian:12-slim\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends squid >/dev/null && apt-get clean && rm -rf /var/lib/apt/lists/*\n' \
   >"$work/squid/Dockerfile"
-timeout 900 "${podman[@]}" build --isolation chroot --pull=never --layers --force-rm -t "$squid_image" "$work/squid" \
-  >"$cache/squid-build.log" 2>&1 || { tail -n 20 "$cache/squid-build.log"; fail "the Squid image did not build"; }
+podman_build "the Squid image's build" "$cache/squid-build.log" 900 -t "$squid_image" "$work/squid"
 size() { "${podman[@]}" image inspect --format '{{.Size}}' "$1"; }
 mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1000000 }'; }
 base=$(size docker.io/library/debian:12-slim)
