@@ -211,17 +211,13 @@ class DashboardPrometheusTest(EgressdTestCase):
         deadline = Deadline(seconds)
         while True:
             if self.prom_proc.poll() is not None:
-                self.fail(f"prometheus exited ({self.prom_proc.returncode}) waiting for {what}\n{self.prom_tail()}")
+                self.fail(f"prometheus exited ({self.prom_proc.returncode}) waiting for {what}\n{test_metrics.log_tail(self.prom_log)}")
             got = pred()
             if got:
                 return got
             if deadline.expired():
-                self.fail(f"{what}: not within {seconds:.0f}s\n{self.prom_tail()}")
+                self.fail(f"{what}: not within {seconds:.0f}s\n{test_metrics.log_tail(self.prom_log)}")
             time.sleep(0.25)
-
-    def prom_tail(self) -> str:
-        with open(self.prom_log, encoding="utf-8", errors="replace") as f:
-            return f.read()[-3000:]
 
     def traffic(self, d: harness.Egressd, name: str, dns_name: str) -> None:
         """Allowed tunnels, denials of unknown names, and a guard refusal after a lookup."""

@@ -457,21 +457,29 @@ def start_prometheus(test: unittest.TestCase, target: str, rule_files: tuple[str
             proc.kill()
             proc.wait(5)
     test.addCleanup(stop)
-    # The query API answers 503 until the TSDB is open; /-/ready says when it is.
-    deadline = Deadline(60.0)
-    while True:
+
+    def state() -> str:
+        if proc.poll() is not None:
+            return "exited"
+        # The query API answers 503 until the TSDB is open; /-/ready says when it is.
         try:
             with urllib.request.urlopen(f"http://{address}/-/ready", timeout=2) as res:
-                if res.status == 200:
-                    break
+                return "ready" if res.status == 200 else ""
         except OSError:
-            pass  # not listening yet, or 503 while it starts
-        if proc.poll() is not None or deadline.expired():
-            with open(log_path, encoding="utf-8", errors="replace") as f:
-                tail = f.read()[-3000:]
-            test.fail(f"prometheus not ready within 60s (exit {proc.poll()})\n{tail}")
-        time.sleep(0.1)  # polling a starting server; no event to wait on
+            return ""  # not listening yet, or 503 while it starts
+    try:
+        got = harness.wait_until(state, 60.0, "prometheus /-/ready", interval=0.1)
+    except harness.HarnessError:
+        got = "not ready within 60s"
+    if got != "ready":
+        test.fail(f"prometheus {got} (exit {proc.poll()})\n{log_tail(log_path)}")
     return address, proc, log_path
+
+
+def log_tail(path: str) -> str:
+    """The last 3000 characters of a server's log, for a failure message."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-3000:]
 
 
 class PrometheusScrapeTest(EgressdTestCase):
@@ -507,8 +515,7 @@ class PrometheusScrapeTest(EgressdTestCase):
                 break
             time.sleep(0.25)  # polling a server that scrapes once a second; no event to wait on
         if not result:
-            with open(self.prom_log, encoding="utf-8", errors="replace") as f:
-                tail = f.read()[-3000:]
+            tail = log_tail(self.prom_log)
             try:
                 with urllib.request.urlopen(f"http://{prom}/api/v1/targets", timeout=5) as res:
                     targets = res.read().decode()[:2000]
