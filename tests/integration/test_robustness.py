@@ -5,6 +5,7 @@ each, the daemon is still alive and serving."""
 
 import os
 import random
+import shutil
 import socket
 import sys
 import threading
@@ -272,7 +273,14 @@ class ConnectionLimitTest(EgressdTestCase):
 
     def test_connections_beyond_the_limit_are_closed(self):
         o = self.o
-        d = self.start_daemon(make_config(allow=[f"127.0.0.1:{o.echo.port}"], limits={"max_connections": 3}))
+        # A unix socket in a directory of its own: only this test can connect to it. On a
+        # loopback port the limit was once reached with two of this test's connections
+        # open and no record of a third: a client of a test running in parallel, with a
+        # stale port number, had taken the slot.
+        sockdir = harness.short_tempdir("egd-limit-")
+        self.addCleanup(shutil.rmtree, sockdir, True)
+        d = self.start_daemon(make_config(listeners=[f"unix:{os.path.join(sockdir, 'proxy.sock')}"],
+                                          allow=[f"127.0.0.1:{o.echo.port}"], limits={"max_connections": 3}))
         ep = d.endpoint(0)
         held = []
         for _ in range(3):
